@@ -1,0 +1,77 @@
+"""Named starting points: the seed plan's three configurations, a dense baseline, and a quickstart.
+
+``conservative``, ``aggressive`` and ``ultra`` are shared/seed/imagenet_plan.md's Configurations 1–3
+for ResNet-50 on ImageNet-1K, value for value. Where the seed leaves a value unsaid (batch size;
+Ultra's gains and LRs), the Conservative value is used: it is the seed's ImageNet-100 production
+setting. ``baseline`` is Conservative trained dense. ``quickstart`` is the embedded default:
+digits and the small ResNet on a CPU, with gains that move the threshold at digits' loss scale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ast_tune.spec import DataSpec, OptimSpec, RunSpec, SparsitySpec, SpecError
+
+_IMAGENET = DataSpec(kind="imagenet", root="/data/imagenet", image_size=224)
+
+CONSERVATIVE = RunSpec(
+    data=_IMAGENET,
+    model="resnet50",
+    batch_size=256,  # not in the seed; torchvision's reference recipe
+    epochs=100,
+    warmup_epochs=10,
+    checkpoint_every=10,
+    sparsity=SparsitySpec(mode="inline", target_activation=0.40, initial_threshold=3.0,
+                          kp=0.005, ki=0.0001, ema_alpha=0.1),
+    optim=OptimSpec(schedule="two_stage", warmup_lr=0.01, lr=0.005, momentum=0.9, weight_decay=1e-4),
+)
+
+AGGRESSIVE = dataclasses.replace(
+    CONSERVATIVE,
+    epochs=50,
+    warmup_epochs=5,
+    sparsity=dataclasses.replace(CONSERVATIVE.sparsity, target_activation=0.30, initial_threshold=4.0,
+                                 kp=0.008, ki=0.00015),
+    optim=dataclasses.replace(CONSERVATIVE.optim, warmup_lr=0.02, lr=0.01),
+)
+
+ULTRA = dataclasses.replace(
+    CONSERVATIVE,
+    epochs=30,
+    warmup_epochs=0,
+    precision="amp",
+    grad_accum=4,
+    sparsity=dataclasses.replace(CONSERVATIVE.sparsity, target_activation=0.20, initial_threshold=5.0),
+)
+
+BASELINE = dataclasses.replace(
+    CONSERVATIVE, sparsity=dataclasses.replace(CONSERVATIVE.sparsity, mode="dense")
+)
+
+QUICKSTART = RunSpec(
+    data=DataSpec(kind="digits", image_size=32),
+    model="small_resnet",
+    batch_size=128,
+    epochs=10,
+    warmup_epochs=2,
+    checkpoint_every=5,
+    sparsity=SparsitySpec(mode="inline", target_activation=0.4, initial_threshold=0.5, threshold_min=0.0,
+                          kp=0.5, ki=0.01, ema_alpha=0.1),
+    optim=OptimSpec(schedule="cosine", lr=0.1, warmup_lr=0.1),
+)
+
+PRESETS: dict[str, RunSpec] = {
+    "conservative": CONSERVATIVE,
+    "aggressive": AGGRESSIVE,
+    "ultra": ULTRA,
+    "baseline": BASELINE,
+    "quickstart": QUICKSTART,
+}
+
+
+def get_preset(name: str) -> RunSpec:
+    """The preset called ``name``; SpecError listing the allowed names otherwise."""
+    if name not in PRESETS:
+        raise SpecError("preset", f"must be one of {', '.join(PRESETS)}; got {name!r}")
+    return PRESETS[name]

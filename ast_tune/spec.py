@@ -1,0 +1,342 @@
+"""Specs: YAML and ``--set key.path=value`` overrides → frozen, validated dataclasses.
+
+Every config in ast_tune is a frozen dataclass built once, at the edge, by :func:`build`.
+Unknown keys, wrong types and out-of-range values raise :class:`SpecError` whose message
+starts with the dotted key path, e.g. ``sparsity.kp: must be >= 0, got -1``. The CLIs turn
+it into one line on stderr and exit code 2.
+
+This module holds the generic machinery and the spec of one training run (:class:`RunSpec`);
+the sweep's own sections live in :mod:`ast_tune.sweep_spec`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class SpecError(ValueError):
+    """Bad user input. ``str(err)`` is one line: ``<key.path>: <what is wrong>``."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}" if key else message)
+
+    def within(self, prefix: str) -> SpecError:
+        """The same error with ``prefix`` prepended to its key path."""
+        return SpecError(_join(prefix, self.key), self.message)
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix and key else prefix or key
+
+
+# --- field checks, used by the dataclasses' __post_init__ ------------------------------------
+
+
+def check_choice(key: str, value: Any, allowed: Sequence[Any]) -> None:
+    """Raise SpecError unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise SpecError(key, f"must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def check_range(key: str, value: float, *, low: float | None = None, high: float | None = None,
+                low_open: bool = False, high_open: bool = False) -> None:
+    """Raise SpecError unless ``low <= value <= high`` (``<`` where the bound is open)."""
+    if low is not None and (value <= low if low_open else value < low):
+        raise SpecError(key, f"must be {'>' if low_open else '>='} {low}, got {value}")
+    if high is not None and (value >= high if high_open else value > high):
+        raise SpecError(key, f"must be {'<' if high_open else '<='} {high}, got {value}")
+
+
+# --- generic builder -------------------------------------------------------------------------
+
+
+def build(cls: type[T], mapping: Any, path: str = "") -> T:
+    """Build dataclass ``cls`` from a mapping, type-checking every field.
+
+    Args:
+        cls: a (frozen) dataclass type.
+        mapping: parsed YAML; missing keys take the dataclass defaults.
+        path: dotted key path of ``mapping`` in the whole document, for error messages.
+
+    Raises:
+        SpecError: unknown key, wrong type, or a value its ``__post_init__`` rejects.
+    """
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, Mapping):
+        raise SpecError(path, f"must be a mapping, got {type(mapping).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in mapping.items():
+        if key not in fields:
+            raise SpecError(_join(path, str(key)), f"unknown key; allowed: {', '.join(fields)}")
+        kwargs[key] = coerce(value, hints[key], _join(path, key))
+    missing = [n for n, f in fields.items() if n not in kwargs and _required(f)]
+    if missing:
+        raise SpecError(_join(path, missing[0]), "required")
+    try:
+        return cls(**kwargs)
+    except SpecError as err:
+        raise err.within(path) from None
+
+
+def _required(field: dataclasses.Field) -> bool:
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+
+
+def coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against type ``hint``; ints widen to float, mappings build dataclasses."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return coerce(value, option, key)
+            except SpecError as err:
+                errors.append(err.message)
+        raise SpecError(key, " or ".join(errors))
+    if dataclasses.is_dataclass(hint):
+        return value if isinstance(value, hint) else build(hint, value, key)
+    if origin in (tuple, list):
+        if not isinstance(value, list | tuple):
+            raise SpecError(key, f"must be a list, got {_typename(value)}")
+        (item,) = typing.get_args(hint)[:1] or (Any,)
+        return tuple(coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise SpecError(key, f"must be a mapping, got {_typename(value)}")
+        return dict(value)
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is bool and not isinstance(value, bool):
+        raise SpecError(key, f"must be true or false, got {value!r}")
+    if hint is int and isinstance(value, bool):
+        raise SpecError(key, f"must be an integer, got {value!r}")
+    if not isinstance(value, hint):
+        raise SpecError(key, f"must be {_article(hint)}, got {_typename(value)} {value!r}")
+    return value
+
+
+def _typename(value: Any) -> str:
+    return {list: "list", tuple: "list", dict: "mapping"}.get(type(value), type(value).__name__)
+
+
+def _article(hint: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+# --- overrides -------------------------------------------------------------------------------
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Split ``key.path=value``; the value is parsed as YAML (``0.1`` → float, ``true`` → bool)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise SpecError("--set", f"expected key.path=value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def set_path(document: dict, key: str, value: Any) -> dict:
+    """A copy of nested mapping ``document`` with dotted ``key`` set to ``value``.
+
+    The result is validated later by :func:`build`, which rejects unknown keys and wrong types.
+    """
+    head, _, rest = key.partition(".")
+    out = dict(document)
+    if not rest:
+        out[head] = value
+        return out
+    child = out.get(head)
+    if child is None:
+        child = {}
+    if not isinstance(child, Mapping):
+        raise SpecError(key, f"{head} is {_typename(child)} {child!r}, it has no sub-keys")
+    try:
+        out[head] = set_path(dict(child), rest, value)
+    except SpecError as err:
+        raise SpecError(key, err.message) from None
+    return out
+
+
+def apply_overrides(spec: T, assignments: Sequence[str]) -> T:
+    """Apply ``--set key.path=value`` strings to ``spec`` and validate the result once."""
+    document = to_dict(spec)
+    for text in assignments:
+        document = set_path(document, *parse_assignment(text))
+    return build(type(spec), document)
+
+
+def to_dict(spec: Any) -> Any:
+    """A plain, YAML-ready view of a spec (tuples become lists)."""
+    if dataclasses.is_dataclass(spec):
+        return {f.name: to_dict(getattr(spec, f.name)) for f in dataclasses.fields(spec)}
+    if isinstance(spec, tuple | list):
+        return [to_dict(v) for v in spec]
+    if isinstance(spec, dict):
+        return {k: to_dict(v) for k, v in spec.items()}
+    return spec
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping; a missing, empty or malformed file is a one-line SpecError."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(str(path), "no such file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SpecError(str(path), f"not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise SpecError(str(path), "must contain a YAML mapping" if data is not None else "file is empty")
+    return data
+
+
+# --- the spec of one training run ------------------------------------------------------------
+
+DATA_KINDS = ("digits", "imagefolder", "imagenet")
+MODELS = ("small_resnet", "resnet18", "resnet50")
+MODES = ("dense", "mask", "inline", "skip")
+SCHEDULES = ("constant", "step", "cosine", "onecycle", "two_stage")
+PRECISIONS = ("fp32", "amp")
+
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """Where the samples come from.
+
+    ``digits`` is the embedded default (sklearn's UCI handwritten digits, no download);
+    ``imagefolder`` reads ``root/train/<class>/*`` and ``root/val/<class>/*``; ``imagenet`` reads the
+    Kaggle layout under ``root`` (``ILSVRC/Data/CLS-LOC/{train,val}`` and ``LOC_val_solution.csv``).
+    """
+
+    kind: str = "digits"
+    root: str | None = None  # dataset root directory; required unless kind is digits
+    image_size: int = 32  # px, side of the square network input (224 for ImageNet)
+    num_workers: int = -1  # DataLoader worker processes per training worker; -1 = auto
+    val_fraction: float = 0.2  # digits only: share of the 1,797 images held out for validation
+
+    def __post_init__(self) -> None:
+        check_choice("kind", self.kind, DATA_KINDS)
+        if self.kind != "digits" and not self.root:
+            raise SpecError("root", f"required for kind {self.kind}")
+        check_range("image_size", self.image_size, low=8)
+        check_range("num_workers", self.num_workers, low=-1)
+        check_range("val_fraction", self.val_fraction, low=0, high=1, low_open=True, high_open=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class SparsitySpec:
+    """How AST picks the samples it trains on (shared/DESIGN.md §2).
+
+    Significance ``s = loss_weight·CE + entropy_weight·H`` in nats. The Sundew PI controller moves
+    ``threshold`` (nats) after every batch so that the EMA of the activation rate tracks
+    ``target_activation``; samples with ``s >= threshold`` are trained on.
+    """
+
+    mode: str = "inline"  # dense | mask | inline | skip
+    target_activation: float = 0.4  # wanted fraction of samples trained on
+    initial_threshold: float = 3.0  # nats
+    kp: float = 0.005  # nats of threshold per unit of activation error, per batch
+    ki: float = 0.0001  # nats per unit of accumulated error, per batch
+    ema_alpha: float = 0.1  # weight of the newest batch in the activation EMA
+    loss_weight: float = 0.7
+    entropy_weight: float = 0.3
+    threshold_min: float = 0.5  # nats; also the lower edge of the anti-windup band
+    threshold_max: float = 10.0  # nats; also the upper edge of the anti-windup band
+    min_keep_fraction: float = 0.1  # top-k floor: keep at least max(2, ceil(f·batch)) per batch
+    score_bn: str = "eval"  # inline: BatchNorm mode of the no-grad scoring forward (eval | train)
+    refresh_fraction: float = 0.1  # skip: share of predicted-insignificant samples still trained
+    reweight: bool = False  # skip: weight the refreshed low-score samples by 1/refresh_fraction
+
+    def __post_init__(self) -> None:
+        check_choice("mode", self.mode, MODES)
+        check_range("target_activation", self.target_activation, low=0, high=1, low_open=True)
+        for key in ("kp", "ki", "loss_weight", "entropy_weight"):
+            check_range(key, getattr(self, key), low=0)
+        check_range("ema_alpha", self.ema_alpha, low=0, high=1, low_open=True)
+        check_range("threshold_min", self.threshold_min, low=0)
+        check_range("threshold_max", self.threshold_max, low=self.threshold_min, low_open=True)
+        check_range("initial_threshold", self.initial_threshold, low=self.threshold_min,
+                    high=self.threshold_max)
+        check_range("min_keep_fraction", self.min_keep_fraction, low=0, high=1)
+        check_choice("score_bn", self.score_bn, ("eval", "train"))
+        check_range("refresh_fraction", self.refresh_fraction, low=0, high=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimSpec:
+    """SGD and its learning-rate schedule.
+
+    LRs are per optimizer step of ``batch_size × grad_accum × world_size`` samples. ``two_stage`` is
+    the seed's: ``warmup_lr`` during the dense warm-up epochs, then ``lr``. The other schedules span
+    all epochs from ``lr`` and ignore ``warmup_lr``.
+    """
+
+    lr: float = 0.005
+    warmup_lr: float = 0.01
+    schedule: str = "two_stage"  # constant | step | cosine | onecycle | two_stage
+    step_epochs: int = 30  # step: multiply the LR by gamma every step_epochs epochs
+    gamma: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+
+    def __post_init__(self) -> None:
+        check_range("lr", self.lr, low=0, low_open=True)
+        check_range("warmup_lr", self.warmup_lr, low=0, low_open=True)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_range("step_epochs", self.step_epochs, low=1)
+        check_range("gamma", self.gamma, low=0, high=1, low_open=True)
+        check_range("momentum", self.momentum, low=0, high=1, high_open=True)
+        check_range("weight_decay", self.weight_decay, low=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """Everything one training run needs; the engine reads nothing else."""
+
+    data: DataSpec = DataSpec()
+    model: str = "small_resnet"  # small_resnet | resnet18 | resnet50
+    pretrained: str | None = None  # path of a local torchvision state_dict file, or none
+    batch_size: int = 128  # samples per forward pass, per training worker
+    grad_accum: int = 1  # forward passes per optimizer step
+    epochs: int = 10
+    warmup_epochs: int = 2  # dense epochs before AST selection starts
+    precision: str = "fp32"  # fp32 | amp (autocast + GradScaler, CUDA only)
+    seed: int = 0
+    checkpoint_every: int = 10  # epochs between checkpoints; the last epoch is always saved
+    sparsity: SparsitySpec = SparsitySpec()
+    optim: OptimSpec = OptimSpec()
+
+    def __post_init__(self) -> None:
+        check_choice("model", self.model, MODELS)
+        check_range("batch_size", self.batch_size, low=1)
+        check_range("grad_accum", self.grad_accum, low=1)
+        check_range("epochs", self.epochs, low=1)
+        check_range("warmup_epochs", self.warmup_epochs, low=0, high=self.epochs)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_range("checkpoint_every", self.checkpoint_every, low=1)
