@@ -1,0 +1,39 @@
+"""Column names of the result tables (shared/DESIGN.md §3 and §5), in one place.
+
+Units: accuracies in percent; ``energy_savings`` and ``activation_rate`` as fractions in [0, 1];
+``energy_savings`` is COUNTED (the seed's 1 − (active + 0.01·skipped)/total), ``speedup`` is
+MEASURED (dense baseline train seconds / this run's train seconds, same hardware); times in
+seconds; memory in MiB; energy in joules (NVML, GPU only: NaN elsewhere, never invented).
+"""
+
+from __future__ import annotations
+
+#: One row per epoch of one run, as ``engine.fit`` reports it.
+EPOCH_METRICS = (
+    "epoch",  # 1-based count of finished epochs
+    "phase",  # "warmup" (dense) or "ast"
+    "train_loss",  # mean CE over the samples trained on, nats
+    "val_top1",
+    "val_top5",
+    "lr",  # LR at the end of the epoch
+    "activation_rate",  # realised fraction of samples trained on (not the EMA)
+    "target_activation",
+    "threshold",  # nats, at the end of the epoch
+    "energy_savings",  # counted
+    "train_seconds",  # wall clock of the training phase only
+    "samples_per_second",  # samples seen (loaded) per train second
+    "speedup",  # measured; NaN when no baseline was timed
+    "energy_j",  # NVML energy of the epoch, GPU only
+    "max_memory_mb",  # CUDA max allocated, or process RSS on CPU
+)
+
+#: ``epochs.parquet`` adds the trial's identity, final status and parameters (``param.<name>``).
+EPOCH_TABLE_KEYS = ("trial_id", "status")
+
+#: ``trials.parquet`` / ``trials.csv``: one row per trial, plus every ``param.<name>``.
+TRIAL_COLUMNS = (
+    "trial_id", "status", "epochs_done", "val_top1", "val_top5", "energy_savings", "speedup",
+    "activation_rate", "train_seconds", "energy_j", "pareto_rank", "on_front",
+)
+
+PARAM_PREFIX = "param."
