@@ -1,0 +1,102 @@
+"""Per-epoch bookkeeping: wall-clock timing, memory, NVML energy, and counted savings.
+
+Measured and counted are kept apart on purpose: ``train_seconds`` and ``samples_per_second`` are
+wall-clock measurements (CUDA synchronised before the clock is read); ``energy_savings`` is only
+counted from sample tallies, with the seed's definition; ``energy_j`` comes from the GPU's own
+energy counter and is NaN where there is none (CPU), never estimated.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import resource
+import time
+
+import torch
+
+from ast_tune.columns import EPOCH_METRICS
+
+log = logging.getLogger(__name__)
+
+#: The seed library's cost of a skipped sample relative to a trained one, in its counted savings.
+SKIPPED_COST = 0.01
+
+
+def counted_energy_savings(*, active: float, total: float) -> float:
+    """The seed's counted saving ``1 − (active + 0.01·skipped)/total``, a fraction; not a measurement."""
+    if total <= 0:
+        return math.nan
+    return 1.0 - (active + SKIPPED_COST * (total - active)) / total
+
+
+def synchronise(device: torch.device) -> None:
+    """Wait for queued CUDA work so that the clock measures it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def max_memory_mb(device: torch.device) -> float:
+    """CUDA max allocated on ``device``, or this process's peak RSS on the CPU, in MiB."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+class EnergyMeter:
+    """Joules used by the GPU between :meth:`start` and :meth:`stop` (NVML counter); NaN on CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self._handle = None
+        self._start_mj = 0
+        if device.type != "cuda":
+            return
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            pynvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
+        except Exception as err:  # no NVML, or a GPU without an energy counter
+            log.warning("GPU energy not measured: %s", err)
+            self._handle = None
+
+    def _read_mj(self) -> int:
+        import pynvml
+
+        return pynvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
+
+    def start(self) -> None:
+        if self._handle is not None:
+            self._start_mj = self._read_mj()
+
+    def stop(self) -> float:
+        """Joules since :meth:`start`, or NaN without a counter."""
+        if self._handle is None:
+            return math.nan
+        return (self._read_mj() - self._start_mj) / 1000.0
+
+
+class Stopwatch:
+    """Wall-clock seconds of a phase, with CUDA synchronised at both ends."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        synchronise(self.device)
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> float:
+        synchronise(self.device)
+        return time.perf_counter() - self._t0
+
+
+def epoch_record(**values: float | str) -> dict[str, float | str]:
+    """Order ``values`` as :data:`columns.EPOCH_METRICS`; missing metrics become NaN."""
+    unknown = set(values) - set(EPOCH_METRICS)
+    if unknown:
+        raise KeyError(f"not epoch metrics: {sorted(unknown)}")
+    return {name: values.get(name, math.nan) for name in EPOCH_METRICS}

@@ -1,0 +1,161 @@
+"""Which samples AST trains on: significance, the Sundew PI controller, and subset selection.
+
+A sample's significance is ``loss_weight·CE + entropy_weight·H(softmax)`` in nats. The Sundew
+controller moves a threshold after every batch so that the EMA of the activation rate (the fraction
+of samples trained on) tracks a target; samples at or above the threshold are trained on, with a
+top-k floor. With several workers every count is all-reduced first, so all ranks hold the same
+threshold at every step. Torch only: no Ray here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from ast_tune.spec import SparsitySpec
+
+
+@torch.no_grad()
+def significance(logits: torch.Tensor, targets: torch.Tensor, *, loss_weight: float = 0.7,
+                 entropy_weight: float = 0.3) -> torch.Tensor:
+    """Per-sample significance in nats: ``loss_weight·CE(logits, y) + entropy_weight·H(softmax)``."""
+    logits = logits.detach().float()
+    log_p = F.log_softmax(logits, dim=1)
+    ce = F.nll_loss(log_p, targets, reduction="none")
+    entropy = -(log_p.exp() * log_p).sum(dim=1)
+    return loss_weight * ce + entropy_weight * entropy
+
+
+def min_keep(batch: int, fraction: float) -> int:
+    """The top-k floor: at least ``max(2, ceil(fraction·batch))`` samples, never more than the batch."""
+    return min(batch, max(2, math.ceil(fraction * batch)))
+
+
+def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    """Sum ``values`` over all ranks (identity without torch.distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+class SundewController:
+    """The seed's PI controller on the significance threshold (shared/DESIGN.md §2).
+
+    Per step, with activation ``a``: ``ema = (1-α)·ema + α·a``; ``error = ema - target``; the integral
+    accumulates ``error`` (clamped to ±100) only while ``threshold_min < threshold < threshold_max``
+    and otherwise decays ×0.9 (anti-windup); then ``threshold += kp·error + ki·integral``, clamped
+    to ``[threshold_min, threshold_max]``. The EMA starts at the target, so the first step is neutral.
+    """
+
+    INTEGRAL_LIMIT = 100.0
+    INTEGRAL_DECAY = 0.9
+
+    def __init__(self, spec: SparsitySpec) -> None:
+        self.spec = spec
+        self.threshold = spec.initial_threshold  # nats
+        self.ema = spec.target_activation
+        self.integral = 0.0
+
+    def update(self, activation: float) -> float:
+        """Feed one step's realised activation (a fraction); return the new threshold in nats."""
+        s = self.spec
+        self.ema = (1 - s.ema_alpha) * self.ema + s.ema_alpha * activation
+        error = self.ema - s.target_activation
+        if s.threshold_min < self.threshold < s.threshold_max:
+            self.integral = max(-self.INTEGRAL_LIMIT, min(self.INTEGRAL_LIMIT, self.integral + error))
+        else:
+            self.integral *= self.INTEGRAL_DECAY
+        self.threshold += s.kp * error + s.ki * self.integral
+        self.threshold = max(s.threshold_min, min(s.threshold_max, self.threshold))
+        return self.threshold
+
+    def state_dict(self) -> dict[str, float]:
+        return {"threshold": self.threshold, "ema": self.ema, "integral": self.integral}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.threshold, self.ema, self.integral = state["threshold"], state["ema"], state["integral"]
+
+
+class BatchSelector:
+    """Chooses the significant samples of each batch and steps the controller (modes inline, mask)."""
+
+    def __init__(self, spec: SparsitySpec, controller: SundewController, device: torch.device) -> None:
+        self.spec = spec
+        self.controller = controller
+        self.device = device
+
+    def choose(self, scores: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Boolean keep-mask for ``scores``, and the global number of samples kept (all ranks).
+
+        Samples with ``score >= threshold`` are kept; if fewer than the floor, the top-k by score.
+        The controller is then stepped with the global activation.
+        """
+        keep = scores >= self.controller.threshold
+        floor = min_keep(scores.numel(), self.spec.min_keep_fraction)
+        if int(keep.sum()) < floor:
+            keep = torch.zeros_like(keep)
+            keep[torch.topk(scores, floor).indices] = True
+        kept, total = all_reduce_sum([float(keep.sum()), float(scores.numel())], self.device)
+        self.controller.update(kept / total)
+        return keep, kept
+
+
+class ScoreTable:
+    """``skip`` mode: each sample's significance from the last time it was trained on.
+
+    Samples never scored hold +inf, so they are always trained on. At the start of an epoch,
+    samples below the threshold are left out (not loaded, not forwarded), except a random
+    ``refresh_fraction`` of them, kept so their scores refresh.
+    """
+
+    def __init__(self, size: int, spec: SparsitySpec) -> None:
+        self.spec = spec
+        self.scores = torch.full((size,), math.inf)  # nats, on the CPU
+        self._updated = torch.zeros(size, dtype=torch.bool)
+
+    def plan_epoch(self, threshold: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Dataset indices to train on this epoch, and a bool flag per index: kept only to refresh.
+
+        The draw uses ``generator``; seed it identically on every rank so all ranks agree.
+        """
+        significant = self.scores >= threshold
+        draw = torch.rand(self.scores.shape, generator=generator)
+        refresh = ~significant & (draw < self.spec.refresh_fraction)
+        indices = torch.nonzero(significant | refresh).flatten()
+        return indices, refresh[indices]
+
+    def predicted_activation(self, threshold: float, device: torch.device) -> float:
+        """Fraction of the dataset the next epoch would train on at ``threshold``, over all ranks."""
+        counts = [float((self.scores >= threshold).sum()), float(len(self.scores))]
+        significant, total = all_reduce_sum(counts, device)
+        share = significant / total
+        return share + self.spec.refresh_fraction * (1 - share)
+
+    def update(self, indices: torch.Tensor, scores: torch.Tensor) -> None:
+        """Remember fresh scores for the dataset ``indices`` trained on in this step."""
+        indices = indices.cpu()
+        self.scores[indices] = scores.float().cpu()
+        self._updated[indices] = True
+
+    def synchronise(self, device: torch.device) -> None:
+        """Merge every rank's updates of this epoch into one table (max where ranks overlap)."""
+        if dist.is_available() and dist.is_initialized():
+            missing = torch.full_like(self.scores, -math.inf)
+            fresh = torch.where(self._updated, self.scores, missing).to(device)
+            dist.all_reduce(fresh, op=dist.ReduceOp.MAX)
+            fresh = fresh.cpu()
+            seen = fresh > -math.inf
+            self.scores[seen] = fresh[seen]
+        self._updated.zero_()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"scores": self.scores.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.scores = state["scores"].clone()
+        self._updated = torch.zeros(len(self.scores), dtype=torch.bool)

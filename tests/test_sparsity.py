@@ -1,0 +1,118 @@
+"""The Sundew controller, the top-k floor, significance and the skip-mode score table, by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ast_tune.sparsity import BatchSelector, ScoreTable, SundewController, min_keep, significance
+from ast_tune.spec import SparsitySpec
+
+SPEC = SparsitySpec(target_activation=0.4, kp=0.5, ki=0.1, ema_alpha=0.5, initial_threshold=3.0)
+
+
+def test_threshold_rises_when_activation_above_target():
+    controller = SundewController(SPEC)
+    # ema = 0.5*0.4 + 0.5*1.0 = 0.7; error = 0.3; integral = 0.3; threshold = 3 + 0.15 + 0.03
+    assert controller.update(1.0) == pytest.approx(3.18)
+    assert controller.ema == pytest.approx(0.7)
+    assert controller.integral == pytest.approx(0.3)
+
+
+def test_threshold_falls_when_activation_below_target():
+    controller = SundewController(SPEC)
+    # ema = 0.2; error = -0.2; integral = -0.2; threshold = 3 - 0.1 - 0.02
+    assert controller.update(0.0) == pytest.approx(2.88)
+
+
+def test_integral_carries_the_threshold_when_error_is_zero():
+    controller = SundewController(SPEC)
+    controller.update(1.0)  # threshold 3.18, ema 0.7, integral 0.3
+    # ema = 0.5*0.7 + 0.5*0.1 = 0.4 → error 0; the integral term alone adds 0.1*0.3
+    assert controller.update(0.1) == pytest.approx(3.21)
+
+
+def test_integral_decays_outside_the_anti_windup_band():
+    controller = SundewController(SparsitySpec(initial_threshold=0.5, kp=0.0, ki=0.01, ema_alpha=0.1))
+    controller.integral = 10.0
+    controller.update(controller.spec.target_activation)  # error 0, threshold at the 0.5 floor
+    assert controller.integral == pytest.approx(9.0)
+    assert controller.threshold == pytest.approx(0.5 + 0.01 * 9.0)
+
+
+def test_integral_is_clamped_to_plus_minus_100():
+    controller = SundewController(SparsitySpec(initial_threshold=5.0, kp=0.0, ki=0.0, ema_alpha=1.0))
+    for _ in range(300):
+        controller.update(1.0)  # error 0.6 a step, threshold stays inside the band
+    assert controller.integral == pytest.approx(100.0)
+
+
+def test_threshold_is_clamped_to_its_range():
+    controller = SundewController(SparsitySpec(initial_threshold=9.9, kp=10.0, ki=0.0, ema_alpha=1.0))
+    assert controller.update(1.0) == 10.0
+    assert controller.update(0.0) == pytest.approx(6.0)  # 10 + 10*(0 - 0.4)
+    assert controller.update(0.0) == pytest.approx(2.0)
+    assert controller.update(0.0) == 0.5
+
+
+@pytest.mark.parametrize(("batch", "fraction", "expected"), [(128, 0.1, 13), (30, 0.1, 3), (5, 0.1, 2), (1, 0.1, 1)])
+def test_floor_keeps_max_of_2_and_ten_percent(batch, fraction, expected):
+    assert min_keep(batch, fraction) == expected
+
+
+def test_selector_falls_back_to_top_k_when_too_few_pass():
+    selector = BatchSelector(SPEC, SundewController(SPEC), torch.device("cpu"))
+    scores = torch.tensor([0.1, 2.0, 0.3, 1.5] + [0.0] * 16)  # none reaches 3.0; floor = max(2, 2) = 2
+    keep, kept = selector.choose(scores)
+    assert kept == 2
+    assert keep.nonzero().flatten().tolist() == [1, 3]
+
+
+def test_selector_keeps_samples_at_or_above_threshold_and_steps_controller():
+    selector = BatchSelector(SPEC, SundewController(SPEC), torch.device("cpu"))
+    keep, kept = selector.choose(torch.tensor([3.0, 4.0, 5.0, 0.0, 1.0]))
+    assert keep.tolist() == [True, True, True, False, False]
+    # activation 0.6: ema 0.5, error 0.1, integral 0.1 → threshold 3 + 0.05 + 0.01
+    assert selector.controller.threshold == pytest.approx(3.06)
+
+
+def test_significance_of_uniform_logits_is_log_classes():
+    logits = torch.zeros(2, 4)
+    scores = significance(logits, torch.tensor([0, 3]))
+    assert scores.tolist() == pytest.approx([math.log(4)] * 2)
+
+
+def test_significance_weights_loss_and_entropy():
+    logits = torch.tensor([[math.log(3.0), 0.0]])  # p = (0.75, 0.25)
+    ce = -math.log(0.25)
+    entropy = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    score = significance(logits, torch.tensor([1]), loss_weight=0.7, entropy_weight=0.3)
+    assert score.item() == pytest.approx(0.7 * ce + 0.3 * entropy)
+
+
+def test_score_table_skips_low_scores_and_refreshes_a_fraction():
+    table = ScoreTable(4, SparsitySpec(refresh_fraction=0.0))
+    table.update(torch.tensor([1, 2, 3]), torch.tensor([0.1, 5.0, 0.2]))  # sample 0 never scored: +inf
+    indices, refresh = table.plan_epoch(1.0, torch.Generator().manual_seed(0))
+    assert indices.tolist() == [0, 2]
+    assert not refresh.any()
+    table.spec = SparsitySpec(refresh_fraction=1.0)
+    indices, refresh = table.plan_epoch(1.0, torch.Generator().manual_seed(0))
+    assert indices.tolist() == [0, 1, 2, 3]
+    assert refresh.tolist() == [False, True, False, True]
+
+
+def test_score_table_predicts_activation_including_refresh():
+    table = ScoreTable(4, SparsitySpec(refresh_fraction=0.5))
+    table.update(torch.arange(4), torch.tensor([0.1, 5.0, 0.2, 3.0]))
+    assert table.predicted_activation(1.0, torch.device("cpu")) == pytest.approx(0.5 + 0.5 * 0.5)
+
+
+def test_controller_state_round_trips():
+    controller = SundewController(SPEC)
+    controller.update(1.0)
+    other = SundewController(SPEC)
+    other.load_state_dict(controller.state_dict())
+    assert other.update(0.2) == controller.update(0.2)
