@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ast_tune import checkpoint
-from ast_tune.data import load_datasets, make_loader
+from ast_tune.data import Datasets, load_datasets, make_loader
 from ast_tune.lr_schedule import lr_at
 from ast_tune.metrics import EnergyMeter, Stopwatch, counted_energy_savings, epoch_record, max_memory_mb
 from ast_tune.run_state import RunState, rank_and_world
@@ -61,27 +61,31 @@ def _significance(run: RunState, logits: torch.Tensor, y: torch.Tensor) -> torch
     return significance(logits, y, loss_weight=s.loss_weight, entropy_weight=s.entropy_weight)
 
 
-def _train_batch(run: RunState, x, y, idx, refresh, mode: str) -> tuple[torch.Tensor, int]:
-    """One forward + backward in ``mode``; returns (sum of CE over trained samples, samples trained)."""
-    world = run.world_size
-    if mode == "inline":  # score the batch without grad, train on the significant subset only
+def _train_batch(run: RunState, x, y, idx, refresh, *, mode: str, warmup: bool) -> tuple[torch.Tensor, int]:
+    """One forward + backward; returns (sum of CE over the samples trained on, their number).
+
+    During warm-up every sample is trained on, but the controller already runs on the activation
+    the selection would have had (from the training forward's own logits, at no extra forward), so
+    the threshold is calibrated when selection starts.
+    """
+    selecting = mode in ("inline", "mask") and not warmup
+    if mode == "inline" and selecting:  # score without grad, then train on the significant subset only
         keep, kept_global = run.selector.choose(_score(run, x, y))
         x, y = x[keep], y[keep]
     with _autocast(run):
         logits = run.model(x)
         ce = F.cross_entropy(logits.float(), y, reduction="none")
-    if mode == "inline":
-        loss = ce.sum() * world / kept_global  # every rank weighted by its share of the global count
-    elif mode == "mask":  # the seed library's way: full forward and backward, loss masked
-        keep, kept_global = run.selector.choose(_significance(run, logits, y))
-        ce = ce[keep]
-        loss = ce.sum() * world / kept_global
-    elif mode == "skip":
+    if mode == "skip":
         run.table.update(idx, _significance(run, logits, y))
-        weights = 1 + refresh.to(ce.dtype) * (1 / run.spec.sparsity.refresh_fraction - 1) \
-            if run.spec.sparsity.reweight else None
-        loss = (ce * weights).mean() if weights is not None else ce.mean()
         run.controller.update(run.table.predicted_activation(run.controller.threshold, run.device))
+    elif mode == "mask" or (mode == "inline" and warmup):
+        keep, kept_global = run.selector.choose(_significance(run, logits, y))
+        if mode == "mask" and selecting:  # the seed library's way: full forward and backward, loss masked
+            ce = ce[keep]
+    if selecting:
+        loss = ce.sum() * run.world_size / kept_global  # each rank weighted by its share of the global count
+    elif mode == "skip" and run.spec.sparsity.reweight and not warmup:
+        loss = (ce * (1 + refresh.to(ce.dtype) * (1 / run.spec.sparsity.refresh_fraction - 1))).mean()
     else:
         loss = ce.mean()
     run.scaler.scale(loss / run.spec.grad_accum).backward()
@@ -91,9 +95,9 @@ def _train_batch(run: RunState, x, y, idx, refresh, mode: str) -> tuple[torch.Te
 def train_one_epoch(run: RunState, epoch: int) -> dict[str, float]:
     """Train one epoch (0-based ``epoch``); returns its loss, tallies and measured seconds."""
     spec = run.spec
-    mode = spec.sparsity.mode if epoch >= spec.warmup_epochs else "dense"
+    mode, warmup = spec.sparsity.mode, epoch < spec.warmup_epochs
     indices = refresh_of = None
-    if mode == "skip":
+    if mode == "skip" and not warmup:
         indices, refresh_of = run.table.plan_epoch(run.controller.threshold, run.epoch_generator(epoch))
     loader = make_loader(run.data.train, batch_size=spec.batch_size, train=True, seed=spec.seed, epoch=epoch,
                          indices=indices, rank=run.rank, world_size=run.world_size,
@@ -110,7 +114,7 @@ def train_one_epoch(run: RunState, epoch: int) -> dict[str, float]:
         run.set_lr(lr_at(spec.optim, progress=epoch + step / steps, epochs=spec.epochs,
                          warmup_epochs=spec.warmup_epochs))
         refresh = refresh_lookup[idx].to(run.device) if refresh_lookup is not None else None
-        batch_loss, n = _train_batch(run, x, y, idx, refresh, mode)
+        batch_loss, n = _train_batch(run, x, y, idx, refresh, mode=mode, warmup=warmup)
         loss_sum += batch_loss
         trained, seen = trained + n, seen + len(y)
         if (step + 1) % spec.grad_accum == 0 or step + 1 == steps:
@@ -121,9 +125,10 @@ def train_one_epoch(run: RunState, epoch: int) -> dict[str, float]:
     loss_total, trained, seen = all_reduce_sum([float(loss_sum), float(trained), float(seen)], run.device)
     if not math.isfinite(loss_total):
         raise NonFiniteLossError(f"training loss became {loss_total} in epoch {epoch + 1}")
-    total = float(len(run.data.train)) if mode == "skip" else seen
-    active = float(len(indices)) if mode == "skip" else trained
-    return {"phase": "warmup" if epoch < spec.warmup_epochs else "ast", "train_loss": loss_total / trained,
+    skipping = indices is not None
+    total = float(len(run.data.train)) if skipping else seen
+    active = float(len(indices)) if skipping else trained
+    return {"phase": "warmup" if warmup else "ast", "train_loss": loss_total / trained,
             "activation_rate": active / total,
             "energy_savings": counted_energy_savings(active=active, total=total),
             "train_seconds": seconds, "samples_per_second": total / seconds, "energy_j": joules}
@@ -164,7 +169,7 @@ def evaluate(run: RunState, loader) -> dict[str, object]:
 
 def fit(spec: RunSpec, *, report: Reporter | None = None, resume_from: str | Path | None = None,
         checkpoint_root: str | Path | None = None, baseline_epoch_seconds: float | None = None,
-        device: torch.device | None = None) -> dict:
+        device: torch.device | None = None, datasets: Datasets | None = None) -> dict:
     """Train ``spec`` to its last epoch; call ``report(record, checkpoint_dir)`` after every epoch.
 
     Args:
@@ -176,6 +181,7 @@ def fit(spec: RunSpec, *, report: Reporter | None = None, resume_from: str | Pat
             directory that is removed once ``report`` has returned.
         baseline_epoch_seconds: dense train seconds per epoch on this hardware; gives ``speedup``.
         device: where to train; the first GPU if any, else the CPU.
+        datasets: ``load_datasets(spec.data)`` when the caller has it already (validated or cached).
 
     Returns:
         ``{"epochs_done", "final" (the last record), "per_class_top1", "class_names"}``.
@@ -186,7 +192,7 @@ def fit(spec: RunSpec, *, report: Reporter | None = None, resume_from: str | Pat
     device = device or default_device()
     rank, world = rank_and_world()
     torch.manual_seed(spec.seed)
-    data = load_datasets(spec.data)
+    data = datasets or load_datasets(spec.data)
     run = RunState.create(spec, data, device, rank=rank, world_size=world)
     start = run.restore(checkpoint.load(resume_from)) if resume_from else 0
     val_loader = make_loader(data.val, batch_size=spec.batch_size, train=False, rank=rank, world_size=world,

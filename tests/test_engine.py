@@ -1,0 +1,121 @@
+"""The training loop on tiny digits runs: modes, resume, NaN handling."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from ast_tune import checkpoint
+from ast_tune.data import load_datasets
+from ast_tune.engine import NonFiniteLossError, fit
+from ast_tune.spec import DataSpec, OptimSpec, RunSpec, SparsitySpec
+
+TINY = RunSpec(data=DataSpec(kind="digits", image_size=16), model="small_resnet", batch_size=64, epochs=3,
+               warmup_epochs=1, checkpoint_every=1,
+               sparsity=SparsitySpec(mode="inline", target_activation=0.4, initial_threshold=0.5,
+                                     threshold_min=0.0, kp=0.2, ki=0.01),
+               optim=OptimSpec(schedule="cosine", lr=0.05))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_datasets(TINY.data)
+
+
+def with_mode(mode: str, **changes) -> RunSpec:
+    return dataclasses.replace(TINY, sparsity=dataclasses.replace(TINY.sparsity, mode=mode), **changes)
+
+
+def test_inline_trains_only_on_the_selected_subset(digits, monkeypatch):
+    from ast_tune import run_state
+
+    grad_batches: list[int] = []
+
+    def count(module, inputs, output):
+        if torch.is_grad_enabled():  # the scoring forward runs under no_grad and is not counted
+            grad_batches.append(inputs[0].shape[0])
+
+    def build_and_hook(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+        model.register_forward_hook(count)
+        return model
+
+    real_build = run_state.build_model
+    monkeypatch.setattr(run_state, "build_model", build_and_hook)
+    records = []
+    fit(with_mode("inline", epochs=2), report=lambda r, c: records.append(r), datasets=digits)
+    steps = math.ceil(len(digits.train) / TINY.batch_size)
+    warmup, ast = grad_batches[:steps], grad_batches[steps:]
+    assert sum(warmup) == len(digits.train)  # dense warm-up trains on everything
+    assert sum(ast) == pytest.approx(records[1]["activation_rate"] * len(digits.train))
+    assert sum(ast) < 0.9 * len(digits.train)
+
+
+@pytest.mark.parametrize("mode", ["dense", "mask", "inline", "skip"])
+def test_every_mode_reports_every_epoch_with_counted_savings(digits, mode):
+    records = []
+    fit(with_mode(mode), report=lambda r, c: records.append(r), datasets=digits)
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert records[0]["phase"] == "warmup" and records[0]["activation_rate"] == 1.0
+    last = records[-1]
+    assert 0 < last["activation_rate"] <= 1
+    rate = last["activation_rate"]
+    assert last["energy_savings"] == pytest.approx(1 - (rate + 0.01 * (1 - rate)))
+    assert math.isnan(last["speedup"])  # no baseline was timed, so none is claimed
+    assert math.isnan(last["energy_j"])  # CPU: no energy counter, none invented
+    if mode == "dense":
+        assert last["activation_rate"] == 1.0 and math.isnan(last["threshold"])
+    else:
+        assert last["activation_rate"] < 1.0
+
+
+def test_skip_mode_does_not_load_skipped_samples(digits, monkeypatch):
+    from ast_tune import engine
+
+    loaded = []
+    real = engine.make_loader
+
+    def spy(dataset, **kwargs):
+        loaded.append(kwargs.get("indices"))
+        return real(dataset, **kwargs)
+
+    monkeypatch.setattr(engine, "make_loader", spy)
+    records = []
+    fit(with_mode("skip"), report=lambda r, c: records.append(r), datasets=digits)
+    train_plans = loaded[1:]  # the first call builds the val loader
+    assert train_plans[0] is None  # warm-up is dense
+    for plan, record in zip(train_plans[1:], records[1:], strict=True):
+        assert len(plan) == pytest.approx(record["activation_rate"] * len(digits.train))
+        assert len(plan) < len(digits.train)
+
+
+def test_resume_gives_the_same_next_epoch_as_an_uninterrupted_run(digits, tmp_path):
+    torch.set_num_threads(1)
+    spec = with_mode("skip")
+    full = []
+    fit(spec, report=lambda r, c: full.append(r), datasets=digits, checkpoint_root=tmp_path / "a")
+    first = []
+    fit(spec, report=lambda r, c: first.append(r), datasets=digits, checkpoint_root=tmp_path / "b")
+    resumed = []
+    fit(spec, report=lambda r, c: resumed.append(r), datasets=digits,
+        resume_from=checkpoint.epoch_dir(tmp_path / "b", 2))
+    assert [r["epoch"] for r in resumed] == [3]
+    for key in ("train_loss", "val_top1", "activation_rate", "threshold"):
+        assert resumed[0][key] == full[2][key], key
+
+
+def test_nan_loss_stops_the_run_with_a_clear_error(digits):
+    spec = with_mode("dense", optim=OptimSpec(schedule="constant", lr=1e6))
+    with pytest.raises(NonFiniteLossError, match="training loss became"):
+        fit(spec, datasets=digits)
+
+
+def test_checkpoints_every_n_epochs_and_at_the_end(digits, tmp_path):
+    spec = with_mode("inline", epochs=3, checkpoint_every=2)
+    seen = []
+    fit(spec, report=lambda r, c: seen.append(c is not None), datasets=digits, checkpoint_root=tmp_path)
+    assert seen == [False, True, True]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_0002", "epoch_0003"]
