@@ -1,0 +1,350 @@
+"""Datasets and loaders: digits (the embedded default), ImageFolder trees and ImageNet's Kaggle layout.
+
+:func:`load_datasets` turns a :class:`~ast_tune.spec.DataSpec` into train and val datasets whose items
+are ``(image, label)``: a float tensor ``[C, H, W]`` and an int. :func:`make_loader` yields
+``(x, y, idx)`` batches, ``idx`` being the dataset indices of the samples, sharded across DDP ranks
+the way ``DistributedSampler`` shards them. In-memory data (digits) is batched by indexing, without a
+DataLoader: per-batch Python overhead dominates the CPU speed benchmark.
+
+Bad data on disk raises a one-line :class:`~ast_tune.spec.SpecError` naming ``data.root``. An image
+that cannot be read while loading is skipped with a logged warning that names the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import default_loader, find_classes
+
+from ast_tune.spec import DataSpec, SpecError
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_ROOT = "data.root"  # the spec key that every data-on-disk error names
+_UNREADABLE = (OSError, SyntaxError, Image.DecompressionBombError)  # what PIL raises on a bad file
+
+
+@dataclasses.dataclass(frozen=True)
+class Datasets:
+    """The two splits of one data source.
+
+    Attributes:
+        train: item ``i`` is ``(image float tensor [C, H, W], int label)``.
+        val: same item format, same label numbering as ``train``.
+        num_classes: number of labels, ``0 .. num_classes - 1``.
+        in_channels: 1 for digits, 3 for photos.
+        class_names: one per label; ImageNet wnids, or short human names when the Kaggle
+            ``LOC_synset_mapping.txt`` exists.
+    """
+
+    train: Dataset
+    val: Dataset
+    num_classes: int
+    in_channels: int
+    class_names: tuple[str, ...]
+
+
+class TensorImageDataset(Dataset):
+    """Images held in memory: ``images`` float32 ``[N, C, H, W]`` and ``labels`` int64 ``[N]``."""
+
+    def __init__(self, images: Tensor, labels: Tensor) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.labels = labels.to(torch.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.images[index], int(self.labels[index])
+
+
+class ImageList(Dataset):
+    """Labelled image files: ``samples`` is a list of ``(path, label)``, read with PIL as RGB."""
+
+    def __init__(self, samples: list[tuple[str, int]], transform: Callable[[Any], Tensor]) -> None:
+        self.samples = samples
+        self.targets = [label for _, label in samples]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        path, label = self.samples[index]
+        return self.transform(default_loader(path)), label
+
+
+def load_datasets(spec: DataSpec) -> Datasets:
+    """The train and val splits that ``spec`` describes (``spec.kind``: digits, imagefolder, imagenet).
+
+    Raises:
+        SpecError: a missing folder or file, or val labels that train does not have.
+    """
+    sources = {"digits": _digits, "imagefolder": _imagefolder, "imagenet": _imagenet_kaggle}
+    return sources[spec.kind](spec)
+
+
+def photo_transform(image_size: int, *, train: bool) -> Callable[[Any], Tensor]:
+    """torchvision's ImageNet transforms; ``image_size`` in px (val resizes to image_size / 0.875)."""
+    to_tensor = [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    if train:
+        return transforms.Compose(
+            [transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip(), *to_tensor])
+    return transforms.Compose(
+        [transforms.Resize(round(image_size / 0.875)), transforms.CenterCrop(image_size), *to_tensor])
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+
+def _digits(spec: DataSpec) -> Datasets:
+    """sklearn's 1,797 8×8 digits: a fixed stratified split, upscaled once, normalised on train."""
+    from sklearn.datasets import load_digits  # imported here: only the digits source needs sklearn
+    from sklearn.model_selection import train_test_split
+
+    pixels, labels = load_digits(return_X_y=True)
+    try:
+        train_idx, val_idx = train_test_split(range(len(labels)), test_size=spec.val_fraction,
+                                              stratify=labels, random_state=0)
+    except ValueError as err:
+        raise SpecError("data.val_fraction", str(err)) from None
+    images = torch.as_tensor(pixels, dtype=torch.float32).view(-1, 1, 8, 8) / 16.0  # values 0..16
+    images = torch.nn.functional.interpolate(images, size=(spec.image_size, spec.image_size),
+                                             mode="bilinear", align_corners=False)
+    labels = torch.as_tensor(labels, dtype=torch.int64)
+    train_idx, val_idx = torch.as_tensor(sorted(train_idx)), torch.as_tensor(sorted(val_idx))
+    mean, std = images[train_idx].mean(), images[train_idx].std()
+    images = (images - mean) / std
+    return Datasets(train=TensorImageDataset(images[train_idx].contiguous(), labels[train_idx]),
+                    val=TensorImageDataset(images[val_idx].contiguous(), labels[val_idx]),
+                    num_classes=10, in_channels=1, class_names=tuple(str(d) for d in range(10)))
+
+
+def _imagefolder(spec: DataSpec) -> Datasets:
+    """``root/train/<class>/*`` and ``root/val/<class>/*``; val's classes must be among train's."""
+    root = _directory(Path(spec.root))
+    train = _image_folder(root / "train", photo_transform(spec.image_size, train=True))
+    val = _image_folder(root / "val", photo_transform(spec.image_size, train=False),
+                        class_to_idx=train.class_to_idx)
+    return Datasets(train=train, val=val, num_classes=len(train.classes), in_channels=3,
+                    class_names=tuple(train.classes))
+
+
+def _imagenet_kaggle(spec: DataSpec) -> Datasets:
+    """Kaggle's ImageNet: class folders for train, a flat val folder labelled by a CSV."""
+    root = _directory(Path(spec.root))
+    images = root / "ILSVRC" / "Data" / "CLS-LOC"
+    train = _image_folder(images / "train", photo_transform(spec.image_size, train=True))
+    samples = _kaggle_val_samples(root, images / "val", train.class_to_idx)
+    val = ImageList(samples, photo_transform(spec.image_size, train=False))
+    return Datasets(train=train, val=val, num_classes=len(train.classes), in_channels=3,
+                    class_names=_class_names(root / "LOC_synset_mapping.txt", train.classes))
+
+
+def _directory(path: Path) -> Path:
+    if not path.is_dir():
+        raise SpecError(_ROOT, f"no such directory {path}")
+    return path
+
+
+class _ClassFolder(ImageFolder):
+    """An ImageFolder numbered by a given ``class_to_idx`` (train's), so val labels match train's."""
+
+    def __init__(self, root: Path, *, class_to_idx: dict[str, int], **kwargs: Any) -> None:
+        self._given = class_to_idx
+        super().__init__(root, allow_empty=True, **kwargs)
+
+    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
+        return sorted(self._given, key=self._given.__getitem__), dict(self._given)
+
+
+def _image_folder(path: Path, transform: Callable[[Any], Tensor], *,
+                  class_to_idx: dict[str, int] | None = None) -> ImageFolder:
+    _directory(path)
+    try:
+        if class_to_idx is None:
+            return ImageFolder(path, transform=transform)
+        for name in find_classes(path)[0]:
+            if name not in class_to_idx:
+                raise SpecError(_ROOT, f"val class {name} is not among the train classes")
+        folder = _ClassFolder(path, class_to_idx=class_to_idx, transform=transform)
+    except FileNotFoundError as err:  # torchvision: no class folders, or a class without images
+        raise SpecError(_ROOT, str(err).splitlines()[0]) from None
+    if not folder.samples:
+        raise SpecError(_ROOT, f"no images in {path}")
+    return folder
+
+
+def _kaggle_val_samples(root: Path, val_dir: Path, class_to_idx: dict[str, int]) -> list[tuple[str, int]]:
+    """``(path, label)`` of every row of ``LOC_val_solution.csv``; the first wnid of a row is its class."""
+    table = root / "LOC_val_solution.csv"
+    if not table.is_file():
+        raise SpecError(_ROOT, f"LOC_val_solution.csv not found in {root}")
+    present = set(os.listdir(_directory(val_dir)))
+    samples = []
+    with table.open(newline="") as rows:
+        reader = csv.DictReader(rows)
+        if not {"ImageId", "PredictionString"} <= set(reader.fieldnames or ()):
+            raise SpecError(_ROOT, f"{table.name}: expected the header ImageId,PredictionString")
+        for row in reader:
+            name, tokens = f"{row['ImageId']}.JPEG", (row["PredictionString"] or "").split()
+            if name not in present:
+                raise SpecError(_ROOT, f"{name}, line {reader.line_num} of {table.name}, not in {val_dir}")
+            if not tokens or tokens[0] not in class_to_idx:
+                wnid = tokens[0] if tokens else "(empty)"
+                raise SpecError(_ROOT, f"val class {wnid} is not among the train classes")
+            samples.append((str(val_dir / name), class_to_idx[tokens[0]]))
+    return sorted(samples)
+
+
+def _class_names(mapping: Path, wnids: Sequence[str]) -> tuple[str, ...]:
+    """The first name of each wnid in ``LOC_synset_mapping.txt``, with the wnid added where names repeat."""
+    if not mapping.is_file():
+        return tuple(wnids)
+    names = {}
+    for line in mapping.read_text().splitlines():
+        wnid, _, text = line.strip().partition(" ")
+        names[wnid] = text.split(",")[0].strip() or wnid
+    short = [names.get(wnid, wnid) for wnid in wnids]
+    repeats = Counter(short)
+    return tuple(s if repeats[s] == 1 else f"{s} ({w})" for s, w in zip(short, wnids, strict=True))
+
+
+# --- loaders ---------------------------------------------------------------------------------
+
+
+def make_loader(dataset: Dataset, *, batch_size: int, train: bool, seed: int = 0, epoch: int = 0,
+                indices: Sequence[int] | Tensor | None = None, rank: int = 0, world_size: int = 1,
+                num_workers: int = -1, pin_memory: bool = False) -> Iterable[tuple[Tensor, Tensor, Tensor]]:
+    """Batches ``(x, y, idx)`` of this rank's share of ``dataset``; ``idx`` int64 are dataset indices.
+
+    Only the samples in ``indices`` (default: all) are loaded; see :func:`shard_indices` for the order
+    and the split across ranks. ``len()`` of the result is its number of batches. An unreadable image
+    file is left out of its batch with a warning; a batch whose every image is unreadable comes out
+    empty (``len(y) == 0``, ``x`` of shape ``[0]``).
+
+    Args:
+        batch_size: samples per batch; the last batch of the share may be smaller.
+        num_workers: DataLoader worker processes for file data; -1 = min(8, CPUs - 1), at least 1.
+            An in-memory :class:`TensorImageDataset` is always batched in this process.
+        pin_memory: page-lock the batches (only when CUDA is available).
+    """
+    order = shard_indices(len(dataset), train=train, seed=seed, epoch=epoch, indices=indices,
+                          rank=rank, world_size=world_size)
+    if isinstance(dataset, TensorImageDataset):
+        return _TensorBatches(dataset, order, batch_size=batch_size, pin_memory=pin_memory)
+    workers = _auto_workers() if num_workers < 0 else num_workers
+    return DataLoader(_Indexed(dataset), batch_size=batch_size, sampler=order.tolist(),
+                      num_workers=workers, collate_fn=_collate_readable, pin_memory=pin_memory,
+                      persistent_workers=workers > 0,
+                      generator=_generator(seed, epoch, rank))
+
+
+def shard_indices(size: int, *, train: bool, seed: int = 0, epoch: int = 0,
+                  indices: Sequence[int] | Tensor | None = None, rank: int = 0,
+                  world_size: int = 1) -> Tensor:
+    """The dataset indices, in order, that rank ``rank`` of ``world_size`` loads.
+
+    ``train``: ``indices`` permuted by a generator seeded with (seed, epoch), identical on every rank
+    (so ``indices`` must be too), then padded by wrapping around to a multiple of ``world_size`` so
+    every rank gets the same number of samples; rank r takes positions r, r + world_size, …
+    Otherwise: no shuffle and no padding; rank r takes positions r, r + world_size, …
+
+    Args:
+        size: length of the dataset; ``indices`` must lie in ``[0, size)``.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+    if indices is None:
+        order = torch.arange(size)
+    else:
+        order = torch.as_tensor(indices).to(device="cpu", dtype=torch.int64, copy=True).flatten()
+    if len(order) and (int(order.min()) < 0 or int(order.max()) >= size):
+        raise IndexError(f"indices must lie in [0, {size})")
+    if not train:
+        return order[rank::world_size]
+    order = order[torch.randperm(len(order), generator=_generator(seed, epoch))]
+    total = math.ceil(len(order) / world_size) * world_size
+    if total > len(order) > 0:
+        order = order.repeat(math.ceil(total / len(order)))[:total]
+    return order[rank:total:world_size]
+
+
+def _generator(*keys: int) -> torch.Generator:
+    """A CPU generator seeded from ``keys`` by numpy's SeedSequence.
+
+    Torch's CPU generator keeps only the low 32 bits of its seed, so the keys are hashed, not packed.
+    """
+    state = np.random.SeedSequence([key % 2**64 for key in keys]).generate_state(1)
+    return torch.Generator().manual_seed(int(state[0]))
+
+
+def _auto_workers() -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(8, max(1, cpus - 1))
+
+
+class _TensorBatches:
+    """Batches of a :class:`TensorImageDataset` by indexing: no per-sample ``__getitem__`` or collate."""
+
+    def __init__(self, dataset: TensorImageDataset, order: Tensor, *, batch_size: int,
+                 pin_memory: bool) -> None:
+        self.dataset = dataset
+        self.order = order
+        self.batch_size = batch_size
+        self.pin_memory = pin_memory and torch.cuda.is_available()
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.order) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        for idx in self.order.split(self.batch_size):
+            batch = (self.dataset.images.index_select(0, idx), self.dataset.labels.index_select(0, idx), idx)
+            yield tuple(t.pin_memory() for t in batch) if self.pin_memory else batch
+
+
+class _Indexed(Dataset):
+    """Items become ``(x, y, index)``, or None, with a warning, when the image cannot be read."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int, int] | None:
+        try:
+            x, y = self.dataset[index]
+        except _UNREADABLE as err:
+            samples = getattr(self.dataset, "samples", None)
+            name = samples[index][0] if samples is not None else f"sample {index}"
+            log.warning("skipping unreadable image %s: %s", name, err)
+            return None
+        return x, y, index
+
+
+def _collate_readable(items: list[tuple[Tensor, int, int] | None]) -> tuple[Tensor, Tensor, Tensor]:
+    kept = [item for item in items if item is not None]
+    if not kept:
+        return torch.empty(0), torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.int64)
+    return (torch.stack([x for x, _, _ in kept]), torch.tensor([y for _, y, _ in kept], dtype=torch.int64),
+            torch.tensor([i for _, _, i in kept], dtype=torch.int64))
