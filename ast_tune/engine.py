@@ -96,6 +96,8 @@ def train_one_epoch(run: RunState, epoch: int) -> dict[str, float]:
     """Train one epoch (0-based ``epoch``); returns its loss, tallies and measured seconds."""
     spec = run.spec
     mode, warmup = spec.sparsity.mode, epoch < spec.warmup_epochs
+    if epoch == spec.warmup_epochs > 0:
+        run.controller.start_selection()
     indices = refresh_of = None
     if mode == "skip" and not warmup:
         indices, refresh_of = run.table.plan_epoch(run.controller.threshold, run.epoch_generator(epoch))

