@@ -77,7 +77,6 @@ def _train_batch(run: RunState, x, y, idx, refresh, *, mode: str, warmup: bool) 
         ce = F.cross_entropy(logits.float(), y, reduction="none")
     if mode == "skip":
         run.table.update(idx, _significance(run, logits, y))
-        run.controller.update(run.table.predicted_activation(run.controller.threshold, run.device))
     elif mode == "mask" or (mode == "inline" and warmup):
         keep, kept_global = run.selector.choose(_significance(run, logits, y))
         if mode == "mask" and selecting:  # the seed library's way: full forward and backward, loss masked
@@ -124,6 +123,8 @@ def train_one_epoch(run: RunState, epoch: int) -> dict[str, float]:
     seconds, joules = clock.stop(), energy.stop()
     if mode == "skip":
         run.table.synchronise(run.device)
+        full_epoch_steps = math.ceil(len(run.data.train) / (spec.batch_size * run.world_size))
+        run.table.settle(run.controller, steps=full_epoch_steps)
     loss_total, trained, seen = all_reduce_sum([float(loss_sum), float(trained), float(seen)], run.device)
     if not math.isfinite(loss_total):
         raise NonFiniteLossError(f"training loss became {loss_total} in epoch {epoch + 1}")

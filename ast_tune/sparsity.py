@@ -121,6 +121,7 @@ class ScoreTable:
         self.spec = spec
         self.scores = torch.full((size,), math.inf)  # nats, on the CPU
         self._updated = torch.zeros(size, dtype=torch.bool)
+        self._sorted = self.scores.clone()
 
     def plan_epoch(self, threshold: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Dataset indices to train on this epoch, and a bool flag per index: kept only to refresh.
@@ -133,12 +134,24 @@ class ScoreTable:
         indices = torch.nonzero(significant | refresh).flatten()
         return indices, refresh[indices]
 
-    def predicted_activation(self, threshold: float, device: torch.device) -> float:
-        """Fraction of the dataset the next epoch would train on at ``threshold``, over all ranks."""
-        counts = [float((self.scores >= threshold).sum()), float(len(self.scores))]
-        significant, total = all_reduce_sum(counts, device)
-        share = significant / total
+    def predicted_activation(self, threshold: float) -> float:
+        """Fraction of the dataset the next epoch would train on at ``threshold`` (refresh included).
+
+        Reads the table as sorted by :meth:`synchronise`, so one call costs O(log N).
+        """
+        below = int(torch.searchsorted(self._sorted, torch.tensor([threshold]), side="left"))
+        share = 1 - below / len(self._sorted)
         return share + self.spec.refresh_fraction * (1 - share)
+
+    def settle(self, controller: SundewController, steps: int) -> None:
+        """Step ``controller`` ``steps`` times on the activation this table predicts.
+
+        Called once per epoch with one step per batch of the full epoch, trained or skipped, so the
+        controller runs on the same clock as in ``inline`` mode. The table is identical on every
+        rank after :meth:`synchronise`, so every rank reaches the same threshold.
+        """
+        for _ in range(steps):
+            controller.update(self.predicted_activation(controller.threshold))
 
     def update(self, indices: torch.Tensor, scores: torch.Tensor) -> None:
         """Remember fresh scores for the dataset ``indices`` trained on in this step."""
@@ -156,6 +169,7 @@ class ScoreTable:
             seen = fresh > -math.inf
             self.scores[seen] = fresh[seen]
         self._updated.zero_()
+        self._sorted = torch.sort(self.scores).values
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"scores": self.scores.clone()}
@@ -163,3 +177,4 @@ class ScoreTable:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.scores = state["scores"].clone()
         self._updated = torch.zeros(len(self.scores), dtype=torch.bool)
+        self._sorted = torch.sort(self.scores).values

@@ -57,7 +57,8 @@ def test_threshold_is_clamped_to_its_range():
     assert controller.update(0.0) == 0.5
 
 
-@pytest.mark.parametrize(("batch", "fraction", "expected"), [(128, 0.1, 13), (30, 0.1, 3), (5, 0.1, 2), (1, 0.1, 1)])
+@pytest.mark.parametrize(("batch", "fraction", "expected"),
+                         [(128, 0.1, 13), (30, 0.1, 3), (5, 0.1, 2), (1, 0.1, 1)])
 def test_floor_keeps_max_of_2_and_ten_percent(batch, fraction, expected):
     assert min_keep(batch, fraction) == expected
 
@@ -107,7 +108,25 @@ def test_score_table_skips_low_scores_and_refreshes_a_fraction():
 def test_score_table_predicts_activation_including_refresh():
     table = ScoreTable(4, SparsitySpec(refresh_fraction=0.5))
     table.update(torch.arange(4), torch.tensor([0.1, 5.0, 0.2, 3.0]))
-    assert table.predicted_activation(1.0, torch.device("cpu")) == pytest.approx(0.5 + 0.5 * 0.5)
+    table.synchronise(torch.device("cpu"))
+    assert table.predicted_activation(1.0) == pytest.approx(0.5 + 0.5 * 0.5)
+    assert table.predicted_activation(3.0) == pytest.approx(0.5 + 0.5 * 0.5)  # 3.0 itself counts
+    assert table.predicted_activation(3.5) == pytest.approx(0.25 + 0.5 * 0.75)
+
+
+def test_settle_steps_the_controller_on_the_table_prediction():
+    spec = SparsitySpec(refresh_fraction=0.0, target_activation=0.5, initial_threshold=1.0, kp=1.0, ki=0.0,
+                        ema_alpha=1.0)
+    table = ScoreTable(4, spec)
+    table.update(torch.arange(4), torch.tensor([0.6, 0.7, 2.0, 3.0]))
+    table.synchronise(torch.device("cpu"))
+    controller = SundewController(spec)
+    table.settle(controller, steps=2)
+    # step 1: 2 of 4 >= 1.0, error 0 → 1.0; step 2 the same
+    assert controller.threshold == pytest.approx(1.0)
+    controller.threshold = 0.65  # 3 of 4 >= 0.65: error 0.25 → 0.9; then 2 of 4: stays 0.9
+    table.settle(controller, steps=2)
+    assert controller.threshold == pytest.approx(0.9)
 
 
 def test_controller_state_round_trips():
