@@ -1,9 +1,10 @@
 """One training run without Ray Tune: ``python -m ast_tune.train --preset quickstart``.
 
-Writes ``epochs.parquet`` (rewritten after every epoch), ``summary.json`` and checkpoints
-(``checkpoints/epoch_NNNN``) to ``--out``, and prints one progress line per epoch. ``--resume``
-continues from the newest checkpoint that loads. Exit codes: 0 done, 1 the run failed (e.g. the
-loss became NaN), 2 bad input (one line naming the key), 130 interrupted.
+Writes ``epochs.parquet`` (rewritten after every epoch), ``summary.json``, checkpoints
+(``checkpoints/epoch_NNNN``) and the run's figures (``plots/*.png``) to ``--out``, and prints one
+progress line per epoch. ``--resume`` continues from the newest checkpoint that loads.
+Exit codes: 0 done, 1 the run failed (e.g. the loss became NaN), 2 bad input (one line naming the
+key), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ast_tune import checkpoint
 from ast_tune.atomic import atomic_path, write_text
 from ast_tune.data import load_datasets
 from ast_tune.engine import NonFiniteLossError, fit
+from ast_tune.plots import write_run_plots
 from ast_tune.presets import PRESETS, get_preset
 from ast_tune.spec import RunSpec, SpecError, apply_overrides, to_dict
 
@@ -84,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteLossError as err:
         summary.update(status="failed", reason=str(err))
     write_text(out / "summary.json", json.dumps(summary, indent=2, default=float))
-    print(f"{summary['status']}: wrote {out}/epochs.parquet, summary.json, checkpoints/", flush=True)
+    if rows:
+        write_run_plots(pd.DataFrame(rows), out / "plots", summary=summary)
+    print(f"{summary['status']}: wrote {out}/epochs.parquet, summary.json, checkpoints/, plots/", flush=True)
     return 0 if summary["status"] == "finished" else 1
 
 

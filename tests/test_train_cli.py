@@ -39,6 +39,7 @@ def test_run_writes_epochs_summary_checkpoints_and_resumes(tmp_path, capsys):
     assert epochs["epoch"].tolist() == [1, 2]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished" and len(summary["per_class_top1"]) == 10
+    assert {p.suffix for p in (out / "plots").iterdir()} == {".png"}
     assert main([*TINY, "--out", str(out)]) == 2  # refuses to overwrite a run without --resume
     assert main([*TINY, "--set", "epochs=3", "--resume", "--out", str(out)]) == 0
     assert pd.read_parquet(out / "epochs.parquet")["epoch"].tolist() == [1, 2, 3]
