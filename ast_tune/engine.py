@@ -61,14 +61,21 @@ def _significance(run: RunState, logits: torch.Tensor, y: torch.Tensor) -> torch
     return significance(logits, y, loss_weight=s.loss_weight, entropy_weight=s.entropy_weight)
 
 
-def _train_batch(run: RunState, x, y, idx, refresh, *, mode: str, warmup: bool) -> tuple[torch.Tensor, int]:
+def phase_of(spec: RunSpec, epoch: int) -> str:
+    """``warmup`` (dense), ``calibrate`` (the last warm-up epoch: dense, controller running), or ``ast``."""
+    if epoch >= spec.warmup_epochs:
+        return "ast"
+    return "calibrate" if epoch == spec.warmup_epochs - 1 else "warmup"
+
+
+def _train_batch(run: RunState, x, y, idx, refresh, *, mode: str, phase: str) -> tuple[torch.Tensor, int]:
     """One forward + backward; returns (sum of CE over the samples trained on, their number).
 
-    During warm-up every sample is trained on, but the controller already runs on the activation
-    the selection would have had (from the training forward's own logits, at no extra forward), so
-    the threshold is calibrated when selection starts.
+    In the ``calibrate`` epoch every sample is trained on, but the controller already runs on the
+    activation the selection would have had (from the training forward's own logits, at no extra
+    forward), so the threshold is calibrated when selection starts.
     """
-    selecting = mode in ("inline", "mask") and not warmup
+    selecting = phase == "ast" and mode in ("inline", "mask")
     if mode == "inline" and selecting:  # score without grad, then train on the significant subset only
         keep, kept_global = run.selector.choose(_score(run, x, y))
         x, y = x[keep], y[keep]
@@ -77,13 +84,13 @@ def _train_batch(run: RunState, x, y, idx, refresh, *, mode: str, warmup: bool) 
         ce = F.cross_entropy(logits.float(), y, reduction="none")
     if mode == "skip":
         run.table.update(idx, _significance(run, logits, y))
-    elif mode == "mask" or (mode == "inline" and warmup):
+    elif (mode == "mask" and selecting) or (mode in ("inline", "mask") and phase == "calibrate"):
         keep, kept_global = run.selector.choose(_significance(run, logits, y))
-        if mode == "mask" and selecting:  # the seed library's way: full forward and backward, loss masked
+        if selecting:  # mask, the seed library's way: full forward and backward, loss masked
             ce = ce[keep]
     if selecting:
         loss = ce.sum() * run.world_size / kept_global  # each rank weighted by its share of the global count
-    elif mode == "skip" and run.spec.sparsity.reweight and not warmup:
+    elif mode == "skip" and run.spec.sparsity.reweight and phase == "ast":
         loss = (ce * (1 + refresh.to(ce.dtype) * (1 / run.spec.sparsity.refresh_fraction - 1))).mean()
     else:
         loss = ce.mean()
@@ -94,11 +101,9 @@ def _train_batch(run: RunState, x, y, idx, refresh, *, mode: str, warmup: bool) 
 def train_one_epoch(run: RunState, epoch: int) -> dict[str, float]:
     """Train one epoch (0-based ``epoch``); returns its loss, tallies and measured seconds."""
     spec = run.spec
-    mode, warmup = spec.sparsity.mode, epoch < spec.warmup_epochs
-    if epoch == spec.warmup_epochs > 0:
-        run.controller.start_selection()
+    mode, phase = spec.sparsity.mode, phase_of(spec, epoch)
     indices = refresh_of = None
-    if mode == "skip" and not warmup:
+    if mode == "skip" and phase == "ast":
         indices, refresh_of = run.table.plan_epoch(run.controller.threshold, run.epoch_generator(epoch))
     loader = make_loader(run.data.train, batch_size=spec.batch_size, train=True, seed=spec.seed, epoch=epoch,
                          indices=indices, rank=run.rank, world_size=run.world_size,
@@ -115,7 +120,7 @@ def train_one_epoch(run: RunState, epoch: int) -> dict[str, float]:
         run.set_lr(lr_at(spec.optim, progress=epoch + step / steps, epochs=spec.epochs,
                          warmup_epochs=spec.warmup_epochs))
         refresh = refresh_lookup[idx].to(run.device) if refresh_lookup is not None else None
-        batch_loss, n = _train_batch(run, x, y, idx, refresh, mode=mode, warmup=warmup)
+        batch_loss, n = _train_batch(run, x, y, idx, refresh, mode=mode, phase=phase)
         loss_sum += batch_loss
         trained, seen = trained + n, seen + len(y)
         if (step + 1) % spec.grad_accum == 0 or step + 1 == steps:
@@ -123,15 +128,16 @@ def train_one_epoch(run: RunState, epoch: int) -> dict[str, float]:
     seconds, joules = clock.stop(), energy.stop()
     if mode == "skip":
         run.table.synchronise(run.device)
-        full_epoch_steps = math.ceil(len(run.data.train) / (spec.batch_size * run.world_size))
-        run.table.settle(run.controller, steps=full_epoch_steps)
+        if phase != "warmup":
+            full_epoch_steps = math.ceil(len(run.data.train) / (spec.batch_size * run.world_size))
+            run.table.settle(run.controller, steps=full_epoch_steps)
     loss_total, trained, seen = all_reduce_sum([float(loss_sum), float(trained), float(seen)], run.device)
     if not math.isfinite(loss_total):
         raise NonFiniteLossError(f"training loss became {loss_total} in epoch {epoch + 1}")
     skipping = indices is not None
     total = float(len(run.data.train)) if skipping else seen
     active = float(len(indices)) if skipping else trained
-    return {"phase": "warmup" if warmup else "ast", "train_loss": loss_total / trained,
+    return {"phase": "ast" if phase == "ast" else "warmup", "train_loss": loss_total / trained,
             "activation_rate": active / total,
             "energy_savings": counted_energy_savings(active=active, total=total),
             "train_seconds": seconds, "samples_per_second": total / seconds, "energy_j": joules}

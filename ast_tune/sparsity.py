@@ -74,10 +74,6 @@ class SundewController:
         self.threshold = max(s.threshold_min, min(s.threshold_max, self.threshold))
         return self.threshold
 
-    def start_selection(self) -> None:
-        """Clear the integral when selection starts: warm-up calibration must not wind it up."""
-        self.integral = 0.0
-
     def state_dict(self) -> dict[str, float]:
         return {"threshold": self.threshold, "ema": self.ema, "integral": self.integral}
 
