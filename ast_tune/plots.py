@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from ast_tune import atomic
@@ -31,6 +32,7 @@ CURVE_FIGURES = ("accuracy.png", "activation.png", "savings.png", "threshold.png
 PER_CLASS_FIGURE = "per_class.png"
 WORST_CLASSES = 20  # named in the per-class figure
 _OTHER = {"color": "0.65", "lw": 0.8, "alpha": 0.7, "zorder": 2}
+_WARMUP_SHADE = "0.92"
 
 
 def new_figure(ncols: int = 1, *, width_ratios: Sequence[float] | None = None) -> tuple[Figure, np.ndarray]:
@@ -109,11 +111,28 @@ def _plot_column(ax, rows: pd.DataFrame, column: str, styles: Mapping[str, dict]
     ax.set_xlabel("epoch")
 
 
+def warmup_epochs(rows: pd.DataFrame) -> int:
+    """The number of dense warm-up epochs (``phase == "warmup"``) if every trial has the same, else 0."""
+    if "phase" not in rows:
+        return 0
+    warm = rows["epoch"].where(rows["phase"] == "warmup", 0).groupby(rows["trial_id"]).max()
+    return int(warm.iloc[0]) if len(warm) and (warm == warm.iloc[0]).all() else 0
+
+
+def _shade_warmup(ax, warmup: int) -> list[Patch]:
+    """Shade epochs 1..``warmup`` on ``ax``; the legend entry for it (none if ``warmup`` is 0)."""
+    if warmup <= 0:
+        return []
+    ax.axvspan(0.5, warmup + 0.5, color=_WARMUP_SHADE, zorder=0, lw=0)
+    return [Patch(color=_WARMUP_SHADE, label="dense warm-up")]
+
+
 def accuracy_figure(rows: pd.DataFrame, path: Path, *, styles: Mapping[str, dict],
                     baseline: pd.DataFrame | None = None) -> Path:
     """Val top-1, val top-5 (%) and train loss (nats) per epoch; the dense baseline dashed black.
 
-    A 2 × 2 grid: three panels and the legend in the fourth cell.
+    A 2 × 2 grid: three panels and the legend in the fourth cell. A warm-up shared by every
+    trial is shaded.
     """
     fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
     axes = fig.subplots(2, 2).ravel()
@@ -124,8 +143,9 @@ def accuracy_figure(rows: pd.DataFrame, path: Path, *, styles: Mapping[str, dict
         if baseline is not None and column in baseline:
             ax.plot(baseline["epoch"], baseline[column], color="k", ls="--", lw=1.2, zorder=4)
         ax.set_ylabel(label)
+        shade = _shade_warmup(ax, warmup_epochs(rows))
     extra = [] if baseline is None else [Line2D([], [], color="k", ls="--", lw=1.2, label="dense baseline")]
-    handles = _handles(styles, extra)
+    handles = _handles(styles, extra + shade)
     axes[3].axis("off")
     if handles:
         axes[3].legend(handles=handles, loc="center", fontsize=8, ncols=1 + len(handles) // 8,
@@ -136,10 +156,11 @@ def accuracy_figure(rows: pd.DataFrame, path: Path, *, styles: Mapping[str, dict
 
 def metric_figure(rows: pd.DataFrame, path: Path, *, column: str, ylabel: str, title: str,
                   styles: Mapping[str, dict], scale: float = 1.0, target: str | None = None) -> Path:
-    """One per-epoch metric of every trial; ``target`` (a column) dashed in each trial's colour."""
+    """One per-epoch metric of every trial; ``target`` (a column) dashed in each trial's colour;
+    a warm-up shared by every trial shaded."""
     fig, (ax,) = new_figure()
     _plot_column(ax, rows, column, styles, scale=scale)
-    extra = []
+    extra = _shade_warmup(ax, warmup_epochs(rows))
     if target is not None:
         _plot_column(ax, rows, target, styles, scale=scale, linestyle="--")
         extra.append(Line2D([], [], color="0.3", ls="--", label="target"))
@@ -173,8 +194,8 @@ def curve_figures(epochs: pd.DataFrame, out_dir: Path, *, emphasise: Collection[
                       title="Realised activation rate per epoch; its target dashed"),
         metric_figure(rows, sav, column="energy_savings", scale=100, styles=styles,
                       ylabel="energy savings, counted (%)",
-                      title="Energy savings per epoch, counted as 1 − (active + 0.01·skipped)/total "
-                            "(not measured)"),
+                      title="Energy savings per epoch (counted, not measured)\n"
+                            "1 − (active + 0.01·skipped)/total"),
         metric_figure(rows, thr, column="threshold", ylabel="threshold (nats)", styles=styles,
                       title="Significance threshold at the end of each epoch (nats)"),
     ]
@@ -202,7 +223,7 @@ def per_class_figure(per_class: Sequence[float], class_names: Sequence[str], pat
     bars = ax.barh(np.arange(len(worst)), accuracy[worst], color="tab:red" if many else "tab:blue")
     ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
     ax.set_yticks(np.arange(len(worst)), [_short(names[i]) for i in worst], fontsize=8)
-    ax.set(xlabel="val top-1 (%)", xlim=(0, 105))
+    ax.set(xlabel="val top-1 (%)", ylabel="class (worst at the top)", xlim=(0, 105))
     if many:
         ax.set_title(f"the {len(worst)} worst classes", fontsize=9)
     mean = np.nanmean(accuracy) if len(accuracy) else np.nan

@@ -196,7 +196,7 @@ def write_figures(results: SweepResults, out: Path) -> dict[str, list[Path]]:
             results.epochs, out, emphasise=front, baseline=curve),
         "Sweep progress": [
             sweep_plots.hypervolume_figure(trials, volume, objectives=results.objectives),
-            sweep_plots.rung_figure(trials, rungs, rungs=sweep_plots.asha_rungs(dict(results.spec)))],
+            sweep_plots.rung_figure(trials, rungs, rungs=sweep_plots.asha_rungs(results.spec))],
     }
     if results.promoted_epochs is not None:
         label, summary = promoted_label(results.promoted_summary), results.promoted_summary or {}

@@ -6,7 +6,8 @@ never recomputed here) and write 800 × 500 px PNGs through :mod:`ast_tune.plots
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -131,19 +132,22 @@ def hypervolume_figure(trials: pd.DataFrame, path: Path, *, objectives: Sequence
     return save(fig, path)
 
 
-def asha_rungs(spec: dict) -> list[int]:
-    """Rung epochs ``grace · η^k`` below the run length, from a spec's ``scheduler`` (ASHA only)."""
+def asha_rungs(spec: Mapping) -> list[int]:
+    """Epochs after which ASHA cuts trials: ⌈grace · η^k⌉ below ``workload.epochs``, from a
+    resolved sweep spec's ``scheduler`` (``asha`` or ``moasha``); [] for ``fifo`` or no scheduler."""
     scheduler, workload = spec.get("scheduler") or {}, spec.get("workload") or {}
     try:
-        grace, eta = int(scheduler["grace_period"]), int(scheduler["reduction_factor"])
-        last = int(workload.get("epochs", 10**6))
+        grace, eta = float(scheduler["grace_period"]), float(scheduler["reduction_factor"])
+        last = float(workload.get("epochs", math.inf))
     except (KeyError, TypeError, ValueError):
         return []
-    rungs, epoch = [], grace
-    while eta > 1 and grace >= 1 and epoch < last:
-        rungs.append(epoch)
-        epoch *= eta
-    return rungs
+    if scheduler.get("kind", "asha") == "fifo" or grace <= 0 or eta <= 1:
+        return []
+    rungs, milestone = [], grace
+    while milestone < last:
+        rungs.append(math.ceil(milestone))
+        milestone *= eta
+    return sorted(set(rungs))
 
 
 def rung_figure(trials: pd.DataFrame, path: Path, *, rungs: Sequence[int] = ()) -> Path:

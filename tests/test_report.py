@@ -46,7 +46,7 @@ def _record(epoch: int, *, epochs: int, target: float, final: float, warmup: int
     dense = epoch <= warmup
     activation = 1.0 if dense else target + 0.05 / epoch
     seconds = 10.0 if dense else 10.0 * (1 + 3 * activation) / 4
-    row.update(epoch=epoch, phase="warmup" if dense else "ast", train_loss=(102 - final) / 3 / epoch,
+    row.update(epoch=epoch, phase="warmup" if dense else "ast", train_loss=(105 - final) / 3 / epoch,
                val_top1=final - 12.0 * (epochs - epoch) / max(epochs, 1), lr=0.1 / epoch,
                activation_rate=activation, target_activation=target, threshold=1.5 - target * epoch ** 0.5,
                energy_savings=1 - (activation + 0.01 * (1 - activation)), train_seconds=seconds,
@@ -79,8 +79,9 @@ def _write_sweep(root: Path, *, extras: bool = True) -> Path:
                            {"metric": "speedup", "mode": "max"}]}
     (results / "spec.yaml").write_text(yaml.safe_dump(spec))
     baseline = [_record(e, epochs=5, target=1.0, final=97.5, warmup=5) for e in range(1, 6)]
-    (results / "baseline.json").write_text(json.dumps(
-        {"val_top1": 97.5, "val_top5": 99.9, "train_seconds": 50.0, "device": "cpu", "epochs": baseline}))
+    (results / "baseline.json").write_text(json.dumps(  # the shape worker.ensure_baseline writes
+        {"fingerprint": {"device": "cpu"}, "epoch_seconds": 10.0, "epochs_timed": 5, "val_top1": 97.5,
+         "val_top5": 99.9, "spec": {}, "created": "2026-11-25T00:00:00+00:00", "host": "h", "epochs": baseline}))
     promoted = results / "promoted"
     promoted.mkdir()
     pd.DataFrame([_record(e, epochs=8, target=0.4, final=97.2) for e in range(1, 9)]).to_parquet(
@@ -143,7 +144,8 @@ def test_comparison_has_baseline_best_front_trial_and_promoted_with_blank_energy
     assert table["run"].tolist() == ["dense baseline", "best front trial (base: quickstart) t0",
                                      "promoted (trial t0)"]
     assert table["val_top1"].tolist() == [97.5, 97.0, 97.2]
-    assert table.loc[0, "train_seconds"] == 50.0 and table.loc[0, "speedup"] == 1.0
+    assert table.loc[0, "train_seconds"] == 50.0  # the sum of its 5 dense epochs of 10 s
+    assert table.loc[0, "speedup"] == 1.0
     assert table["energy_j"].isna().all()  # CPU: never measured, never invented
     markdown = report.comparison_markdown(table)
     assert "| dense baseline | 5 | 97.50 | 99.90 | 0.0 | 1.00 | 50.0 |  |" in markdown
@@ -169,6 +171,11 @@ def test_asha_rungs_are_grace_times_powers_of_eta_below_the_run_length():
     spec = {"scheduler": {"grace_period": 2, "reduction_factor": 3}, "workload": {"epochs": 30}}
     assert report.sweep_plots.asha_rungs(spec) == [2, 6, 18]
     assert report.sweep_plots.asha_rungs({}) == []
+    fifo = {"scheduler": {"kind": "fifo", "grace_period": 1, "reduction_factor": 3}, "workload": {"epochs": 9}}
+    assert report.sweep_plots.asha_rungs(fifo) == []
+    fractional = {"scheduler": {"kind": "moasha", "grace_period": 1, "reduction_factor": 2.5},
+                  "workload": {"epochs": 10}}
+    assert report.sweep_plots.asha_rungs(fractional) == [1, 3, 7]  # 1, 2.5, 6.25 rounded up
 
 
 def test_write_run_plots_draws_a_single_run_with_its_per_class_chart(tmp_path):
