@@ -52,13 +52,14 @@ BASELINE = dataclasses.replace(
 QUICKSTART = RunSpec(
     data=DataSpec(kind="digits", image_size=32),
     model="small_resnet",
-    batch_size=128,
+    batch_size=64,  # 23 controller steps per epoch on digits' 1,437 training images
     epochs=10,
     warmup_epochs=2,
     checkpoint_every=5,
+    # digits' significance falls from ~2 to ~0.01 nats as the model learns: floor 0, faster EMA, larger gains
     sparsity=SparsitySpec(mode="inline", target_activation=0.4, initial_threshold=0.5, threshold_min=0.0,
-                          kp=0.5, ki=0.01, ema_alpha=0.1),
-    optim=OptimSpec(schedule="cosine", lr=0.1, warmup_lr=0.1),
+                          kp=0.3, ki=0.01, ema_alpha=0.5),
+    optim=OptimSpec(schedule="cosine", lr=0.05),
 )
 
 PRESETS: dict[str, RunSpec] = {
