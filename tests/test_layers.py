@@ -14,7 +14,7 @@ LAYERS = [
     {"columns", "atomic", "spec"},
     {"presets", "lr_schedule", "pareto"},
     {"sparsity", "metrics", "checkpoint", "models", "data", "sweep_spec", "schedulers", "export"},
-    {"run_state", "plots"},
+    {"run_state", "plots", "sweep_results"},
     {"engine", "sweep_plots"},
     {"report"},
     {"train", "bench", "worker"},
