@@ -1,10 +1,10 @@
 """Speed benchmark: measured wall-clock speedup of each selection mode over dense, side by side.
 
-``python -m ast_tune.bench [--json] [--repeats 3] [--rates 0.4 0.2]``
+``python -m ast_tune.bench [--json] [--repeats 5] [--epochs 2] [--rates 0.4 0.2]``
 
 One process, one model, one dataset, one batch size. Every configuration starts from the same
 dense-trained weights, runs one untimed calibration epoch (the controller settles, the skip table
-fills), and is then timed for one training epoch per repeat, the configurations interleaved within
+fills), and is then timed for ``--epochs`` training epochs per repeat, the configurations interleaved within
 each repeat so that drift on a shared machine hits them alike. The speedup of a repeat is the dense
 epoch's train seconds over the mode's, from the same repeat. The ideal is computed from the
 *measured* activation r: 3/(1+3r) for ``inline`` (a no-grad forward is ~1/3 of a step), 1/r for
@@ -54,8 +54,12 @@ def _state(base: RunSpec, data: Datasets, device: torch.device, mode: str, rate:
     return run
 
 
-def run_bench(base: RunSpec, *, repeats: int, rates: Sequence[float], pretrain_epochs: int = 2) -> list[dict]:
-    """Time every configuration ``repeats`` times, interleaved; one row of results per configuration."""
+def run_bench(base: RunSpec, *, repeats: int, rates: Sequence[float], epochs: int = 2,
+              pretrain_epochs: int = 2) -> list[dict]:
+    """Time every configuration ``repeats`` times, interleaved; one row of results per configuration.
+
+    One timing is ``epochs`` consecutive training epochs, their train seconds summed.
+    """
     device = default_device()
     data = load_datasets(base.data)
     torch.manual_seed(base.seed)
@@ -70,11 +74,11 @@ def run_bench(base: RunSpec, *, repeats: int, rates: Sequence[float], pretrain_e
     activation = {c: [] for c in configs}
     for repeat in range(repeats):
         for config in configs:  # interleaved
-            stats = train_one_epoch(runs[config], 1 + repeat)
-            seconds[config].append(stats["train_seconds"])
-            activation[config].append(stats["activation_rate"])
+            stats = [train_one_epoch(runs[config], 1 + repeat * epochs + e) for e in range(epochs)]
+            seconds[config].append(sum(s["train_seconds"] for s in stats))
+            activation[config].append(statistics.fmean(s["activation_rate"] for s in stats))
         print(f"repeat {repeat + 1}/{repeats} done", file=sys.stderr, flush=True)
-    return [_summarise(config, seconds, activation, len(data.train)) for config in configs]
+    return [_summarise(config, seconds, activation, epochs * len(data.train)) for config in configs]
 
 
 def _summarise(config, seconds, activation, samples: int) -> dict:
@@ -105,21 +109,22 @@ def markdown(rows: list[dict]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ast_tune.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
-    parser.add_argument("--repeats", type=int, default=3, help="timed epochs per configuration (default 3)")
+    parser.add_argument("--repeats", type=int, default=5, help="timings per configuration (default 5)")
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs per timing (default 2)")
     parser.add_argument("--rates", type=float, nargs="+", default=[0.4, 0.2], help="target activations")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override the benchmarked RunSpec, e.g. --set batch_size=256")
     args = parser.parse_args(argv)
     try:
-        if args.repeats < 1 or not all(0 < r <= 1 for r in args.rates):
-            raise SpecError("--repeats/--rates", "repeats must be >= 1 and rates in (0, 1]")
+        if min(args.repeats, args.epochs) < 1 or not all(0 < r <= 1 for r in args.rates):
+            raise SpecError("--repeats/--epochs/--rates", "repeats and epochs must be >= 1, rates in (0, 1]")
         base = apply_overrides(BASE, args.set)
     except SpecError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    rows = run_bench(base, repeats=args.repeats, rates=args.rates)
+    rows = run_bench(base, repeats=args.repeats, rates=args.rates, epochs=args.epochs)
     command = "python -m ast_tune.bench " + shlex.join(argv if argv is not None else sys.argv[1:])
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU x{args.threads} threads"
     if args.json:

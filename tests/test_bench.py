@@ -21,7 +21,7 @@ def test_configurations_cover_dense_mask_and_both_modes_at_each_rate():
 
 
 def test_bench_json_reports_paired_speedups_against_the_ideal(capsys):
-    args = ["--json", "--repeats", "1", "--rates", "0.5", "--threads", "1",
+    args = ["--json", "--repeats", "1", "--epochs", "1", "--rates", "0.5", "--threads", "1",
             "--set", "data.image_size=8", "--set", "batch_size=256"]
     assert main(args) == 0
     report = json.loads(capsys.readouterr().out)
@@ -36,4 +36,4 @@ def test_bench_json_reports_paired_speedups_against_the_ideal(capsys):
 
 def test_bench_rejects_bad_rates_with_exit_2(capsys):
     assert main(["--rates", "1.5"]) == 2
-    assert capsys.readouterr().err.startswith("error: --repeats/--rates")
+    assert capsys.readouterr().err.startswith("error: --repeats/--epochs/--rates")
