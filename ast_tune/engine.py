@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from ast_tune import checkpoint
-from ast_tune.data import Datasets, load_datasets, make_loader
+from ast_tune.data import Datasets, load_datasets
+from ast_tune.loaders import make_loader
 from ast_tune.lr_schedule import lr_at
 from ast_tune.metrics import EnergyMeter, Stopwatch, counted_energy_savings, epoch_record, max_memory_mb
 from ast_tune.run_state import RunState, rank_and_world

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ast_tune.data import TensorImageDataset, load_datasets, make_loader
+from ast_tune.data import TensorImageDataset, load_datasets
+from ast_tune.loaders import make_loader
 from ast_tune.spec import DataSpec, SpecError
 
 WNIDS = ("n01440764", "n01443537", "n01484850")

@@ -14,14 +14,14 @@ LAYERS = [
     {"columns", "atomic", "spec"},
     {"presets", "lr_schedule", "pareto"},
     {"sparsity", "metrics", "checkpoint", "models", "data", "sweep_spec", "schedulers", "export"},
-    {"run_state", "plots", "sweep_results"},
+    {"run_state", "plots", "sweep_results", "loaders"},
     {"engine", "sweep_plots"},
     {"report"},
     {"train", "bench", "worker"},
     {"promote"},
     {"sweep"},
 ]
-RAY_FREE = {"spec", "presets", "lr_schedule", "sparsity", "metrics", "checkpoint", "models", "data",
+RAY_FREE = {"spec", "presets", "lr_schedule", "sparsity", "metrics", "checkpoint", "models", "data", "loaders",
             "run_state",
             "engine", "pareto", "export", "columns", "atomic", "train", "bench"}
 TORCH_FREE = {"pareto", "export", "columns", "atomic", "spec"}
