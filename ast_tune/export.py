@@ -172,9 +172,12 @@ def front_table(trials: pd.DataFrame, objectives: Sequence[Objective]) -> pd.Dat
     return front.reset_index(drop=True)
 
 
-def _cell(value: object, fmt: str, scale: float = 1) -> str:
-    if pd.api.types.is_scalar(value) and pd.isna(value):
-        return "—"
+def format_cell(value: object, fmt: str, scale: float = 1, *, missing: str = "—") -> str:
+    """A table cell: floats as ``fmt`` after ``* scale`` (``"d"``: as an integer), ``missing`` for NaN/None."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return missing
+    if fmt == "d" and isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return format(int(value), "d")
     if isinstance(value, (float, np.floating)):
         return format(value * scale, fmt)
     return str(value).replace("|", "\\|")
@@ -213,8 +216,8 @@ def front_markdown(front: pd.DataFrame, objectives: Sequence[Objective]) -> str:
         "|" + "|".join([":---", *["---:"] * (len(_MD_COLUMNS) - 1), *[":---"] * len(params)]) + "|",
     ]
     for row in front.to_dict("records"):
-        cells = [_cell(row[name], fmt, scale) for name, _, fmt, scale in _MD_COLUMNS]
-        cells += [_cell(row[name], ".4g") for name in params]
+        cells = [format_cell(row[name], fmt, scale) for name, _, fmt, scale in _MD_COLUMNS]
+        cells += [format_cell(row[name], ".4g") for name in params]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -272,7 +275,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read_epochs(results: Path) -> pd.DataFrame:
+def read_epochs(results: Path) -> pd.DataFrame:
     if not results.is_dir():
         raise SpecError(str(results), "not a directory")
     path = results / "epochs.parquet"
@@ -309,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         if args.format == "parquet" and args.out is None:
             raise SpecError("--format parquet", "binary output needs --out FILE")
-        epochs = _read_epochs(args.results)
+        epochs = read_epochs(args.results)
         objectives = read_objectives(args.results / "spec.yaml")
     except SpecError as err:
         print(err, file=sys.stderr)

@@ -40,6 +40,7 @@ from ast_tune import atomic, columns, plots, sweep_plots
 from ast_tune.export import (
     FRONT_STATUSES,
     Objective,
+    format_cell,
     front_table,
     trials_table,
 )
@@ -135,18 +136,10 @@ def comparison_table(results: SweepResults) -> pd.DataFrame:
     return table.astype({name: float for name, *_ in COMPARISON_COLUMNS})
 
 
-def _format(value: object, fmt: str, scale: float = 1) -> str:
-    """A number as ``fmt`` (``"d"``: integer) after ``* scale``; blank for missing; other values as text."""
-    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
-        return ""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    return format(int(value), "d") if fmt == "d" else format(value * scale, fmt)
-
-
 def _cells(table: pd.DataFrame) -> list[list[str]]:
     """The comparison's formatted cells; unknown values are blank."""
-    return [[str(row["run"]), *(_format(row[name], fmt, scale) for name, _, fmt, scale in COMPARISON_COLUMNS)]
+    return [[str(row["run"]), *(format_cell(row[name], fmt, scale, missing="")
+                                for name, _, fmt, scale in COMPARISON_COLUMNS)]
             for row in table.to_dict("records")]
 
 
@@ -157,7 +150,7 @@ def comparison_markdown(table: pd.DataFrame) -> str:
              "train time / run train time, same hardware); energy is NVML, blank where not measured. "
              "The dense baseline's 0 % savings and 1× speedup hold by definition.", "",
              "| " + " | ".join(header) + " |", "|:---|" + "---:|" * len(COMPARISON_COLUMNS)]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in _cells(table)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in _cells(table)]
     return "\n".join(lines) + "\n"
 
 
@@ -176,7 +169,7 @@ def front_html(results: SweepResults) -> str:
              ("energy_savings", "savings, counted (%)", ".1f", 100),
              ("speedup", "speedup, measured (×)", ".2f", 1), ("epochs_done", "epochs", "d", 1),
              *((p, p.removeprefix(columns.PARAM_PREFIX), ".4g", 1) for p in params))
-    rows = [[r["trial_id"], *(_format(r[c], fmt, scale) for c, _, fmt, scale in shown)]
+    rows = [[r["trial_id"], *(format_cell(r[c], fmt, scale, missing="") for c, _, fmt, scale in shown)]
             for r in front.to_dict("records")]
     return html_table(["trial", *(title for _, title, _, _ in shown)], rows)
 

@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from ast_tune import columns
-from ast_tune.export import Objective, _read_epochs, read_objectives, trials_table
+from ast_tune.export import Objective, read_epochs, read_objectives, trials_table
 from ast_tune.spec import SpecError
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def load_results(results_dir: Path) -> SweepResults:
             invalid, or ``promoted/epochs.parquet`` is unreadable; the message names the path.
     """
     results_dir = Path(results_dir)
-    epochs = _read_epochs(results_dir)
+    epochs = read_epochs(results_dir)
     spec_path = results_dir / "spec.yaml"
     objectives = read_objectives(spec_path)  # validates the YAML when the file exists
     spec = yaml.safe_load(spec_path.read_text(encoding="utf-8")) if spec_path.is_file() else None
