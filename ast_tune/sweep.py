@@ -1,0 +1,367 @@
+"""Run a sweep: ``python -m ast_tune.sweep SPEC.yaml [--set key.path=value ...] [--name NAME] [--resume] [--dry-run]``.
+
+Each Tune trial is a function (:func:`_run_trial`) holding a tiny CPU share that runs a Ray Train
+``TorchTrainer`` (:func:`ast_tune.worker.run_training`) named ``trial_<tune trial id>`` and forwards
+its reports to Tune with ``TuneReportCallback``. Optuna proposes the trials with ALL objectives
+(``OptunaSearch(space=..., metric=[...], mode=[...])``; the space is given to OptunaSearch, never to
+``param_space``) and stores its study in ``results/<name>/optuna.db``; the scheduler (ASHA on one
+metric, or multi-objective ASHA) stops trials in ``epoch`` units and keeps its rungs in
+``scheduler_state.json``. Re-running the same name (or ``--resume``) restores the Tune experiment:
+finished and errored trials are kept, unfinished ones continue from their Train checkpoints.
+
+Files under ``results/<name>/``: ``spec.yaml``, ``run.json``, ``baseline.json``, ``optuna.db``,
+``scheduler_state.json``, ``tune/`` (the Tune experiment, with ``journal.jsonl``: every epoch and
+trial end, which survives restores), ``train/`` (Train runs and their checkpoints), and the tables
+of :func:`ast_tune.export.write_tables`. Exit codes: 0 done, 1 runtime failure, 2 bad input (one
+line naming the key path or file; nothing written), 130 interrupted (``--resume`` continues).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import functools
+import json
+import logging
+import math
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import ray
+import yaml
+from ray import cloudpickle, tune
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.search.optuna import OptunaSearch
+
+from ast_tune import atomic, columns, export
+from ast_tune.schedulers import make_scheduler
+from ast_tune.spec import SpecError
+from ast_tune.sweep_spec import DRIVER_CPUS, Param, SweepSpec, load_sweep, to_document
+from ast_tune.worker import (
+    concurrency,
+    ensure_baseline,
+    failure_reason,
+    in_threads,
+    ray_session,
+    resources_line,
+    run_training,
+)
+
+log = logging.getLogger(__name__)
+
+JOURNAL = "journal.jsonl"
+FINISHED = ("TERMINATED", "STOPPED", "ERROR")
+
+
+# --- the trial: a Tune function that runs one Ray Train run ----------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrialContext:
+    sweep: SweepSpec
+    train_storage: str  # absolute directory of the Train runs
+    baseline_epoch_seconds: float | None
+
+
+def _run_trial(config: dict[str, Any], context: _TrialContext) -> None:
+    """One trial: the sampled ``config`` on top of base + workload, trained as Train run ``trial_<id>``."""
+    trial_id = tune.get_context().get_trial_id()
+    run_training(context.sweep.trial_spec(config), workload=context.sweep.workload, name=f"trial_{trial_id}",
+                 storage_path=context.train_storage, baseline_epoch_seconds=context.baseline_epoch_seconds,
+                 callbacks=[TuneReportCallback()])
+
+
+def _trial_dirname(trial: tune.experiment.Trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def _distribution(param: Param) -> optuna.distributions.BaseDistribution:
+    low, high = param.values[0], param.values[-1]
+    if param.kind in ("uniform", "loguniform"):
+        return optuna.distributions.FloatDistribution(low, high, log=param.kind == "loguniform")
+    if param.kind == "int":
+        return optuna.distributions.IntDistribution(low, high)
+    return optuna.distributions.CategoricalDistribution(param.values)  # choice; fixed = one option
+
+
+def _sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+    search = spec.search
+    if search.sampler == "nsga2":  # a population of a quarter of the budget, 4..50
+        population = min(50, max(4, search.num_trials // 4))
+        return optuna.samplers.NSGAIISampler(seed=search.seed, population_size=population)
+    samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
+                "gp": optuna.samplers.GPSampler}
+    return samplers[search.sampler](seed=search.seed)
+
+
+def _new_tuner(spec: SweepSpec, results: Path, trainable: Any, journal: Journal, concurrency: int) -> tune.Tuner:
+    metrics = [o.metric for o in spec.objectives]
+    modes = [o.mode for o in spec.objectives]
+    search = OptunaSearch(space={p.name: _distribution(p) for p in spec.space}, metric=metrics, mode=modes,
+                          sampler=_sampler(spec), study_name=spec.name,
+                          storage=optuna.storages.RDBStorage(f"sqlite:///{results / 'optuna.db'}"))
+    scheduler = make_scheduler(spec.scheduler.kind, metric=spec.scheduler.metric, mode=spec.scheduler_mode,
+                               metrics=metrics, modes=modes, grace_period=spec.scheduler.grace_period,
+                               reduction_factor=spec.scheduler.reduction_factor, max_t=spec.workload.epochs,
+                               state_file=results / "scheduler_state.json")
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=spec.search.num_trials,
+                                    max_concurrent_trials=concurrency, trial_dirname_creator=_trial_dirname),
+        run_config=tune.RunConfig(name="tune", storage_path=str(results), verbose=0, callbacks=[journal],
+                                  failure_config=tune.FailureConfig(max_failures=0)))
+
+
+# --- the journal: every epoch and trial end, appended as they happen ---------------------------
+
+
+class Journal(tune.Callback):
+    """Appends one JSON line per reported epoch and per finished trial, and prints a progress line.
+
+    Tune rewrites a restored trial's own result files, so this file is the history of record.
+    A trial's end is ``TERMINATED`` (all epochs), ``STOPPED`` (by the scheduler) or ``ERROR``.
+    """
+
+    def __init__(self, path: Path, *, epochs: int) -> None:
+        self.path, self.epochs = path, epochs
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, default=str) + "\n")
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if "epoch" not in result:
+            return
+        record = {key: result.get(key) for key in columns.EPOCH_METRICS}
+        self._append({"event": "epoch", "trial_id": trial.trial_id, "params": trial.config, **record})
+        print(f"trial {trial.trial_id} epoch {record['epoch']}/{self.epochs}: top1 {record['val_top1']:.2f}% "
+              f"act {record['activation_rate']:.3f} speedup {_times(record['speedup'])}", flush=True)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        last = trial.last_result or {}
+        status = "TERMINATED" if last.get("epoch", 0) >= self.epochs else "STOPPED"
+        self._end(trial, status, None)
+        print(f"trial {trial.trial_id} {status} after {last.get('epoch', 0)} epochs: top1 "
+              f"{last.get('val_top1', math.nan):.2f}% savings {100 * last.get('energy_savings', math.nan):.1f}% "
+              f"(counted) speedup {_times(last.get('speedup', math.nan))} (measured)", flush=True)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        reason = _error_reason(trial)
+        self._end(trial, "ERROR", reason)
+        print(f"trial {trial.trial_id} ERROR: {reason}", flush=True)
+
+    def _end(self, trial: Any, status: str, reason: str | None) -> None:
+        self._append({"event": "end", "trial_id": trial.trial_id, "params": trial.config, "status": status,
+                      "reason": reason})
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every complete line; a line cut short by a kill is skipped."""
+        if not self.path.is_file():
+            return []
+        entries = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                entries.append(json.loads(line))
+        return entries
+
+
+def _error_reason(trial: Any) -> str:
+    """One line from the error Tune saved for ``trial`` (its local copy: storage may lag behind)."""
+    pickled, text = trial.pickled_error_file, trial.error_file
+    if pickled and Path(pickled).is_file():
+        with open(pickled, "rb") as handle:
+            return failure_reason(cloudpickle.load(handle))
+    lines = [line for line in Path(text).read_text().splitlines() if line.strip()] if text else []
+    return lines[-1].strip() if lines else "unknown error"
+
+
+def _times(value: float | None) -> str:
+    return f"{value:.2f}x" if value is not None and math.isfinite(value) else "n/a"
+
+
+def epochs_frame(entries: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per trial × epoch (the last report of a re-run epoch wins), with status and ``param.*``.
+
+    A trial that ended before its first epoch gets one row with epoch 0 and NaN metrics; a trial
+    with epochs but no end (the sweep was interrupted) is ``INTERRUPTED``.
+    """
+    ends = {e["trial_id"]: e for e in entries if e["event"] == "end"}
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for entry in entries:
+        if entry["event"] == "epoch":
+            rows[entry["trial_id"], entry["epoch"]] = entry
+    for trial_id, end in ends.items():
+        if not any(key[0] == trial_id for key in rows):
+            rows[trial_id, 0] = {**end, "epoch": 0}
+    order: dict[str, int] = {}
+    for entry in entries:
+        order.setdefault(entry["trial_id"], len(order))
+    table = []
+    for (trial_id, _), entry in sorted(rows.items(), key=lambda item: (order[item[0][0]], item[0][1])):
+        end = ends.get(trial_id, {})
+        row = {"trial_id": trial_id, "status": end.get("status", "INTERRUPTED"), "reason": end.get("reason")}
+        row.update({key: entry.get(key, math.nan) for key in columns.EPOCH_METRICS})
+        row.update({f"{columns.PARAM_PREFIX}{k}": v for k, v in entry.get("params", {}).items()})
+        table.append(row)
+    first = [*columns.EPOCH_TABLE_KEYS, *columns.EPOCH_METRICS, "reason"]
+    frame = pd.DataFrame(table, columns=None if table else first)
+    return frame[[*first, *sorted(c for c in frame.columns if c not in first)]]
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+def _write_tables(spec: SweepSpec, results: Path, journal: Journal) -> pd.DataFrame | None:
+    """Hand the epochs table to :func:`ast_tune.export.write_tables`; the front, or None if no trial ran."""
+    epochs = epochs_frame(journal.read())
+    if epochs.empty:
+        return None
+    return export.write_tables(results, epochs, [(o.metric, o.mode) for o in spec.objectives])
+
+
+def _versions() -> dict[str, str]:
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__,
+            "optuna": optuna.__version__, "pandas": pd.__version__}
+
+
+def _write_run(results: Path, session: dict[str, Any]) -> None:
+    """``run.json``: this session on top, earlier sessions (of a resumed sweep) under ``previous``."""
+    path = results / "run.json"
+    previous = json.loads(path.read_text()) if path.is_file() else None
+    if previous is not None and previous.get("start") != session["start"]:
+        session = {**session, "previous": [*previous.pop("previous", []), previous]}
+    elif previous is not None:
+        session = {**session, "previous": previous.get("previous", [])}
+    atomic.write_text(path, json.dumps(session, indent=2) + "\n")
+
+
+# --- the CLI -----------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m ast_tune.sweep", description=__doc__.splitlines()[0])
+    parser.add_argument("spec", type=Path, help="sweep spec YAML, e.g. search_spaces/quickstart.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a spec field, e.g. --set search.num_trials=8 (repeatable)")
+    parser.add_argument("--name", help="the sweep's name (results/<name>); default: the spec's name")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted sweep of this name")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved spec and trial resources")
+    parser.add_argument("--verbose", action="store_true", help="show Ray's own logs")
+    return parser.parse_args(argv)
+
+
+def _check_results(spec: SweepSpec, results: Path, *, resume: bool) -> bool:
+    """Whether ``results`` holds a Tune experiment to restore; SpecError if it holds another spec."""
+    restorable = (results / "tune" / "tuner.pkl").is_file()
+    if resume and not restorable:
+        raise SpecError("--resume", f"{results / 'tune'} holds no sweep to resume")
+    stored = results / "spec.yaml"
+    if restorable and stored.is_file() and yaml.safe_load(stored.read_text()) != to_document(spec):
+        raise SpecError(str(stored), f"sweep {spec.name!r} ran with another spec; resume it unchanged "
+                                     "or start a new one with --name")
+    return restorable
+
+
+def _absolute(spec: SweepSpec) -> SweepSpec:
+    """Paths made absolute against the current directory: Ray workers run elsewhere."""
+    data = spec.workload.data
+    if data.root and not data.root.startswith(("/", "s3://", "gs://")):
+        data = dataclasses.replace(data, root=str(Path(data.root).resolve()))
+    root = spec.storage.root if "://" in spec.storage.root else str(Path(spec.storage.root).resolve())
+    return dataclasses.replace(spec, workload=dataclasses.replace(spec.workload, data=data),
+                               storage=dataclasses.replace(spec.storage, root=root))
+
+
+def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, float], argv: Sequence[str]) -> int:
+    """Baseline, Tune, tables; the exit code (0 done, 1 no trial finished, 130 interrupted)."""
+    autoscaling = bool(os.environ.get("RAY_ADDRESS"))
+    trials_at_once = concurrency(spec, cluster, autoscaling=autoscaling)  # before anything is written
+    results.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(results / "spec.yaml", yaml.safe_dump(to_document(spec), sort_keys=False))
+    session = {"command": [sys.executable, "-m", "ast_tune.sweep", *argv], "cwd": os.getcwd(),
+               "start": datetime.now(UTC).isoformat(timespec="seconds"), "end": None, "status": "running",
+               "versions": _versions(), "hardware": {"host": platform.node(), "cpus": cluster["CPU"],
+                                                       "gpus": cluster["GPU"]},
+               "trials_at_once": trials_at_once}
+    _write_run(results, session)
+    journal = Journal(results / "tune" / JOURNAL, epochs=spec.workload.epochs)
+    status = "interrupted"
+    try:
+        baseline = None
+        if spec.storage.baseline == "auto":
+            print("baseline: timing the dense baseline (or reusing baseline.json)", flush=True)
+            side_by_side = 1 if spec.workload.gpus_per_worker else trials_at_once  # CPU trials share cores
+            (baseline,) = in_threads([functools.partial(ensure_baseline, spec, results / "baseline.json",
+                                                        storage_path=results / "train", runs_at_once=side_by_side)])
+            session["hardware"]["device"] = baseline["fingerprint"]["device"]
+            print(f"baseline: {baseline['epoch_seconds']:.3f} s per epoch (median), top1 "
+                  f"{baseline['val_top1']:.2f}% on {baseline['fingerprint']['device']}", flush=True)
+        context = _TrialContext(spec, str(results / "train"), baseline and baseline["epoch_seconds"])
+        trainable = tune.with_resources(tune.with_parameters(_run_trial, context=context), {"CPU": DRIVER_CPUS})
+        if restore:
+            tuner = tune.Tuner.restore(str(results / "tune"), trainable, resume_unfinished=True,
+                                       resume_errored=False, restart_errored=False)
+        else:
+            tuner = _new_tuner(spec, results, trainable, journal, trials_at_once)
+        tuner.fit()
+        ended = {e["trial_id"] for e in journal.read() if e["event"] == "end"}
+        status = "done" if len(ended) >= spec.search.num_trials else "interrupted"
+    finally:
+        front = _write_tables(spec, results, journal)
+        _write_run(results, {**session, "end": datetime.now(UTC).isoformat(timespec="seconds"), "status": status})
+    if front is not None:
+        print(export.front_markdown(front, [(o.metric, o.mode) for o in spec.objectives]))
+    print(f"results: {results}", flush=True)
+    if status == "interrupted":
+        again = " ".join(a for a in argv if a != "--resume")
+        print(f"interrupted; continue with: python -m ast_tune.sweep {again} --resume", file=sys.stderr)
+        return 130
+    if not epochs_frame(journal.read())["status"].isin(["TERMINATED", "STOPPED"]).any():
+        print("sweep failed: no trial finished; see the reason column of trials.csv", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if not args.verbose:
+        logging.getLogger("ray").setLevel(logging.CRITICAL)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's legacy reporter, silent at verbose=0
+    try:
+        spec = _absolute(load_sweep(args.spec, args.set, name=args.name))
+        results = Path(spec.storage.root) / spec.name
+        if args.dry_run:
+            print(yaml.safe_dump(to_document(spec), sort_keys=False), end="")
+            print(resources_line(spec))
+            return 0
+        restore = _check_results(spec, results, resume=args.resume)
+        with ray_session(verbose=args.verbose) as cluster:
+            return sweep(spec, results, restore=restore, cluster=cluster, argv=argv)
+    except SpecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; continue with --resume", file=sys.stderr)
+        return 130
+    except Exception as err:  # a runtime failure: one message, exit 1
+        log.debug("sweep failed", exc_info=True)
+        print(f"sweep failed: {failure_reason(err)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,386 @@
+"""The sweep spec: a YAML file (plus ``--set key.path=value`` overrides) → a frozen :class:`SweepSpec`.
+
+Sections: ``name``, ``workload`` (what every trial trains, and on what), ``base`` (a preset),
+``space`` (what the search varies), ``search``, ``scheduler``, ``objectives``, ``promote``,
+``storage``. Unknown keys, wrong types, empty or inverted ranges, an unknown preset or metric raise
+:class:`~ast_tune.spec.SpecError` naming the key path, e.g.
+``space.kp.loguniform: low must be > 0, got -1``.
+
+``space`` maps a parameter name to one distribution::
+
+    space:
+      kp: {loguniform: [1.0e-4, 1.0e-1]}      # float, log scale; low > 0
+      target_activation: {uniform: [0.2, 0.6]}
+      warmup_epochs: {int: [0, 3]}            # integers low..high, both included
+      lr_schedule: {choice: [cosine, step]}
+      mode: {fixed: inline}                   # not searched; still recorded as a parameter
+
+A name is either a short alias (:data:`ALIASES`, e.g. ``kp`` → ``sparsity.kp``) or a dotted
+:class:`~ast_tune.spec.RunSpec` path (``sparsity.ema_alpha``); the results call it
+``param.<name>``. The fields the workload sets (data, model, batch size, epochs, precision,
+checkpoint interval) are not searchable: they define what the baseline and every trial share.
+Every bound and choice is checked against the RunSpec field it sets, on top of the base preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import re
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ast_tune.presets import PRESETS, get_preset
+from ast_tune.spec import (
+    MODELS,
+    PRECISIONS,
+    DataSpec,
+    RunSpec,
+    SpecError,
+    build,
+    check_choice,
+    check_range,
+    load_yaml,
+    parse_assignment,
+    set_path,
+    to_dict,
+)
+
+ALIASES = {
+    "target_activation": "sparsity.target_activation",
+    "kp": "sparsity.kp",
+    "ki": "sparsity.ki",
+    "initial_threshold": "sparsity.initial_threshold",
+    "mode": "sparsity.mode",
+    "lr": "optim.lr",
+    "warmup_lr": "optim.warmup_lr",
+    "lr_schedule": "optim.schedule",
+    "momentum": "optim.momentum",
+    "weight_decay": "optim.weight_decay",
+    "warmup_epochs": "warmup_epochs",
+}
+DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice", "fixed")
+WORKLOAD_OWNED = ("data", "model", "batch_size", "epochs", "precision", "checkpoint_every")
+#: Per-epoch metrics an objective or the scheduler may name (numbers reported every epoch).
+METRICS = ("val_top1", "val_top5", "energy_savings", "speedup", "activation_rate", "train_seconds",
+           "energy_j", "train_loss", "samples_per_second", "max_memory_mb", "threshold", "lr")
+SAMPLERS = ("tpe", "nsga2", "random", "gp")
+SCHEDULER_KINDS = ("fifo", "asha", "moasha")
+PLACEMENTS = ("STRICT_PACK", "PACK", "SPREAD")
+DRIVER_CPUS = 0.05  # CPU share of a trial's driver (the Tune function that runs the TorchTrainer)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One searched parameter: ``name`` as written in the spec, ``path`` the RunSpec field it sets.
+
+    ``values`` is ``(low, high)`` for uniform/loguniform/int, the options for choice and
+    ``(value,)`` for fixed.
+    """
+
+    name: str
+    path: str
+    kind: str
+    values: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """What every trial (and the dense baseline) trains, and the Ray resources of one trial."""
+
+    data: DataSpec = DataSpec()
+    model: str = "small_resnet"  # small_resnet | resnet18 | resnet50
+    batch_size: int = 128  # samples per forward pass, per training worker
+    epochs: int = 10  # per trial; also the scheduler's max_t
+    precision: str = "fp32"  # fp32 | amp
+    checkpoint_every: int | None = None  # epochs between trial checkpoints; None = the base preset's
+    workers: int = 1  # Ray Train workers (DDP ranks) per trial
+    gpus_per_worker: float = 0
+    cpus_per_worker: float = 1  # also torch threads per worker: max(1, round(cpus_per_worker))
+    placement: str = "STRICT_PACK"  # how a trial's workers are placed: STRICT_PACK | PACK | SPREAD
+
+    def __post_init__(self) -> None:
+        check_choice("model", self.model, MODELS)
+        check_range("batch_size", self.batch_size, low=1)
+        check_range("epochs", self.epochs, low=1)
+        check_choice("precision", self.precision, PRECISIONS)
+        if self.checkpoint_every is not None:
+            check_range("checkpoint_every", self.checkpoint_every, low=1)
+        check_range("workers", self.workers, low=1)
+        check_range("gpus_per_worker", self.gpus_per_worker, low=0)
+        check_range("cpus_per_worker", self.cpus_per_worker, low=0, low_open=True)
+        check_choice("placement", self.placement, PLACEMENTS)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpec:
+    """How Optuna proposes trials; ``max_concurrent`` is capped further by the cluster's resources."""
+
+    sampler: str = "tpe"  # tpe | nsga2 | random | gp (gp needs scipy)
+    num_trials: int = 8
+    max_concurrent: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice("sampler", self.sampler, SAMPLERS)
+        if self.sampler == "gp" and importlib.util.find_spec("scipy") is None:
+            raise SpecError("sampler", "gp needs scipy, which is not installed; use tpe, nsga2 or random")
+        check_range("num_trials", self.num_trials, low=1)
+        check_range("max_concurrent", self.max_concurrent, low=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class SchedulerSpec:
+    """Early stopping, in epochs: ``asha`` on one metric, ``moasha`` on all objectives, ``fifo`` none."""
+
+    kind: str = "asha"
+    metric: str = "val_top1"  # asha only
+    mode: str | None = None  # min | max; by default the mode of the objective on the same metric
+    grace_period: int = 1  # epochs before the first rung
+    reduction_factor: float = 3  # η: about 1/η of the trials pass each rung
+
+    def __post_init__(self) -> None:
+        check_choice("kind", self.kind, SCHEDULER_KINDS)
+        check_choice("metric", self.metric, METRICS)
+        if self.mode is not None:
+            check_choice("mode", self.mode, ("min", "max"))
+        check_range("grace_period", self.grace_period, low=1)
+        check_range("reduction_factor", self.reduction_factor, low=1, low_open=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    metric: str
+    mode: str = "max"
+
+    def __post_init__(self) -> None:
+        check_choice("metric", self.metric, METRICS)
+        check_choice("mode", self.mode, ("min", "max"))
+
+
+@dataclasses.dataclass(frozen=True)
+class PromoteRule:
+    max_accuracy_drop: float = 1.0  # percentage points of val_top1 below the best trial
+    prefer: str = "energy_savings"  # objective metric to maximise among the trials within the drop
+
+
+@dataclasses.dataclass(frozen=True)
+class PromoteSpec:
+    """Which trial to run to full length afterwards (``python -m ast_tune.promote``)."""
+
+    enabled: bool = False
+    epochs: int | None = None  # None = the base preset's epochs
+    checkpoint_every: int = 10
+    rule: PromoteRule = PromoteRule()
+
+    def __post_init__(self) -> None:
+        if self.epochs is not None:
+            check_range("epochs", self.epochs, low=1)
+        check_range("checkpoint_every", self.checkpoint_every, low=1)
+        check_range("rule.max_accuracy_drop", self.rule.max_accuracy_drop, low=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageSpec:
+    root: str = "results"  # results go to <root>/<name>; a shared filesystem on multi-node clusters
+    baseline: str = "auto"  # auto: time a dense baseline once per sweep (gives speedup) | none
+
+    def __post_init__(self) -> None:
+        check_choice("baseline", self.baseline, ("auto", "none"))
+
+
+DEFAULT_OBJECTIVES = (Objective("val_top1", "max"), Objective("energy_savings", "max"),
+                      Objective("speedup", "max"))
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    workload: Workload = Workload()
+    base: str = "quickstart"  # preset every trial starts from
+    space: tuple[Param, ...] = ()
+    search: SearchSpec = SearchSpec()
+    scheduler: SchedulerSpec = SchedulerSpec()
+    objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES
+    promote: PromoteSpec = PromoteSpec()
+    storage: StorageSpec = StorageSpec()
+
+    def __post_init__(self) -> None:
+        if not _NAME.fullmatch(self.name):
+            raise SpecError("name", f"must be a directory name of letters, digits, _ . -; got {self.name!r}")
+        if self.base not in PRESETS:
+            raise SpecError("base", f"must be one of {', '.join(PRESETS)}; got {self.base!r}")
+        self._check_objectives()
+        if self.scheduler.kind != "fifo" and self.scheduler.grace_period > self.workload.epochs:
+            raise SpecError("scheduler.grace_period", f"must be <= workload.epochs ({self.workload.epochs}), "
+                                                      f"got {self.scheduler.grace_period}")
+        _check_candidates(self.space, _reference_document(self))
+
+    def _check_objectives(self) -> None:
+        if not self.objectives:
+            raise SpecError("objectives", "must name at least one {metric, mode}")
+        metrics = [o.metric for o in self.objectives]
+        for i, metric in enumerate(metrics):
+            if metric in metrics[:i]:
+                raise SpecError(f"objectives[{i}].metric", f"{metric} is named twice")
+            if metric == "speedup" and self.storage.baseline == "none":
+                raise SpecError(f"objectives[{i}].metric", "speedup needs storage.baseline: auto")
+        scheduler = self.scheduler
+        if scheduler.kind == "asha" and scheduler.mode is None and scheduler.metric not in metrics:
+            raise SpecError("scheduler.mode", f"required: {self.scheduler.metric} is not an objective")
+        if self.promote.enabled and self.promote.rule.prefer not in metrics:
+            raise SpecError("promote.rule.prefer", f"must be one of the objectives {', '.join(metrics)}; "
+                            f"got {self.promote.rule.prefer!r}")
+
+    @property
+    def scheduler_mode(self) -> str:
+        """The ASHA mode: as given, else that of the objective on the scheduler's metric."""
+        modes = {o.metric: o.mode for o in self.objectives}
+        return self.scheduler.mode or modes[self.scheduler.metric]
+
+    def trial_spec(self, params: Mapping[str, Any]) -> RunSpec:
+        """The RunSpec of one trial: base preset + workload + the sampled ``params`` (by name)."""
+        document = _base_document(self)
+        for param in self.space:
+            document = set_path(document, param.path, params.get(param.name, param.values[0]))
+        return build(RunSpec, document)
+
+    def baseline_spec(self) -> RunSpec:
+        """The dense baseline: base preset + workload, ``sparsity.mode: dense``, no search values."""
+        document = set_path(_base_document(self), "sparsity.mode", "dense")
+        document["warmup_epochs"] = min(document["warmup_epochs"], self.workload.epochs)
+        return build(RunSpec, document)
+
+
+def _base_document(spec: SweepSpec) -> dict:
+    """The base preset with the workload's fields, as a RunSpec mapping."""
+    document = to_dict(get_preset(spec.base))
+    workload = to_dict(spec.workload)
+    for key in WORKLOAD_OWNED:
+        if workload[key] is not None:
+            document[key] = workload[key]
+    return document
+
+
+def _reference_document(spec: SweepSpec) -> dict:
+    """Base + workload with every parameter at its first candidate; it must be a valid RunSpec."""
+    document = _base_document(spec)
+    for param in spec.space:
+        document = set_path(document, param.path, param.values[0])
+    try:
+        build(RunSpec, document)
+    except SpecError as err:
+        for param in spec.space:
+            if err.key == param.path:
+                raise SpecError(f"space.{param.name}.{param.kind}", str(err)) from None
+        raise SpecError("base", f"{spec.base} with this workload and space gives {err}") from None
+    return document
+
+
+def _check_candidates(space: Sequence[Param], reference: dict) -> None:
+    """Every bound, option and fixed value must make a valid RunSpec on its own."""
+    for param in space:
+        for value in param.values:
+            try:
+                build(RunSpec, set_path(reference, param.path, value))
+            except SpecError as err:
+                raise SpecError(f"space.{param.name}.{param.kind}", str(err)) from None
+
+
+# --- space parsing ---------------------------------------------------------------------------
+
+
+def parse_space(raw: Any) -> tuple[Param, ...]:
+    """Check the shape of ``space`` (one distribution per name, sane ranges, known fields)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise SpecError("space", f"must be a mapping of name: {{distribution: ..}}, got {type(raw).__name__}")
+    params = tuple(_parse_param(str(name), value) for name, value in raw.items())
+    paths = [p.path for p in params]
+    for param in params:
+        if paths.count(param.path) > 1:
+            raise SpecError(f"space.{param.name}", f"sets {param.path}, which another parameter sets too")
+    return params
+
+
+def _parse_param(name: str, raw: Any) -> Param:
+    key = f"space.{name}"
+    path = _field_path(name, key)
+    if not isinstance(raw, Mapping) or len(raw) != 1 or next(iter(raw)) not in DISTRIBUTIONS:
+        raise SpecError(key, f"must be a mapping with one key of {', '.join(DISTRIBUTIONS)}; got {raw!r}")
+    kind, value = next(iter(raw.items()))
+    key = f"{key}.{kind}"
+    if kind == "fixed":
+        if not isinstance(value, str | int | float | bool):
+            raise SpecError(key, f"must be a single number, string or boolean, got {value!r}")
+        return Param(name, path, kind, (value,))
+    if kind == "choice":
+        if not isinstance(value, list) or not value:
+            raise SpecError(key, f"must be a non-empty list of options, got {value!r}")
+        if len(set(map(repr, value))) != len(value):
+            raise SpecError(key, f"options must differ, got {value}")
+        return Param(name, path, kind, tuple(value))
+    return Param(name, path, kind, _range(key, kind, value))
+
+
+def _range(key: str, kind: str, value: Any) -> tuple:
+    number = int if kind == "int" else int | float
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, number) and not isinstance(v, bool) for v in value)):
+        what = "integers" if kind == "int" else "numbers"
+        raise SpecError(key, f"must be [low, high], two {what}; got {value!r}")
+    low, high = value
+    if kind == "loguniform" and low <= 0:
+        raise SpecError(key, f"low must be > 0, got {low}")
+    if low >= high:
+        raise SpecError(key, f"low must be < high (use fixed for one value), got [{low}, {high}]")
+    return (low, high) if kind == "int" else (float(low), float(high))
+
+
+def _field_path(name: str, key: str) -> str:
+    """The RunSpec path ``name`` stands for; SpecError unless it is a searchable leaf field."""
+    path = ALIASES.get(name, name)
+    cls: Any = RunSpec
+    for part in path.split("."):
+        hints = typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
+        if part not in hints:
+            raise SpecError(key, f"unknown parameter; use an alias ({', '.join(ALIASES)}) "
+                                 "or a dotted RunSpec path such as sparsity.ema_alpha")
+        cls = hints[part]
+    if dataclasses.is_dataclass(cls):
+        raise SpecError(key, f"{path} is a section; name one of its fields: {path}.<field>")
+    if path.split(".")[0] in WORKLOAD_OWNED:
+        raise SpecError(key, f"{path} is set by workload.{path.split('.')[0]}; it is not searchable")
+    return path
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def parse_sweep(document: Mapping) -> SweepSpec:
+    """Build and validate a SweepSpec from a parsed YAML mapping."""
+    if not isinstance(document, Mapping):
+        raise SpecError("", f"a sweep spec must be a mapping, got {type(document).__name__}")
+    return build(SweepSpec, {**document, "space": parse_space(document.get("space"))})
+
+
+def load_sweep(path: str | Path, overrides: Sequence[str] = (), *, name: str | None = None) -> SweepSpec:
+    """Read ``path``, apply ``--set`` overrides (then ``--name``) to the raw YAML, validate once."""
+    document = load_yaml(path)
+    for text in overrides:
+        document = set_path(document, *parse_assignment(text))
+    if name is not None:
+        document["name"] = name
+    return parse_sweep(document)
+
+
+def to_document(spec: SweepSpec) -> dict:
+    """The resolved spec as a YAML-ready mapping that :func:`parse_sweep` reads back unchanged."""
+    document = to_dict(spec)
+    document["space"] = {p.name: {p.kind: p.values[0] if p.kind == "fixed" else list(p.values)}
+                         for p in spec.space}
+    return document

@@ -1,0 +1,108 @@
+"""End-to-end sweeps through the CLI, on CPU: tiny, few trials, few epochs (each starts Ray)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACES = ROOT / "search_spaces"
+pytestmark = pytest.mark.ray
+
+SMALL_CPU = ["workload.model=small_resnet", "workload.precision=fp32", "workload.gpus_per_worker=0",
+             "workload.cpus_per_worker=0.95", "workload.data.num_workers=0", "workload.checkpoint_every=1"]
+
+
+def _argv(spec: str, results: Path, *overrides: str) -> list[str]:
+    argv = [sys.executable, "-m", "ast_tune.sweep", str(SPACES / spec), "--set", f"storage.root={results}"]
+    for text in overrides:
+        argv += ["--set", text]
+    return argv
+
+
+def _run(argv: list[str], timeout: float = 400) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_pi_gains_on_a_tiny_kaggle_tree_runs_ddp_trials_and_writes_every_result(tmp_path, kaggle_tree_factory):
+    tree = kaggle_tree_factory(tmp_path / "imagenet", size=16)
+    results = tmp_path / "results"
+    done = _run(_argv("pi_gains.yaml", results, *SMALL_CPU, f"workload.data.root={tree}",
+                      "workload.data.image_size=16", "workload.batch_size=4", "workload.epochs=2",
+                      "workload.workers=2", "space.warmup_epochs.int=[0, 1]", "search.num_trials=2",
+                      "scheduler.grace_period=1"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    sweep = results / "pi_gains"
+    for name in ("spec.yaml", "run.json", "baseline.json", "trials.parquet", "trials.csv", "epochs.parquet",
+                 "pareto.csv", "pareto.parquet", "pareto.md", "optuna.db", "tune"):
+        assert (sweep / name).exists(), name
+    study = optuna.load_study(study_name="pi_gains", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    assert [d.name for d in study.directions] == ["MAXIMIZE"] * 3
+    assert len(study.trials) == 2
+    epochs = pd.read_parquet(sweep / "epochs.parquet")
+    assert epochs["trial_id"].nunique() == 2 and set(epochs["status"]) <= {"TERMINATED", "STOPPED"}
+    assert {f"param.{name}" for name in ("kp", "ki", "target_activation", "lr_schedule")} <= set(epochs.columns)
+    assert epochs["speedup"].notna().all()
+    baseline = json.loads((sweep / "baseline.json").read_text())
+    assert baseline["fingerprint"]["world_size"] == 2 and len(baseline["epochs"]) == 2
+    assert "epoch 1/2: top1" in done.stdout and "| trial |" in done.stdout
+
+
+def test_non_finite_loss_ends_the_trial_as_error_with_its_reason(tmp_path):
+    results = tmp_path / "results"
+    done = _run(_argv("quickstart.yaml", results, "workload.epochs=1", "space.warmup_epochs={fixed: 0}",
+                      "space.lr={fixed: 1.0e+8}", "space.warmup_lr={fixed: 1.0e+8}", "search.num_trials=1",
+                      "scheduler.kind=fifo",
+                      "storage.baseline=none", "objectives=[{metric: val_top1}, {metric: energy_savings}]"))
+    assert done.returncode == 1 and "no trial finished" in done.stderr
+    trials = pd.read_csv(results / "quickstart" / "trials.csv")
+    assert list(trials["status"]) == ["ERROR"]
+    assert trials["reason"].iloc[0].startswith("NonFiniteLossError: ")
+
+
+def test_interrupted_sweep_resumes_without_rerunning_or_repeating_trials(tmp_path):
+    """FIFO, one trial at a time: an uninterrupted run finishes both trials; so must this one."""
+    results = tmp_path / "results"
+    argv = _argv("quickstart.yaml", results, "workload.epochs=3", "space.warmup_epochs.int=[0, 1]",
+                 "search.num_trials=2", "search.max_concurrent=1", "scheduler.kind=fifo",
+                 "workload.checkpoint_every=1")
+    journal = results / "quickstart" / "tune" / "journal.jsonl"
+    process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if journal.is_file() and '"epoch": 1' in journal.read_text():
+            break
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-3000:]
+    assert "--resume" in err
+    baseline = (results / "quickstart" / "baseline.json").read_text()
+    first = pd.read_parquet(results / "quickstart" / "epochs.parquet")
+    assert list(first["status"].unique()) == ["INTERRUPTED"] and first["trial_id"].nunique() == 1
+
+    resumed = _run([*argv, "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trials = pd.read_csv(results / "quickstart" / "trials.csv")
+    assert len(trials) == 2 and trials["trial_id"].is_unique and set(trials["status"]) == {"TERMINATED"}
+    epochs = pd.read_parquet(results / "quickstart" / "epochs.parquet")
+    assert sorted(epochs.groupby("trial_id")["epoch"].apply(list).tolist()) == [[1, 2, 3]] * 2
+    interrupted = first.loc[first["status"] == "INTERRUPTED", "trial_id"].iloc[0]
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    first_epochs = [e for e in events if e["trial_id"] == interrupted and e["event"] == "epoch" and e["epoch"] == 1]
+    # continued from its checkpoint, not from scratch: epoch 1 is reported again, unchanged
+    assert len({(e["train_seconds"], e["val_top1"]) for e in first_epochs}) == 1
+    assert (results / "quickstart" / "baseline.json").read_text() == baseline  # cached, not re-timed
+    study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{results / 'quickstart' / 'optuna.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2
