@@ -12,8 +12,10 @@ finished and errored trials are kept, unfinished ones continue from their Train 
 Files under ``results/<name>/``: ``spec.yaml``, ``run.json``, ``baseline.json``, ``optuna.db``,
 ``scheduler_state.json``, ``tune/`` (the Tune experiment, with ``journal.jsonl``: every epoch and
 trial end, which survives restores), ``train/`` (Train runs and their checkpoints), and the tables
-of :func:`ast_tune.export.write_tables`. Exit codes: 0 done, 1 runtime failure, 2 bad input (one
-line naming the key path or file; nothing written), 130 interrupted (``--resume`` continues).
+of :func:`ast_tune.export.write_tables`. On a multi-node cluster (``RAY_ADDRESS`` set)
+``storage.root`` must be a filesystem every node mounts: Train runs persist checkpoints there.
+Exit codes: 0 done, 1 runtime failure, 2 bad input (one line naming the key path or file; nothing
+written), 130 interrupted (``--resume`` continues).
 """
 
 from __future__ import annotations
@@ -58,7 +60,6 @@ from ast_tune.worker import (
 log = logging.getLogger(__name__)
 
 JOURNAL = "journal.jsonl"
-FINISHED = ("TERMINATED", "STOPPED", "ERROR")
 
 
 # --- the trial: a Tune function that runs one Ray Train run ----------------------------------
@@ -285,9 +286,8 @@ def _absolute(spec: SweepSpec) -> SweepSpec:
 
 def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, float], argv: Sequence[str]) -> int:
     """Baseline, Tune, tables; the exit code (0 done, 1 no trial finished, 130 interrupted)."""
-    autoscaling = bool(os.environ.get("RAY_ADDRESS"))
-    trials_at_once = concurrency(spec, cluster, autoscaling=autoscaling)  # before anything is written
-    results.mkdir(parents=True, exist_ok=True)
+    trials_at_once = concurrency(spec, cluster, autoscaling=bool(os.environ.get("RAY_ADDRESS")))
+    results.mkdir(parents=True, exist_ok=True)  # only now: bad input has been ruled out
     atomic.write_text(results / "spec.yaml", yaml.safe_dump(to_document(spec), sort_keys=False))
     session = {"command": [sys.executable, "-m", "ast_tune.sweep", *argv], "cwd": os.getcwd(),
                "start": datetime.now(UTC).isoformat(timespec="seconds"), "end": None, "status": "running",
@@ -298,16 +298,8 @@ def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, f
     journal = Journal(results / "tune" / JOURNAL, epochs=spec.workload.epochs)
     status = "interrupted"
     try:
-        baseline = None
-        if spec.storage.baseline == "auto":
-            print("baseline: timing the dense baseline (or reusing baseline.json)", flush=True)
-            side_by_side = 1 if spec.workload.gpus_per_worker else trials_at_once  # CPU trials share cores
-            (baseline,) = in_threads([functools.partial(ensure_baseline, spec, results / "baseline.json",
-                                                        storage_path=results / "train", runs_at_once=side_by_side)])
-            session["hardware"]["device"] = baseline["fingerprint"]["device"]
-            print(f"baseline: {baseline['epoch_seconds']:.3f} s per epoch (median), top1 "
-                  f"{baseline['val_top1']:.2f}% on {baseline['fingerprint']['device']}", flush=True)
-        context = _TrialContext(spec, str(results / "train"), baseline and baseline["epoch_seconds"])
+        seconds = _baseline(spec, results, trials_at_once, session) if spec.storage.baseline == "auto" else None
+        context = _TrialContext(spec, str(results / "train"), seconds)
         trainable = tune.with_resources(tune.with_parameters(_run_trial, context=context), {"CPU": DRIVER_CPUS})
         if restore:
             tuner = tune.Tuner.restore(str(results / "tune"), trainable, resume_unfinished=True,
@@ -320,10 +312,29 @@ def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, f
     finally:
         front = _write_tables(spec, results, journal)
         _write_run(results, {**session, "end": datetime.now(UTC).isoformat(timespec="seconds"), "status": status})
+    return _conclude(spec, results, journal, front, interrupted=status == "interrupted", argv=argv)
+
+
+def _baseline(spec: SweepSpec, results: Path, trials_at_once: int, session: dict[str, Any]) -> float:
+    """Time (or reuse) the dense baseline; its median seconds per epoch."""
+    print("baseline: timing the dense baseline (or reusing baseline.json)", flush=True)
+    side_by_side = 1 if spec.workload.gpus_per_worker else trials_at_once  # CPU trials share the cores
+    (baseline,) = in_threads([functools.partial(ensure_baseline, spec, results / "baseline.json",
+                                                storage_path=results / "train", runs_at_once=side_by_side)])
+    device = baseline["fingerprint"]["device"]
+    session["hardware"]["device"] = device
+    print(f"baseline: {baseline['epoch_seconds']:.3f} s per epoch (median of {baseline['epochs_timed']}), "
+          f"top1 {baseline['val_top1']:.2f}% on {device}", flush=True)
+    return baseline["epoch_seconds"]
+
+
+def _conclude(spec: SweepSpec, results: Path, journal: Journal, front: pd.DataFrame | None, *,
+              interrupted: bool, argv: Sequence[str]) -> int:
+    """Print the front and where the results are; the exit code."""
     if front is not None:
         print(export.front_markdown(front, [(o.metric, o.mode) for o in spec.objectives]))
     print(f"results: {results}", flush=True)
-    if status == "interrupted":
+    if interrupted:
         again = " ".join(a for a in argv if a != "--resume")
         print(f"interrupted; continue with: python -m ast_tune.sweep {again} --resume", file=sys.stderr)
         return 130
@@ -337,10 +348,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    if not args.verbose:
-        logging.getLogger("ray").setLevel(logging.CRITICAL)
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's legacy reporter, silent at verbose=0
     try:
         spec = _absolute(load_sweep(args.spec, args.set, name=args.name))
         results = Path(spec.storage.root) / spec.name
@@ -349,6 +356,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(resources_line(spec))
             return 0
         restore = _check_results(spec, results, resume=args.resume)
+        if not args.verbose:  # our progress lines only
+            logging.getLogger("ray").setLevel(logging.CRITICAL)
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's legacy reporter: silent at verbose=0
         with ray_session(verbose=args.verbose) as cluster:
             return sweep(spec, results, restore=restore, cluster=cluster, argv=argv)
     except SpecError as err:
@@ -358,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; continue with --resume", file=sys.stderr)
         return 130
     except Exception as err:  # a runtime failure: one message, exit 1
-        log.debug("sweep failed", exc_info=True)
+        log.info("sweep failed", exc_info=True)  # the traceback, with --verbose
         print(f"sweep failed: {failure_reason(err)}", file=sys.stderr)
         return 1
 

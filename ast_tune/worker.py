@@ -43,6 +43,7 @@ from ast_tune.sweep_spec import DRIVER_CPUS, SweepSpec, Workload
 
 log = logging.getLogger(__name__)
 
+API_SERVER_VARIABLE = "RAY_API_SERVER_ADDRESS"  # where Ray's state API is asked (the dashboard)
 HISTORY_FILE = "history.json"  # the run's epoch records so far, saved beside the engine's checkpoint
 
 
@@ -220,23 +221,26 @@ def ray_session(*, verbose: bool) -> Iterator[dict[str, float]]:
     on 127.0.0.1: Ray Train's placement-group cleaner asks its state API whether a stopped trial's
     controller is gone, and frees the trial's workers only then.
     """
-    temp_dir = None
+    temp_dir, api_server = None, os.environ.get(API_SERVER_VARIABLE)
     options: dict[str, Any] = {"log_to_driver": verbose, "configure_logging": verbose}
     if not os.environ.get("RAY_ADDRESS"):
         temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"  # inherited by Ray's workers
+        os.environ[API_SERVER_VARIABLE] = f"http://127.0.0.1:{port}"  # Ray's processes inherit it
         options.update(_temp_dir=temp_dir, include_dashboard=True, dashboard_host="127.0.0.1",
                        dashboard_port=port)
-    ray.init(**options)
     try:
+        ray.init(**options)
         yield {"CPU": 0.0, "GPU": 0.0, **ray.cluster_resources()}
     finally:
         ray.shutdown()
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
+            os.environ.pop(API_SERVER_VARIABLE)
+            if api_server is not None:
+                os.environ[API_SERVER_VARIABLE] = api_server
 
 
 def concurrency(spec: SweepSpec, cluster: dict[str, float], *, autoscaling: bool) -> int:
@@ -252,9 +256,11 @@ def concurrency(spec: SweepSpec, cluster: dict[str, float], *, autoscaling: bool
     if fits < 1 and not autoscaling:
         raise SpecError("workload", f"a trial needs {need['CPU']:g} CPUs and {need['GPU']:g} GPUs; this Ray "
                                     f"cluster has {cluster['CPU']:g} CPUs and {cluster['GPU']:g} GPUs")
-    if 1 <= fits < spec.search.max_concurrent:
+    if fits < 1:  # an autoscaling cluster may grow
+        return spec.search.max_concurrent
+    if fits < spec.search.max_concurrent:
         log.info("search.max_concurrent %d capped to %d: that many trials fit", spec.search.max_concurrent, fits)
-    return max(1, min(spec.search.max_concurrent, fits)) if fits >= 1 else spec.search.max_concurrent
+    return min(spec.search.max_concurrent, fits)
 
 
 def resources_line(spec: SweepSpec) -> str:
