@@ -153,6 +153,8 @@ class SchedulerSpec:
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
+    """One metric Optuna optimises (its last reported epoch's value) and the Pareto front ranks."""
+
     metric: str
     mode: str = "max"
 
@@ -198,7 +200,9 @@ DEFAULT_OBJECTIVES = (Objective("val_top1", "max"), Objective("energy_savings", 
 
 @dataclasses.dataclass(frozen=True)
 class SweepSpec:
-    name: str
+    """A whole sweep, validated across sections; :meth:`trial_spec` gives each trial's RunSpec."""
+
+    name: str  # results go to <storage.root>/<name>
     workload: Workload = Workload()
     base: str = "quickstart"  # preset every trial starts from
     space: tuple[Param, ...] = ()
@@ -242,7 +246,10 @@ class SweepSpec:
         return self.scheduler.mode or modes[self.scheduler.metric]
 
     def trial_spec(self, params: Mapping[str, Any]) -> RunSpec:
-        """The RunSpec of one trial: base preset + workload + the sampled ``params`` (by name)."""
+        """The RunSpec of one trial: base preset + workload + the sampled ``params`` (by name).
+
+        A parameter missing from ``params`` takes its first candidate (low bound, first option).
+        """
         document = _base_document(self)
         for param in self.space:
             document = set_path(document, param.path, params.get(param.name, param.values[0]))
