@@ -3,7 +3,9 @@
 Ray does not restore a scheduler's state when an experiment is restored (ray-project/ray
 #30838), so a resumed ASHA would judge its first trials against empty rungs. Both schedulers
 here write their rung records to a JSON ``state_file`` whenever a record is added, and read it
-back when they are built. :func:`make_scheduler` builds the one a spec names.
+back when they are built *and when they are unpickled*: ``Tuner`` pickles the scheduler into
+``tuner.pkl`` when it is created (rungs still empty) and ``Tuner.restore`` unpickles that copy
+without calling ``__init__``. :func:`make_scheduler` builds the one a spec names.
 """
 
 from __future__ import annotations
@@ -69,6 +71,19 @@ class _RungStateFile:
         self._saved_records = count
 
 
+class _ReloadsRungs:
+    """Mixin: after unpickling, the rungs are filled again from the state file (see the module doc)."""
+
+    _state: _RungStateFile
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._state.load_into(self._rung_lists())
+
+    def _rung_lists(self) -> list[_Rungs]:
+        raise NotImplementedError
+
+
 def _milestones(brackets: list[_Rungs]) -> list[list[float]]:
     return [[milestone for milestone, _ in rungs] for rungs in brackets]
 
@@ -95,7 +110,7 @@ def _survives(vectors: list[list[float]], modes: Sequence[str], reduction_factor
     return int(better.sum()) < math.ceil(n / reduction_factor)
 
 
-class MultiObjectiveASHA(FIFOScheduler):
+class MultiObjectiveASHA(_ReloadsRungs, FIFOScheduler):
     """Asynchronous successive halving that ranks trials on several objectives at once.
 
     When a trial reaches a rung (``grace_period * reduction_factor**k`` of ``time_attr``), its
@@ -134,8 +149,11 @@ class MultiObjectiveASHA(FIFOScheduler):
                       for k in range(int(math.log(max_t / grace_period, reduction_factor) + 1e-9) + 1)]
         self._rungs: _Rungs = [(milestone, {}) for milestone in reversed(milestones)]
         self._state = _RungStateFile(state_file, scheduler=type(self).__name__)
-        self._state.load_into([self._rungs])
+        self._state.load_into(self._rung_lists())
         self._num_stopped = 0
+
+    def _rung_lists(self) -> list[_Rungs]:
+        return [self._rungs]
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         """Refuse a single ``TuneConfig`` metric/mode: the objectives are set here."""
@@ -180,12 +198,12 @@ class MultiObjectiveASHA(FIFOScheduler):
                 continue
             keep = _survives([*records.values(), vector], self._modes, self._rf)
             records[trial_id] = vector
-            self._state.save_if_grown([self._rungs])
+            self._state.save_if_grown(self._rung_lists())
             return TrialScheduler.CONTINUE if keep else TrialScheduler.STOP
         return TrialScheduler.CONTINUE
 
 
-class PersistentASHA(AsyncHyperBandScheduler):
+class PersistentASHA(_ReloadsRungs, AsyncHyperBandScheduler):
     """Ray's ``AsyncHyperBandScheduler`` whose rung records are kept in ``state_file``.
 
     Args:

@@ -7,7 +7,6 @@ a trial continues when fewer than ceil(n/2) records rank strictly above it.
 from __future__ import annotations
 
 import json
-import tempfile
 from types import SimpleNamespace
 
 import numpy as np
@@ -125,6 +124,24 @@ def test_persistent_asha_restored_from_state_file_decides_like_the_original(tmp_
     assert asha_report(asha(None), "e", 0.55) == CONTINUE
 
 
+def test_schedulers_pickled_before_any_record_reload_their_rungs_when_unpickled(tmp_path):
+    """What ``Tuner.restore`` does: unpickle the copy ``tuner.pkl`` took when the Tuner was created."""
+    from ray import cloudpickle
+
+    moasha_file, asha_file = tmp_path / "moasha.json", tmp_path / "asha.json"
+    originals = [front_rung(state_file=moasha_file), asha(asha_file)]
+    pickled = [cloudpickle.dumps(moasha(modes=("min", "min"), state_file=moasha_file)),
+               cloudpickle.dumps(asha(asha_file))]  # rungs still empty, as at Tuner creation
+    for trial_id, accuracy in {"a": 0.9, "b": 0.5, "c": 0.7, "d": 0.6}.items():
+        asha_report(originals[1], trial_id, accuracy)
+    restored_moasha, restored_asha = (cloudpickle.loads(blob) for blob in pickled)
+    assert report(restored_moasha, "e", 1, 0.25, 3.75) == report(originals[0], "e", 1, 0.25, 3.75) == STOP
+    assert asha_report(restored_asha, "e", 0.55) == asha_report(originals[1], "e", 0.55) == STOP
+    # the restored copies' first saves keep the earlier records instead of overwriting them
+    assert set(json.loads(moasha_file.read_text())["brackets"][0][-1][1]) == {"a", "b", "c", "d", "e"}
+    assert set(json.loads(asha_file.read_text())["brackets"][0][-1][1]) == {"a", "b", "c", "d", "e"}
+
+
 def test_state_file_of_another_scheduler_or_other_rungs_is_rejected(tmp_path):
     state_file = tmp_path / "state.json"
     front_rung(state_file=state_file)
@@ -154,15 +171,6 @@ def test_make_scheduler_builds_each_kind_and_lists_allowed_kinds(tmp_path):
         make_scheduler("hb", **common)
     with pytest.raises(ValueError, match="kind 'asha' needs a metric"):
         make_scheduler("asha", **common)
-
-
-@pytest.fixture
-def ray_cluster():
-    import ray
-
-    ray.init(num_cpus=2, _temp_dir=tempfile.mkdtemp(prefix="rt", dir="/tmp"), include_dashboard=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.ray
