@@ -165,7 +165,7 @@ class Objective:
 
 @dataclasses.dataclass(frozen=True)
 class PromoteRule:
-    max_accuracy_drop: float = 1.0  # percentage points of val_top1 below the best trial
+    max_accuracy_drop: float = 1.0  # points of val_top1 below the dense baseline (the best front trial if none)
     prefer: str = "energy_savings"  # objective metric to maximise among the trials within the drop
 
 
