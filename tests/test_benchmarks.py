@@ -1,0 +1,79 @@
+"""The benchmark scripts' arithmetic and arguments, on hand-made files (no sweep is run)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+search_quality = _load("search_quality")
+trial_overhead = _load("trial_overhead")
+
+
+def test_sweep_command_sets_sampler_scheduler_seed_and_trials(tmp_path: Path) -> None:
+    command = search_quality.sweep_command(Path("q.yaml"), "nsga2+moasha", 2, trials=7, root=tmp_path)
+    assert command[1:6] == ["-m", "ast_tune.sweep", "q.yaml", "--name", "sq_nsga2-moasha_s2"]
+    sets = [command[i + 1] for i, arg in enumerate(command) if arg == "--set"]
+    assert sets == ["search.sampler=nsga2", "scheduler.kind=moasha", "search.seed=2", "search.num_trials=7",
+                    f"storage.root={tmp_path}"]
+
+
+def test_zero_trials_is_rejected_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "q.yaml"
+    spec.write_text("name: q\n")
+    with pytest.raises(SystemExit) as exit_info:
+        search_quality.parse_args(["--spec", str(spec), "--trials", "0"])
+    assert exit_info.value.code == 2
+    assert "--trials" in capsys.readouterr().err
+
+
+def test_score_counts_finished_trials_only_against_the_fixed_reference(tmp_path: Path) -> None:
+    objectives = [{"metric": "val_top1", "mode": "max"}, {"metric": "energy_savings", "mode": "max"},
+                  {"metric": "speedup", "mode": "max"}]
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({"objectives": objectives}))
+    pd.DataFrame({"trial_id": ["a", "b", "c"], "status": ["TERMINATED", "STOPPED", "ERROR"],
+                  "val_top1": [60.0, 90.0, 100.0], "energy_savings": [0.5, 0.1, 1.0],
+                  "speedup": [1.5, 0.6, 10.0]}).to_parquet(tmp_path / "trials.parquet")
+    pd.DataFrame({"trial_id": ["a", "a", "b", "c"], "epoch": [1, 2, 1, 0]}).to_parquet(tmp_path / "epochs.parquet")
+    (tmp_path / "bench.json").write_text(json.dumps({"wall_seconds": 12.5}))
+    result = search_quality.score(tmp_path, (50.0, 0.0, 0.5))
+    # a: 10 × 0.5 × 1.0 = 5; b: 40 × 0.1 × 0.1 = 0.4; overlap 10 × 0.1 × 0.1 = 0.1; c errored
+    assert result["hv"] == pytest.approx(5.3)
+    assert result["hv_full"] == pytest.approx(5.0)
+    assert (result["epochs"], result["trials"], result["wall_s"]) == (3, 3, 12.5)
+
+
+def test_startup_is_first_report_minus_the_first_epochs_own_time() -> None:
+    rows = [{"time_total_s": 30.0, "time_this_iter_s": 30.0, "train_seconds": 2.0},
+            {"time_total_s": 33.0, "time_this_iter_s": 3.0, "train_seconds": 2.5},
+            {"time_total_s": 36.0, "time_this_iter_s": 3.0, "train_seconds": 2.0}]
+    timing = trial_overhead.trial_timing("t", 100.0, 136.0, rows)
+    # eval + report = median(0.5, 1.0) = 0.75 s, so epoch 1 took 2.75 s of the first 30 s
+    assert timing.startup_s == pytest.approx(27.25)
+    assert timing.epoch_wall_s == pytest.approx(8.75)
+
+
+def test_handover_pairs_each_later_start_with_the_earliest_free_slot() -> None:
+    def timing(start: float, end: float):
+        return trial_overhead.TrialTiming("t", start, end, 0.0, 1, 1.0)
+
+    timings = [timing(0, 50), timing(1, 40), timing(45, 90), timing(52, 95)]
+    assert trial_overhead.handovers(timings, concurrency=2) == [5, 2]
+    # 2 slots × 95 s span − 4 s of epochs, over 4 trials
+    assert trial_overhead.idle_per_trial(timings, concurrency=2) == pytest.approx(46.5)
