@@ -56,6 +56,8 @@ def test_score_counts_finished_trials_only_against_the_fixed_reference(tmp_path:
     # a: 10 × 0.5 × 1.0 = 5; b: 40 × 0.1 × 0.1 = 0.4; overlap 10 × 0.1 × 0.1 = 0.1; c errored
     assert result["hv"] == pytest.approx(5.3)
     assert result["hv_full"] == pytest.approx(5.0)
+    # without speedup: a 10 × 0.5 = 5, b 40 × 0.1 = 4, overlap 10 × 0.1 = 1
+    assert result["hv_untimed"] == pytest.approx(8.0)
     assert (result["epochs"], result["trials"], result["wall_s"]) == (3, 3, 12.5)
 
 
