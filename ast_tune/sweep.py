@@ -11,8 +11,10 @@ finished and errored trials are kept, unfinished ones continue from their Train 
 
 Files under ``results/<name>/``: ``spec.yaml``, ``run.json``, ``baseline.json``, ``optuna.db``,
 ``scheduler_state.json``, ``tune/`` (the Tune experiment, with ``journal.jsonl``: every epoch and
-trial end, which survives restores), ``train/`` (Train runs and their checkpoints), and the tables
-of :func:`ast_tune.export.write_tables`. On a multi-node cluster (``RAY_ADDRESS`` set)
+trial end, which survives restores; and per trial TensorBoard event files stepped by epoch, for
+``tensorboard --logdir results/<name>``), ``train/`` (Train runs and their checkpoints), and the tables
+of :func:`ast_tune.export.write_tables`; then ``promoted/`` (``promote.enabled``: see
+:mod:`ast_tune.promote`) and ``report/`` (unless ``--no-report``). On a multi-node cluster (``RAY_ADDRESS`` set)
 ``storage.root`` must be a filesystem every node mounts: Train runs persist checkpoints there.
 Exit codes: 0 done, 1 runtime failure, 2 bad input (one line naming the key path or file; nothing
 written), 130 interrupted (``--resume`` continues).
@@ -21,15 +23,14 @@ written), 130 interrupted (``--resume`` continues).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import functools
 import json
 import logging
-import math
 import os
 import platform
 import sys
+import typing
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,13 +40,16 @@ import optuna
 import pandas as pd
 import ray
 import yaml
-from ray import cloudpickle, tune
+from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.search.optuna import OptunaSearch
 
-from ast_tune import atomic, columns, export
+from ast_tune import atomic, export
+from ast_tune.promote import NoCandidateError, promote
+from ast_tune.report import write_report
 from ast_tune.schedulers import make_scheduler
 from ast_tune.spec import SpecError
+from ast_tune.sweep_journal import JOURNAL, EpochTBXLogger, Journal, epochs_frame
 from ast_tune.sweep_spec import DRIVER_CPUS, Param, SweepSpec, load_sweep, to_document
 from ast_tune.worker import (
     concurrency,
@@ -58,8 +62,6 @@ from ast_tune.worker import (
 )
 
 log = logging.getLogger(__name__)
-
-JOURNAL = "journal.jsonl"
 
 
 # --- the trial: a Tune function that runs one Ray Train run ----------------------------------
@@ -117,105 +119,9 @@ def _new_tuner(spec: SweepSpec, results: Path, trainable: Any, journal: Journal,
         trainable,
         tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=spec.search.num_trials,
                                     max_concurrent_trials=concurrency, trial_dirname_creator=_trial_dirname),
-        run_config=tune.RunConfig(name="tune", storage_path=str(results), verbose=0, callbacks=[journal],
+        run_config=tune.RunConfig(name="tune", storage_path=str(results), verbose=0,
+                                  callbacks=[journal, EpochTBXLogger()],
                                   failure_config=tune.FailureConfig(max_failures=0)))
-
-
-# --- the journal: every epoch and trial end, appended as they happen ---------------------------
-
-
-class Journal(tune.Callback):
-    """Appends one JSON line per reported epoch and per finished trial, and prints a progress line.
-
-    Tune rewrites a restored trial's own result files, so this file is the history of record.
-    A trial's end is ``TERMINATED`` (all epochs), ``STOPPED`` (by the scheduler) or ``ERROR``.
-    """
-
-    def __init__(self, path: Path, *, epochs: int) -> None:
-        self.path, self.epochs = path, epochs
-
-    def _append(self, entry: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry, default=str) + "\n")
-
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        if "epoch" not in result:
-            return
-        record = {key: result.get(key) for key in columns.EPOCH_METRICS}
-        self._append({"event": "epoch", "trial_id": trial.trial_id, "params": trial.config, **record})
-        print(f"trial {trial.trial_id} epoch {record['epoch']}/{self.epochs}: top1 {record['val_top1']:.2f}% "
-              f"act {record['activation_rate']:.3f} speedup {_times(record['speedup'])}", flush=True)
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        last = trial.last_result or {}
-        status = "TERMINATED" if last.get("epoch", 0) >= self.epochs else "STOPPED"
-        self._end(trial, status, None)
-        print(f"trial {trial.trial_id} {status} after {last.get('epoch', 0)} epochs: top1 "
-              f"{last.get('val_top1', math.nan):.2f}% savings {100 * last.get('energy_savings', math.nan):.1f}% "
-              f"(counted) speedup {_times(last.get('speedup', math.nan))} (measured)", flush=True)
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        reason = _error_reason(trial)
-        self._end(trial, "ERROR", reason)
-        print(f"trial {trial.trial_id} ERROR: {reason}", flush=True)
-
-    def _end(self, trial: Any, status: str, reason: str | None) -> None:
-        self._append({"event": "end", "trial_id": trial.trial_id, "params": trial.config, "status": status,
-                      "reason": reason})
-
-    def read(self) -> list[dict[str, Any]]:
-        """Every complete line; a line cut short by a kill is skipped."""
-        if not self.path.is_file():
-            return []
-        entries = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            with contextlib.suppress(json.JSONDecodeError):
-                entries.append(json.loads(line))
-        return entries
-
-
-def _error_reason(trial: Any) -> str:
-    """One line from the error Tune saved for ``trial`` (its local copy: storage may lag behind)."""
-    pickled, text = trial.pickled_error_file, trial.error_file
-    if pickled and Path(pickled).is_file():
-        with open(pickled, "rb") as handle:
-            return failure_reason(cloudpickle.load(handle))
-    lines = [line for line in Path(text).read_text().splitlines() if line.strip()] if text else []
-    return lines[-1].strip() if lines else "unknown error"
-
-
-def _times(value: float | None) -> str:
-    return f"{value:.2f}x" if value is not None and math.isfinite(value) else "n/a"
-
-
-def epochs_frame(entries: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """One row per trial × epoch (the last report of a re-run epoch wins), with status and ``param.*``.
-
-    A trial that ended before its first epoch gets one row with epoch 0 and NaN metrics; a trial
-    with epochs but no end (the sweep was interrupted) is ``INTERRUPTED``.
-    """
-    ends = {e["trial_id"]: e for e in entries if e["event"] == "end"}
-    rows: dict[tuple[str, int], dict[str, Any]] = {}
-    for entry in entries:
-        if entry["event"] == "epoch":
-            rows[entry["trial_id"], entry["epoch"]] = entry
-    for trial_id, end in ends.items():
-        if not any(key[0] == trial_id for key in rows):
-            rows[trial_id, 0] = {**end, "epoch": 0}
-    order: dict[str, int] = {}
-    for entry in entries:
-        order.setdefault(entry["trial_id"], len(order))
-    table = []
-    for (trial_id, _), entry in sorted(rows.items(), key=lambda item: (order[item[0][0]], item[0][1])):
-        end = ends.get(trial_id, {})
-        row = {"trial_id": trial_id, "status": end.get("status", "INTERRUPTED"), "reason": end.get("reason")}
-        row.update({key: entry.get(key, math.nan) for key in columns.EPOCH_METRICS})
-        row.update({f"{columns.PARAM_PREFIX}{k}": v for k, v in entry.get("params", {}).items()})
-        table.append(row)
-    first = [*columns.EPOCH_TABLE_KEYS, *columns.EPOCH_METRICS, "reason"]
-    frame = pd.DataFrame(table, columns=None if table else first)
-    return frame[[*first, *sorted(c for c in frame.columns if c not in first)]]
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -250,14 +156,21 @@ def _write_run(results: Path, session: dict[str, Any]) -> None:
 # --- the CLI -----------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:  # main prints it as one line, exit 2
+        raise SpecError("", message)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m ast_tune.sweep", description=__doc__.splitlines()[0])
+    """The CLI's arguments; a bad one raises :class:`SpecError` (one line, exit 2 in :func:`main`)."""
+    parser = _Parser(prog="python -m ast_tune.sweep", description=__doc__.splitlines()[0])
     parser.add_argument("spec", type=Path, help="sweep spec YAML, e.g. search_spaces/quickstart.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a spec field, e.g. --set search.num_trials=8 (repeatable)")
     parser.add_argument("--name", help="the sweep's name (results/<name>); default: the spec's name")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted sweep of this name")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved spec and trial resources")
+    parser.add_argument("--no-report", action="store_true", help="skip the HTML report (report/index.html)")
     parser.add_argument("--verbose", action="store_true", help="show Ray's own logs")
     return parser.parse_args(argv)
 
@@ -284,8 +197,13 @@ def _absolute(spec: SweepSpec) -> SweepSpec:
                                storage=dataclasses.replace(spec.storage, root=root))
 
 
-def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, float], argv: Sequence[str]) -> int:
-    """Baseline, Tune, tables; the exit code (0 done, 1 no trial finished, 130 interrupted)."""
+def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, float], argv: Sequence[str],
+          report: bool = True) -> int:
+    """Baseline, Tune, tables, then (when every trial ended and one finished) promotion and report.
+
+    Returns:
+        The exit code: 0 done, 1 no trial finished, 130 interrupted.
+    """
     trials_at_once = concurrency(spec, cluster, autoscaling=bool(os.environ.get("RAY_ADDRESS")))
     results.mkdir(parents=True, exist_ok=True)  # only now: bad input has been ruled out
     atomic.write_text(results / "spec.yaml", yaml.safe_dump(to_document(spec), sort_keys=False))
@@ -312,7 +230,21 @@ def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, f
     finally:
         front = _write_tables(spec, results, journal)
         _write_run(results, {**session, "end": datetime.now(UTC).isoformat(timespec="seconds"), "status": status})
-    return _conclude(spec, results, journal, front, interrupted=status == "interrupted", argv=argv)
+    code = _conclude(spec, results, journal, front, interrupted=status == "interrupted", argv=argv)
+    if code == 0:
+        _after_trials(spec, results, report=report)
+    return code
+
+
+def _after_trials(spec: SweepSpec, results: Path, *, report: bool) -> None:
+    """Promote a trial (``promote.enabled``; a rule that finds none is not a failure), then the report."""
+    if spec.promote.enabled:
+        try:
+            promote(results, progress=lambda line: print(f"promote: {line}", flush=True))
+        except NoCandidateError as err:
+            print(f"promote: {err}", file=sys.stderr)
+    if report:
+        print(f"report: {write_report(results)}", flush=True)
 
 
 def _baseline(spec: SweepSpec, results: Path, trials_at_once: int, session: dict[str, Any]) -> float:
@@ -346,9 +278,9 @@ def _conclude(spec: SweepSpec, results: Path, journal: Journal, front: pd.DataFr
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
+        args = parse_args(argv)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
         spec = _absolute(load_sweep(args.spec, args.set, name=args.name))
         results = Path(spec.storage.root) / spec.name
         if args.dry_run:
@@ -361,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's legacy reporter: silent at verbose=0
         with ray_session(verbose=args.verbose) as cluster:
-            return sweep(spec, results, restore=restore, cluster=cluster, argv=argv)
+            return sweep(spec, results, restore=restore, cluster=cluster, argv=argv, report=not args.no_report)
     except SpecError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -3,8 +3,9 @@
 Every rank runs :func:`train_loop_per_worker`: it sets torch's threads, resumes from
 ``ray.train.get_checkpoint()`` when the run has one, and forwards each epoch record (with the
 checkpoint directory rank 0 gets at checkpoint epochs) to ``ray.train.report``. A run's storage is
-``<storage_path>/<name>``; Ray Train keeps the newest checkpoint there, so starting a run again
-under the same name continues after its last checkpoint. The sweep's trials and its dense
+``<storage_path>/<name>``; Ray Train keeps the two newest checkpoints there, so starting a run again
+under the same name continues after its last checkpoint (the one before, if the last is damaged),
+and a run whose worker dies is restarted from it up to ``WORKER_RETRIES`` times. The sweep's trials and its dense
 baseline (:func:`ensure_baseline`) both go through :func:`run_training`. :func:`ray_session` and
 :func:`concurrency` start Ray and size how many trials may run at once.
 """
@@ -26,9 +27,10 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pyarrow.fs
 import ray
 import ray.train
 import ray.train.torch
@@ -36,8 +38,11 @@ import torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from ast_tune import ray_cleanup
 from ast_tune.atomic import write_text
-from ast_tune.engine import fit
+from ast_tune.checkpoint import CheckpointError
+from ast_tune.checkpoint import load as load_checkpoint
+from ast_tune.engine import NonFiniteLossError, fit
 from ast_tune.spec import RunSpec, SpecError, build, to_dict
 from ast_tune.sweep_spec import DRIVER_CPUS, SweepSpec, Workload
 
@@ -45,6 +50,8 @@ log = logging.getLogger(__name__)
 
 API_SERVER_VARIABLE = "RAY_API_SERVER_ADDRESS"  # where Ray's state API is asked (the dashboard)
 HISTORY_FILE = "history.json"  # the run's epoch records so far, saved beside the engine's checkpoint
+KEEP_CHECKPOINTS = 2  # per Train run: the newest, and the previous one in case the newest is damaged
+WORKER_RETRIES = 2  # restarts of a run's worker group (a dead worker) from its newest checkpoint
 
 
 class TrialFailedError(RuntimeError):
@@ -52,10 +59,13 @@ class TrialFailedError(RuntimeError):
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
-    """Run ``engine.fit`` on this rank; rank 0's return value is ``{"summary", "records"}``.
+    """Run ``engine.fit`` on this rank; rank 0's return value is ``{"summary", "records"}`` or ``{"error"}``.
 
     A resumed run first reports again the records its checkpoint holds: an interrupted sweep may
-    not have passed the last of them on to Tune. ``records`` holds every epoch of the run.
+    not have passed the last of them on to Tune. ``records`` holds every epoch of the run. A
+    checkpoint that does not load (truncated, garbage, not weights-only) is skipped with a warning
+    for the previous one Train kept. A non-finite loss is returned as ``{"error": reason}``
+    instead of raised, so Train does not spend its retries (meant for dead workers) repeating it.
 
     Args:
         config: ``run_spec`` (a RunSpec as a mapping), ``threads`` (torch CPU threads) and
@@ -63,14 +73,42 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     """
     torch.set_num_threads(config["threads"])
     spec = build(RunSpec, config["run_spec"])
-    previous = ray.train.get_checkpoint()
-    if previous is None:
+    try:
+        latest = ray.train.get_checkpoint()
+        for candidate in _newest_first(latest) if latest is not None else []:
+            with candidate.as_directory() as directory:
+                history = _usable_history(Path(directory))
+                if history is None:
+                    continue
+                if candidate is not latest:
+                    log.warning("resuming from the previous checkpoint %s", candidate.path)
+                for record in history:
+                    ray.train.report(record)
+                return _fit_and_report(spec, config, resume_from=Path(directory), history=history)
+        if latest is not None:
+            log.warning("no checkpoint of this run loads; training from epoch 0")
         return _fit_and_report(spec, config, resume_from=None, history=[])
-    with previous.as_directory() as directory:
-        history = json.loads((Path(directory) / HISTORY_FILE).read_text())
-        for record in history:
-            ray.train.report(record)
-        return _fit_and_report(spec, config, resume_from=Path(directory), history=history)
+    except NonFiniteLossError as err:
+        return {"error": f"{type(err).__name__}: {err}"}
+
+
+def _newest_first(latest: Checkpoint) -> list[Checkpoint]:
+    """``latest``, then the run's older checkpoints (``checkpoint_<time>`` siblings), newest first."""
+    parent, name = PurePosixPath(latest.path).parent, PurePosixPath(latest.path).name
+    infos = latest.filesystem.get_file_info(pyarrow.fs.FileSelector(str(parent)))
+    older = sorted((info.path for info in infos if info.type == pyarrow.fs.FileType.Directory
+                    and info.base_name.startswith("checkpoint_") and info.base_name < name), reverse=True)
+    return [latest, *(Checkpoint(path, filesystem=latest.filesystem) for path in older)]
+
+
+def _usable_history(directory: Path) -> list[dict] | None:
+    """The epoch records saved with the checkpoint in ``directory``; None (and a warning) if it does not load."""
+    try:
+        load_checkpoint(directory)
+        return json.loads((directory / HISTORY_FILE).read_text())
+    except (CheckpointError, OSError, ValueError) as err:
+        log.warning("checkpoint %s does not load (%s); trying the previous one", directory, err)
+        return None
 
 
 def _fit_and_report(spec: RunSpec, config: dict[str, Any], *, resume_from: Path | None,
@@ -118,13 +156,16 @@ def run_training(spec: RunSpec, *, workload: Workload, name: str, storage_path: 
         scaling_config=ScalingConfig(num_workers=workload.workers, use_gpu=workload.gpus_per_worker > 0,
                                      resources_per_worker=resources, placement_strategy=workload.placement),
         run_config=RunConfig(name=name, storage_path=str(storage_path),
-                             checkpoint_config=CheckpointConfig(num_to_keep=1),
-                             failure_config=FailureConfig(max_failures=0), callbacks=list(callbacks)),
+                             checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+                             failure_config=FailureConfig(max_failures=WORKER_RETRIES), callbacks=list(callbacks)),
     )
     try:
-        return trainer.fit().return_value
+        result = trainer.fit().return_value
     except ray.train.TrainingFailedError as err:
         raise TrialFailedError(failure_reason(err)) from None
+    if "error" in result:
+        raise TrialFailedError(result["error"])
+    return result
 
 
 def failure_reason(err: BaseException) -> str:
@@ -219,12 +260,16 @@ def ray_session(*, verbose: bool) -> Iterator[dict[str, float]]:
 
     A local Ray gets its own short temp dir (unix socket paths are length-limited) and a dashboard
     on 127.0.0.1: Ray Train's placement-group cleaner asks its state API whether a stopped trial's
-    controller is gone, and frees the trial's workers only then.
+    controller is gone, and frees the trial's workers only then. The temp dir is marked with this
+    process (:mod:`ast_tune.ray_cleanup`), and the leftovers of marked Rays whose driver was killed
+    are removed first.
     """
     temp_dir, api_server = None, os.environ.get(API_SERVER_VARIABLE)
     options: dict[str, Any] = {"log_to_driver": verbose, "configure_logging": verbose}
     if not os.environ.get("RAY_ADDRESS"):
+        ray_cleanup.reap_stale("/tmp")
         temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+        ray_cleanup.mark(temp_dir)
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]

@@ -11,18 +11,18 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "ast_tune"
 
 LAYERS = [
-    {"columns", "atomic", "spec"},
+    {"columns", "atomic", "spec", "ray_cleanup"},
     {"presets", "lr_schedule", "pareto"},
     {"sparsity", "metrics", "checkpoint", "models", "data", "sweep_spec", "schedulers", "export"},
     {"run_state", "plots", "sweep_results", "loaders"},
     {"engine", "sweep_plots"},
     {"report"},
     {"train", "bench", "worker"},
-    {"promote"},
+    {"promote", "sweep_journal"},
     {"sweep"},
 ]
 RAY_FREE = {"spec", "presets", "lr_schedule", "sparsity", "metrics", "checkpoint", "models", "data", "loaders",
-            "run_state",
+            "run_state", "ray_cleanup",
             "engine", "pareto", "export", "columns", "atomic", "train", "bench"}
 TORCH_FREE = {"pareto", "export", "columns", "atomic", "spec"}
 

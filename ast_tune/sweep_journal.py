@@ -1,0 +1,131 @@
+"""The sweep's journal: every reported epoch and trial end, appended to ``tune/journal.jsonl``.
+
+Tune rewrites a restored trial's own result files, so the journal is the history of record;
+:func:`epochs_frame` turns it into the epochs table that :func:`ast_tune.export.write_tables`
+reads. The journal is also a Tune callback that prints one progress line per epoch and trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from ray import cloudpickle, tune
+from ray.tune.logger import TBXLoggerCallback
+from ray.tune.result import TIMESTEPS_TOTAL
+
+from ast_tune import columns
+from ast_tune.worker import failure_reason
+
+JOURNAL = "journal.jsonl"
+
+
+class Journal(tune.Callback):
+    """Appends one JSON line per reported epoch and per finished trial, and prints a progress line.
+
+    Tune rewrites a restored trial's own result files, so this file is the history of record.
+    A trial's end is ``TERMINATED`` (all epochs), ``STOPPED`` (by the scheduler) or ``ERROR``.
+    """
+
+    def __init__(self, path: Path, *, epochs: int) -> None:
+        self.path, self.epochs = path, epochs
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, default=str) + "\n")
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if "epoch" not in result:
+            return
+        record = {key: result.get(key) for key in columns.EPOCH_METRICS}
+        self._append({"event": "epoch", "trial_id": trial.trial_id, "params": trial.config, **record})
+        print(f"trial {trial.trial_id} epoch {record['epoch']}/{self.epochs}: top1 {record['val_top1']:.2f}% "
+              f"act {record['activation_rate']:.3f} speedup {_times(record['speedup'])}", flush=True)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        last = trial.last_result or {}
+        status = "TERMINATED" if last.get("epoch", 0) >= self.epochs else "STOPPED"
+        self._end(trial, status, None)
+        print(f"trial {trial.trial_id} {status} after {last.get('epoch', 0)} epochs: top1 "
+              f"{last.get('val_top1', math.nan):.2f}% savings {100 * last.get('energy_savings', math.nan):.1f}% "
+              f"(counted) speedup {_times(last.get('speedup', math.nan))} (measured)", flush=True)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        reason = _error_reason(trial)
+        self._end(trial, "ERROR", reason)
+        print(f"trial {trial.trial_id} ERROR: {reason}", flush=True)
+
+    def _end(self, trial: Any, status: str, reason: str | None) -> None:
+        self._append({"event": "end", "trial_id": trial.trial_id, "params": trial.config, "status": status,
+                      "reason": reason})
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every complete line; a line cut short by a kill is skipped."""
+        if not self.path.is_file():
+            return []
+        entries = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                entries.append(json.loads(line))
+        return entries
+
+
+def _error_reason(trial: Any) -> str:
+    """One line from the error Tune saved for ``trial`` (its local copy: storage may lag behind)."""
+    pickled, text = trial.pickled_error_file, trial.error_file
+    if pickled and Path(pickled).is_file():
+        with open(pickled, "rb") as handle:
+            return failure_reason(cloudpickle.load(handle))
+    lines = [line for line in Path(text).read_text().splitlines() if line.strip()] if text else []
+    return lines[-1].strip() if lines else "unknown error"
+
+
+def _times(value: float | None) -> str:
+    return f"{value:.2f}x" if value is not None and math.isfinite(value) else "n/a"
+
+
+def epochs_frame(entries: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per trial × epoch (the last report of a re-run epoch wins), with status and ``param.*``.
+
+    A trial that ended before its first epoch gets one row with epoch 0 and NaN metrics; a trial
+    with epochs but no end (the sweep was interrupted) is ``INTERRUPTED``.
+    """
+    ends = {e["trial_id"]: e for e in entries if e["event"] == "end"}
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for entry in entries:
+        if entry["event"] == "epoch":
+            rows[entry["trial_id"], entry["epoch"]] = entry
+    for trial_id, end in ends.items():
+        if not any(key[0] == trial_id for key in rows):
+            rows[trial_id, 0] = {**end, "epoch": 0}
+    order: dict[str, int] = {}
+    for entry in entries:
+        order.setdefault(entry["trial_id"], len(order))
+    table = []
+    for (trial_id, _), entry in sorted(rows.items(), key=lambda item: (order[item[0][0]], item[0][1])):
+        end = ends.get(trial_id, {})
+        row = {"trial_id": trial_id, "status": end.get("status", "INTERRUPTED"), "reason": end.get("reason")}
+        row.update({key: entry.get(key, math.nan) for key in columns.EPOCH_METRICS})
+        row.update({f"{columns.PARAM_PREFIX}{k}": v for k, v in entry.get("params", {}).items()})
+        table.append(row)
+    first = [*columns.EPOCH_TABLE_KEYS, *columns.EPOCH_METRICS, "reason"]
+    frame = pd.DataFrame(table, columns=None if table else first)
+    return frame[[*first, *sorted(c for c in frame.columns if c not in first)]]
+
+
+class EpochTBXLogger(TBXLoggerCallback):
+    """TensorBoard event files per trial (``tensorboard --logdir results/<name>``), stepped by epoch.
+
+    Tune's own TBX logger steps by ``training_iteration``, which restarts when a trial resumes.
+    """
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+        if "epoch" in result:
+            result = {**result, TIMESTEPS_TOTAL: result["epoch"]}
+        super().log_trial_result(iteration, trial, result)
