@@ -269,7 +269,7 @@ class SparsitySpec:
     threshold_min: float = 0.5  # nats; also the lower edge of the anti-windup band
     threshold_max: float = 10.0  # nats; also the upper edge of the anti-windup band
     min_keep_fraction: float = 0.1  # top-k floor: keep at least max(2, ceil(f·batch)) per batch
-    score_bn: str = "eval"  # inline: BatchNorm mode of the no-grad scoring forward (eval | train)
+    score_bn: str = "train"  # inline: BatchNorm mode of the no-grad scoring forward (train | eval); see README
     refresh_fraction: float = 0.1  # skip: share of predicted-insignificant samples still trained
     reweight: bool = False  # skip: weight the refreshed low-score samples by 1/refresh_fraction
 
