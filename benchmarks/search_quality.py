@@ -54,11 +54,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--reference", type=float, nargs="+", default=list(REFERENCE),
                         help="hypervolume reference point, one value per objective, in their units")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per sweep before it is killed")
+    parser.add_argument("--baseline", type=Path, help="a baseline.json every sweep starts from (default: the "
+                        "first sweep times one and the others copy it)")
     parser.add_argument("--report-only", action="store_true", help="tabulate the sweeps already under --root")
     parser.add_argument("--out", type=Path, help="also write the Markdown table here")
     args = parser.parse_args(argv)
     if args.trials < 1 or args.fifo_trials < 1:
         parser.error(f"--trials, --fifo-trials: must be >= 1; got {args.trials}, {args.fifo_trials}")
+    if args.baseline is not None and not args.baseline.is_file():
+        parser.error(f"--baseline: no such file {args.baseline}")
     if not args.spec.is_file():
         parser.error(f"--spec: no such file {args.spec}")
     return args
@@ -145,7 +149,7 @@ def table(scores: dict[str, list[dict[str, float]]], *, reference: Sequence[floa
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     root = args.root.resolve()
-    baseline: Path | None = None
+    baseline: Path | None = args.baseline
     scores: dict[str, list[dict[str, float]]] = {pair: [] for pair in args.pairs}
     for seed in args.seeds:  # seeds outermost: a cut-short run still has every pair at seed 0
         for pair in args.pairs:
