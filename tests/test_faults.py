@@ -30,6 +30,7 @@ from ast_tune.sweep_journal import Journal, epochs_frame
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
 TINY = ["workload.data.image_size=16", "workload.batch_size=256", "storage.baseline=none",
+        "objectives=[{metric: val_top1, mode: max}, {metric: energy_savings, mode: max}]",
         "workload.checkpoint_every=1", "space.warmup_epochs={fixed: 1}", "space.mode={fixed: skip}"]
 FINISHED = {"TERMINATED", "STOPPED"}
 
@@ -280,7 +281,7 @@ def _epochs(entries: list[dict]) -> dict[tuple[str, int], list[float]]:
 
 
 def _checkpoints(results: Path) -> list[Path]:
-    return sorted((results / "quickstart" / "train").glob("trial_*/checkpoint_*"))
+    return sorted(p for p in (results / "quickstart" / "train").glob("trial_*/checkpoint_*") if p.is_dir())
 
 
 @pytest.mark.ray

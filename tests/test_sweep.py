@@ -40,12 +40,15 @@ def test_pi_gains_on_a_tiny_kaggle_tree_runs_ddp_trials_and_writes_every_result(
     done = _run(_argv("pi_gains.yaml", results, *SMALL_CPU, f"workload.data.root={tree}",
                       "workload.data.image_size=16", "workload.batch_size=4", "workload.epochs=2",
                       "workload.workers=2", "space.warmup_epochs.int=[0, 1]", "search.num_trials=2",
-                      "scheduler.grace_period=1"))
+                      "scheduler.grace_period=1", "promote.epochs=2", "promote.checkpoint_every=1",
+                      "promote.rule.max_accuracy_drop=100"), timeout=700)
     assert done.returncode == 0, done.stderr[-3000:]
     sweep = results / "pi_gains"
     for name in ("spec.yaml", "run.json", "baseline.json", "trials.parquet", "trials.csv", "epochs.parquet",
-                 "pareto.csv", "pareto.parquet", "pareto.md", "optuna.db", "tune"):
+                 "pareto.csv", "pareto.parquet", "pareto.md", "optuna.db", "tune", "promoted/summary.json",
+                 "report/index.html"):
         assert (sweep / name).exists(), name
+    assert list((sweep / "tune").glob("trial_*/events.out.tfevents.*"))  # tensorboard --logdir works
     study = optuna.load_study(study_name="pi_gains", storage=f"sqlite:///{sweep / 'optuna.db'}")
     assert [d.name for d in study.directions] == ["MAXIMIZE"] * 3
     assert len(study.trials) == 2
