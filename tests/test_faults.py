@@ -376,7 +376,8 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     trial_id, after = epochs["trial_id"].iloc[0], _epochs(_journal(results))
     for epoch in range(1, broken):  # from the previous checkpoint: reported again, unchanged
         assert set(after[trial_id, epoch]) == set(before[trial_id, epoch])
-    assert len(set(after[trial_id, broken])) == 2  # the epoch of the broken checkpoint was trained again
+    # the epoch of the broken checkpoint was trained after the resume (a worker may have saved it after the kill)
+    assert set(after[trial_id, broken]) - set(before.get((trial_id, broken), []))
 
 
 @pytest.mark.ray
