@@ -155,6 +155,12 @@ def _imagenet_kaggle(spec: DataSpec) -> Datasets:
                     class_names=_class_names(root / "LOC_synset_mapping.txt", train.classes))
 
 
+def check_root(spec: DataSpec) -> None:
+    """A cheap check before any output is written: the dataset root is a directory (digits needs none)."""
+    if spec.kind != "digits":
+        _directory(Path(spec.root))
+
+
 def _directory(path: Path) -> Path:
     if not path.is_dir():
         raise SpecError(_ROOT, f"no such directory {path}")

@@ -45,6 +45,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.search.optuna import OptunaSearch
 
 from ast_tune import atomic, export
+from ast_tune.data import check_root
 from ast_tune.promote import NoCandidateError, promote
 from ast_tune.report import write_report
 from ast_tune.schedulers import make_scheduler
@@ -287,6 +288,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(yaml.safe_dump(to_document(spec), sort_keys=False), end="")
             print(resources_line(spec))
             return 0
+        try:
+            check_root(spec.workload.data)
+        except SpecError as err:
+            raise err.within("workload") from None
         restore = _check_results(spec, results, resume=args.resume)
         if not args.verbose:  # our progress lines only
             logging.getLogger("ray").setLevel(logging.CRITICAL)

@@ -75,11 +75,9 @@ def test_bad_sweep_override_is_one_line_exit_2_and_writes_nothing(tmp_path, caps
     assert not root.exists()
 
 
-BINARY_SPEC = pytest.param("binary.yaml", marks=pytest.mark.xfail(
-    strict=True, reason="sweep_spec.load_yaml lets UnicodeDecodeError through (exit 1, not 2)"))
 
 
-@pytest.mark.parametrize("name", [BINARY_SPEC if n == "binary.yaml" else n for n in sorted(SPEC_FILES)])
+@pytest.mark.parametrize("name", sorted(SPEC_FILES))
 def test_bad_spec_file_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, name):
     spec = tmp_path / name
     spec.write_text(SPEC_FILES[name], encoding="latin-1")
@@ -92,9 +90,7 @@ def test_bad_spec_file_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, n
 @pytest.mark.parametrize("argv", [
     [], ["--bogus"], [str(QUICKSTART), "--set"], [str(QUICKSTART), "--nme", "x"], ["/nonexistent.yaml"],
     [str(ROOT / "search_spaces")], [str(QUICKSTART), "--resume"],
-    pytest.param([str(QUICKSTART), "--dry-run", "--set", "workload.data.kind=imagefolder", "--set",
-                  "workload.data.root=/nonexistent"], marks=pytest.mark.xfail(
-        strict=True, reason="sweep_spec does not check that data.root exists; the baseline fails later (exit 1)")),
+    [str(QUICKSTART), "--set", "workload.data.kind=imagefolder", "--set", "workload.data.root=/nonexistent"],
 ])
 def test_bad_sweep_arguments_are_one_line_exit_2(tmp_path, capsys, argv):
     root = tmp_path / "results"
