@@ -13,7 +13,6 @@ epoch's train seconds over the mode's, from the same repeat. The ideal is comput
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import json
@@ -29,7 +28,7 @@ from ast_tune.data import Datasets, load_datasets
 from ast_tune.engine import default_device, train_one_epoch
 from ast_tune.presets import QUICKSTART
 from ast_tune.run_state import RunState
-from ast_tune.spec import OptimSpec, RunSpec, SpecError, apply_overrides
+from ast_tune.spec import CliParser, OptimSpec, RunSpec, SpecError, apply_overrides
 
 BASE = dataclasses.replace(QUICKSTART, epochs=1000, warmup_epochs=1,
                            optim=OptimSpec(schedule="constant", lr=0.02))
@@ -107,7 +106,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ast_tune.bench", description=__doc__.splitlines()[0])
+    parser = CliParser(prog="python -m ast_tune.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     parser.add_argument("--repeats", type=int, default=5, help="timings per configuration (default 5)")
     parser.add_argument("--epochs", type=int, default=2, help="training epochs per timing (default 2)")
@@ -115,8 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override the benchmarked RunSpec, e.g. --set batch_size=256")
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         if min(args.repeats, args.epochs) < 1 or not all(0 < r <= 1 for r in args.rates):
             raise SpecError("--repeats/--epochs/--rates", "repeats and epochs must be >= 1, rates in (0, 1]")
         base = apply_overrides(BASE, args.set)

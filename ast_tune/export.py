@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import pandas as pd
 import yaml
 
 from ast_tune import atomic, columns, pareto
-from ast_tune.spec import SpecError
+from ast_tune.spec import CliParser, SpecError
 
 logger = logging.getLogger(__name__)
 
@@ -262,13 +261,8 @@ def write_tables(results_dir: Path, epochs: pd.DataFrame, objectives: Sequence[O
 # --- CLI -------------------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> typing.NoReturn:  # main prints it as one line, exit 2
-        raise SpecError("", message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m ast_tune.export", description=__doc__.split("\n")[0])
+    parser = CliParser(prog="python -m ast_tune.export", description=__doc__.split("\n")[0])
     parser.add_argument("results", type=Path, help="the sweep's results/<name> directory")
     parser.add_argument("--format", choices=FORMATS, default="md", help="of the front (default md)")
     parser.add_argument("--out", type=Path, help="write the front here instead of stdout")

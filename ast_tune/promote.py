@@ -30,7 +30,6 @@ import json
 import logging
 import math
 import sys
-import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from ast_tune import atomic, columns
 from ast_tune.export import FRONT_STATUSES, read_epochs, trials_table
 from ast_tune.plots import write_run_plots
 from ast_tune.presets import get_preset
-from ast_tune.spec import RunSpec, SpecError, to_dict
+from ast_tune.spec import CliParser, RunSpec, SpecError, to_dict
 from ast_tune.sweep_spec import PromoteRule, SweepSpec, Workload, load_sweep
 from ast_tune.worker import TrialFailedError, failure_reason, in_threads, probe_device, ray_session, run_training
 
@@ -337,13 +336,8 @@ def _warn_about_baseline(plan: Plan) -> None:
 # --- CLI -------------------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> typing.NoReturn:  # main prints it as one line, exit 2
-        raise SpecError("", message)
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = _Parser(prog="python -m ast_tune.promote", description=__doc__.splitlines()[0])
+    parser = CliParser(prog="python -m ast_tune.promote", description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="the sweep's results/<name> directory")
     parser.add_argument("--trial", help="promote this finished trial instead of the rule's choice")
     parser.add_argument("--epochs", type=int, help="epochs of the promoted run (default: the spec's promote.epochs)")

@@ -26,11 +26,9 @@ blank where not measured). Exit codes: 0 done; 2 bad input (one line naming the 
 
 from __future__ import annotations
 
-import argparse
 import html
 import logging
 import sys
-import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -44,7 +42,7 @@ from ast_tune.export import (
     front_table,
     trials_table,
 )
-from ast_tune.spec import SpecError
+from ast_tune.spec import CliParser, SpecError
 from ast_tune.sweep_results import SweepResults, baseline_curve, load_results
 
 logger = logging.getLogger(__name__)
@@ -250,15 +248,10 @@ def write_report(results_dir: Path, *, out: Path | None = None) -> Path:
     return out / "index.html"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> typing.NoReturn:  # main prints it as one line, exit 2
-        raise SpecError("", message)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI. Returns 0 done; 2 bad input (one line on stderr); 1 a file could not be written."""
     logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING)
-    parser = _Parser(prog="python -m ast_tune.report", description=__doc__.splitlines()[0])
+    parser = CliParser(prog="python -m ast_tune.report", description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="the sweep's results/<name> directory")
     parser.add_argument("--out", type=Path, help="report directory (default results/<name>/report)")
     try:

@@ -11,6 +11,7 @@ the sweep's own sections live in :mod:`ast_tune.sweep_spec`.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
@@ -215,6 +216,13 @@ def load_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise SpecError(str(path), "must contain a YAML mapping" if data is not None else "file is empty")
     return data
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse whose errors raise :class:`SpecError`, so every CLI reports them as one line, exit 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise SpecError("", message)
 
 
 # --- the spec of one training run ------------------------------------------------------------

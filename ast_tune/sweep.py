@@ -30,7 +30,6 @@ import logging
 import os
 import platform
 import sys
-import typing
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,7 +48,7 @@ from ast_tune.data import check_root
 from ast_tune.promote import NoCandidateError, promote
 from ast_tune.report import write_report
 from ast_tune.schedulers import make_scheduler
-from ast_tune.spec import SpecError
+from ast_tune.spec import CliParser, SpecError
 from ast_tune.sweep_journal import JOURNAL, EpochTBXLogger, Journal, epochs_frame
 from ast_tune.sweep_spec import DRIVER_CPUS, Param, SweepSpec, load_sweep, to_document
 from ast_tune.worker import (
@@ -157,14 +156,9 @@ def _write_run(results: Path, session: dict[str, Any]) -> None:
 # --- the CLI -----------------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> typing.NoReturn:  # main prints it as one line, exit 2
-        raise SpecError("", message)
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The CLI's arguments; a bad one raises :class:`SpecError` (one line, exit 2 in :func:`main`)."""
-    parser = _Parser(prog="python -m ast_tune.sweep", description=__doc__.splitlines()[0])
+    parser = CliParser(prog="python -m ast_tune.sweep", description=__doc__.splitlines()[0])
     parser.add_argument("spec", type=Path, help="sweep spec YAML, e.g. search_spaces/quickstart.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a spec field, e.g. --set search.num_trials=8 (repeatable)")

@@ -24,11 +24,11 @@ from ast_tune.data import load_datasets
 from ast_tune.engine import NonFiniteLossError, fit
 from ast_tune.plots import write_run_plots
 from ast_tune.presets import PRESETS, get_preset
-from ast_tune.spec import RunSpec, SpecError, apply_overrides, to_dict
+from ast_tune.spec import CliParser, RunSpec, SpecError, apply_overrides, to_dict
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m ast_tune.train", description=__doc__.splitlines()[0])
+    parser = CliParser(prog="python -m ast_tune.train", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="quickstart", help=f"one of {', '.join(PRESETS)}")
     parser.add_argument("--data", help="data.kind: digits | imagefolder | imagenet")
     parser.add_argument("--data-root", help="data.root: the dataset directory")
