@@ -41,9 +41,15 @@ def _scatter(fig, ax, shown: pd.DataFrame, *, x: pd.Series, colour: pd.Series, c
     points = sorted(zip(x[front], shown["val_top1"][front], shown["trial_id"][front], strict=True),
                     key=lambda p: (p[0], p[1]))
     labels = short_labels(list(shown["trial_id"]))
-    for i, (px, py, trial_id) in enumerate(points):  # alternate above/below so neighbours do not collide
-        ax.annotate(labels[trial_id], (px, py), xytext=(5, 6 if i % 2 == 0 else -12),
-                    textcoords="offset points", fontsize=8)
+    left, right = ax.get_xlim()
+    label_width = 0.09 * (right - left)  # about 8 characters at fontsize 8 on the default axes
+    level, previous = 0, None
+    for px, py, trial_id in points:  # labels of points close in x stack downwards, with a leader line
+        level = level + 1 if previous is not None and px - previous < label_width else 0
+        ax.annotate(labels[trial_id], (px, py), xytext=(6, 6 if level == 0 else -12 * level),
+                    textcoords="offset points", fontsize=8,
+                    arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.4"} if level else None)
+        previous = px
 
 
 def pareto_figure(trials: pd.DataFrame, path: Path, *, x_axis: str, baseline_top1: float | None) -> Path:
