@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from ast_tune import atomic, columns, pareto
-from ast_tune.spec import CliParser, SpecError
+from ast_tune.cli import os_error_line, run_main
+from ast_tune.spec import CliParser, SpecError, load_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -59,25 +59,30 @@ def check_objectives(objectives: Sequence[Objective]) -> tuple[Objective, ...]:
 
 
 def read_objectives(spec_path: Path) -> tuple[Objective, ...]:
-    """The ``objectives: [{metric, mode}, ...]`` of a resolved spec; the defaults if absent.
+    """The ``objectives: [{metric, mode}, ...]`` of a resolved spec; the defaults if the file is absent.
 
     Raises:
-        SpecError: the file is not YAML, or an entry is not ``{metric, mode}`` with allowed
-            values; the message starts with ``spec_path``.
+        SpecError: the file is not a YAML mapping (:func:`ast_tune.spec.load_yaml`), or an entry is
+            not ``{metric, mode}`` with allowed values; the message starts with ``spec_path``.
     """
     if not spec_path.exists():
         return DEFAULT_OBJECTIVES
-    try:
-        doc = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise SpecError(str(spec_path), f"cannot read YAML ({type(err).__name__})") from None
-    entries = doc.get("objectives") if isinstance(doc, Mapping) else None
+    return objectives_from(load_yaml(spec_path), source=spec_path)
+
+
+def objectives_from(document: Mapping, *, source: Path) -> tuple[Objective, ...]:
+    """The checked ``objectives`` of a spec ``document`` read from ``source``; the defaults if it has none.
+
+    Raises:
+        SpecError: an entry is not ``{metric, mode}`` with allowed values; the key starts with ``source``.
+    """
+    entries = document.get("objectives")
     if entries is None:
         return DEFAULT_OBJECTIVES
     try:
         return check_objectives(_objective_pairs(entries))
     except SpecError as err:
-        raise SpecError(f"{spec_path}: {err.key}", err.message) from None
+        raise SpecError(f"{source}: {err.key}", err.message) from None
 
 
 def _objective_pairs(entries: object) -> list[Objective]:
@@ -299,31 +304,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         0 on success; 2 on bad input (one line on stderr naming the path or flag; nothing is
-        written); 1 if writing fails.
+        written); 1 if writing fails; 130 if interrupted.
     """
-    logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.INFO)
-    try:
-        args = _parser().parse_args(argv)
-        if args.format == "parquet" and args.out is None:
-            raise SpecError("--format parquet", "binary output needs --out FILE")
-        epochs = read_epochs(args.results)
-        objectives = read_objectives(args.results / "spec.yaml")
-    except SpecError as err:
-        print(err, file=sys.stderr)
-        return 2
-    try:
-        front = write_tables(args.results, epochs, objectives)
-        if args.out is None:
-            sys.stdout.write(_render(front, objectives, args.format))
-        elif args.format == "parquet":
-            write_frame(args.out, front, "parquet")
-        else:
-            atomic.write_text(args.out, _render(front, objectives, args.format))
-    except OSError as err:
-        print(f"{err.filename or args.results}: {err.strerror or err}", file=sys.stderr)
-        return 1
-    return 0
+    return run_main(lambda: _main(argv),
+                    interrupted="interrupted: each table is whole or untouched; run the command again",
+                    failures={OSError: os_error_line}, log_level=logging.INFO)
 
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = _parser().parse_args(argv)
+    if args.format == "parquet" and args.out is None:
+        raise SpecError("--format parquet", "binary output needs --out FILE")
+    epochs = read_epochs(args.results)
+    objectives = read_objectives(args.results / "spec.yaml")
+    front = write_tables(args.results, epochs, objectives)
+    if args.out is None:
+        sys.stdout.write(_render(front, objectives, args.format))
+    elif args.format == "parquet":
+        write_frame(args.out, front, "parquet")
+    else:
+        atomic.write_text(args.out, _render(front, objectives, args.format))
+    return 0
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -40,10 +41,12 @@ from ray.train import UserCallback
 from ray.util.queue import Queue
 
 from ast_tune import atomic, columns
+from ast_tune.cli import run_main
 from ast_tune.export import FRONT_STATUSES, read_epochs, trials_table
 from ast_tune.plots import write_run_plots
 from ast_tune.presets import get_preset
 from ast_tune.spec import CliParser, RunSpec, SpecError, to_dict
+from ast_tune.sweep_results import read_baseline
 from ast_tune.sweep_spec import PromoteRule, SweepSpec, Workload, load_sweep
 from ast_tune.worker import TrialFailedError, failure_reason, in_threads, probe_device, ray_session, run_training
 
@@ -125,7 +128,7 @@ def plan_promotion(results_dir: Path, *, trial: str | None = None, epochs: int |
     sweep = _load_spec(results_dir / "spec.yaml")
     trials = trials_table(table, [(o.metric, o.mode) for o in sweep.objectives])
     trials["trial_id"] = trials["trial_id"].astype(str)
-    baseline = _read_baseline(results_dir / "baseline.json")
+    baseline = read_baseline(results_dir / "baseline.json")
     if trial is None:
         rule, modes = sweep.promote.rule, {o.metric: o.mode for o in sweep.objectives}
         if rule.prefer not in modes:
@@ -154,20 +157,6 @@ def _load_spec(path: Path) -> SweepSpec:
         return load_sweep(path)
     except SpecError as err:
         raise SpecError(f"{path}: {err.key}" if err.key not in ("", str(path)) else str(path), err.message) from None
-
-
-def _read_baseline(path: Path) -> dict | None:
-    """``baseline.json`` as the sweep wrote it, or None if there is none."""
-    if not path.is_file():
-        return None
-    try:
-        baseline = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SpecError(str(path), f"cannot read JSON ({type(err).__name__})") from None
-    for key in ("epoch_seconds", "val_top1"):
-        if not isinstance(baseline, dict) or not isinstance(baseline.get(key), int | float):
-            raise SpecError(f"{path}: {key}", "missing or not a number")
-    return baseline
 
 
 def _check_requested(trials: pd.DataFrame, trial: str) -> None:
@@ -345,24 +334,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     logging.getLogger("ray").setLevel(logging.CRITICAL)
-    try:
-        args = parse_args(argv)
-        out = promote(args.results, trial=args.trial, epochs=args.epochs, progress=lambda line: print(line, flush=True))
-    except SpecError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except NoCandidateError as err:
-        print(f"nothing promoted: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: the last checkpoint is kept; run the same command again to continue", file=sys.stderr)
-        return 130
-    except Exception as err:  # a runtime failure: one message, exit 1
-        log.debug("promotion failed", exc_info=True)
-        print(f"promotion failed: {failure_reason(err)}", file=sys.stderr)
-        return 1
+    return run_main(
+        functools.partial(_main, argv),
+        interrupted="interrupted: the last checkpoint is kept; run the same command again to continue",
+        failures={NoCandidateError: lambda err: f"nothing promoted: {err}",
+                  Exception: lambda err: f"promotion failed: {failure_reason(err)}"})
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = parse_args(argv)
+    out = promote(args.results, trial=args.trial, epochs=args.epochs, progress=lambda line: print(line, flush=True))
     print(f"done: {out}/epochs.parquet, summary.json, plots/", flush=True)
     return 0
 

@@ -21,20 +21,20 @@ Comparison table (``comparison.md`` and in the page), one row each for:
 
 Values are aggregated by :func:`ast_tune.export.trials_table`: final top-1/top-5 (%), mean
 counted savings (%), time-weighted measured speedup (×), total train time (s), energy (J, NVML,
-blank where not measured). Exit codes: 0 done; 2 bad input (one line naming the path); 1 write error.
+blank where not measured). Exit codes: 0 done; 2 bad input (one line naming the path); 1 write error; 130 interrupted.
 """
 
 from __future__ import annotations
 
 import html
 import logging
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from ast_tune import atomic, columns, plots, sweep_plots
+from ast_tune.cli import os_error_line, run_main
 from ast_tune.export import (
     FRONT_STATUSES,
     Objective,
@@ -42,7 +42,7 @@ from ast_tune.export import (
     front_table,
     trials_table,
 )
-from ast_tune.spec import CliParser, SpecError
+from ast_tune.spec import CliParser
 from ast_tune.sweep_results import SweepResults, baseline_curve, load_results
 
 logger = logging.getLogger(__name__)
@@ -249,23 +249,18 @@ def write_report(results_dir: Path, *, out: Path | None = None) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI. Returns 0 done; 2 bad input (one line on stderr); 1 a file could not be written."""
-    logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING)
+    """CLI. Returns 0 done; 2 bad input (one line on stderr); 1 a file could not be written; 130 interrupted."""
+    return run_main(lambda: _main(argv), interrupted="interrupted: run the same command again",
+                    failures={OSError: os_error_line})
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = CliParser(prog="python -m ast_tune.report", description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="the sweep's results/<name> directory")
     parser.add_argument("--out", type=Path, help="report directory (default results/<name>/report)")
-    try:
-        args = parser.parse_args(argv)
-        page = write_report(args.results, out=args.out)
-    except SpecError as err:
-        print(err, file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"{err.filename or 'report'}: {err.strerror or err}", file=sys.stderr)
-        return 1
-    print(f"wrote {page}")
+    args = parser.parse_args(argv)
+    print(f"wrote {write_report(args.results, out=args.out)}")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

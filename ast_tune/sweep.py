@@ -44,6 +44,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.search.optuna import OptunaSearch
 
 from ast_tune import atomic, export
+from ast_tune.cli import run_main
 from ast_tune.data import check_root
 from ast_tune.promote import NoCandidateError, promote
 from ast_tune.report import write_report
@@ -273,36 +274,32 @@ def _conclude(spec: SweepSpec, results: Path, journal: Journal, front: pd.DataFr
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    return run_main(functools.partial(_main, argv), interrupted="interrupted; continue with --resume",
+                    failures={Exception: lambda err: f"sweep failed: {failure_reason(err)}"},
+                    log_format="%(message)s", trace_level=logging.INFO)  # the traceback, with --verbose
+
+
+def _main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if args.verbose:
+        logging.getLogger().setLevel(logging.INFO)
+    spec = _absolute(load_sweep(args.spec, args.set, name=args.name))
+    results = Path(spec.storage.root) / spec.name
+    if args.dry_run:
+        print(yaml.safe_dump(to_document(spec), sort_keys=False), end="")
+        print(resources_line(spec))
+        return 0
     try:
-        args = parse_args(argv)
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-        spec = _absolute(load_sweep(args.spec, args.set, name=args.name))
-        results = Path(spec.storage.root) / spec.name
-        if args.dry_run:
-            print(yaml.safe_dump(to_document(spec), sort_keys=False), end="")
-            print(resources_line(spec))
-            return 0
-        try:
-            check_root(spec.workload.data)
-        except SpecError as err:
-            raise err.within("workload") from None
-        restore = _check_results(spec, results, resume=args.resume)
-        if not args.verbose:  # our progress lines only
-            logging.getLogger("ray").setLevel(logging.CRITICAL)
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-            os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's legacy reporter: silent at verbose=0
-        with ray_session(verbose=args.verbose) as cluster:
-            return sweep(spec, results, restore=restore, cluster=cluster, argv=argv, report=not args.no_report)
+        check_root(spec.workload.data)
     except SpecError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; continue with --resume", file=sys.stderr)
-        return 130
-    except Exception as err:  # a runtime failure: one message, exit 1
-        log.info("sweep failed", exc_info=True)  # the traceback, with --verbose
-        print(f"sweep failed: {failure_reason(err)}", file=sys.stderr)
-        return 1
+        raise err.within("workload") from None
+    restore = _check_results(spec, results, resume=args.resume)
+    if not args.verbose:  # our progress lines only
+        logging.getLogger("ray").setLevel(logging.CRITICAL)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's legacy reporter: silent at verbose=0
+    with ray_session(verbose=args.verbose) as cluster:
+        return sweep(spec, results, restore=restore, cluster=cluster, argv=argv, report=not args.no_report)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 ``epochs.parquet`` is required; everything else is optional and None (or ``{}``) when absent:
 ``spec.yaml``, ``baseline.json``, ``promoted/epochs.parquet``, ``promoted/summary.json``. A JSON
-file that cannot be read is logged and treated as absent; ranks come from
-:func:`ast_tune.export.trials_table`.
+file that cannot be read (or a ``baseline.json`` that :func:`read_baseline` rejects) is logged and
+treated as absent; ranks come from :func:`ast_tune.export.trials_table`. :func:`read_baseline` is
+also the promotion's reader, where a bad ``baseline.json`` is an error.
 """
 
 from __future__ import annotations
@@ -11,20 +12,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from ast_tune import columns
-from ast_tune.export import Objective, read_epochs, read_objectives, trials_table
-from ast_tune.spec import SpecError
+from ast_tune.export import Objective, objectives_from, read_epochs, trials_table
+from ast_tune.spec import SpecError, load_yaml
 
 logger = logging.getLogger(__name__)
 
 #: Keys of ``baseline.json`` that may hold the baseline's per-epoch records.
 BASELINE_RECORDS = ("epochs", "records", "history")
+#: Keys every ``baseline.json`` holds as numbers: median train seconds per epoch, final top-1 (%).
+BASELINE_NUMBERS = ("epoch_seconds", "val_top1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,14 +43,43 @@ class SweepResults:
     promoted_summary: Mapping | None
 
 
-def _read_json(path: Path) -> dict | None:
+def _parse_json(path: Path) -> object:
+    """The JSON document at ``path``, or None if there is no such file."""
     if not path.is_file():
         return None
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        logger.warning("%s: ignored, cannot read JSON (%s)", path, type(err).__name__)
+        raise SpecError(str(path), f"cannot read JSON ({type(err).__name__})") from None
+
+
+def read_baseline(path: Path) -> dict | None:
+    """``baseline.json`` as the sweep wrote it (:func:`ast_tune.worker.ensure_baseline`), or None if absent.
+
+    Raises:
+        SpecError: not JSON, or ``epoch_seconds`` (s) or ``val_top1`` (%) missing or not a number;
+            the message names the file and the key.
+    """
+    baseline = _parse_json(path)
+    if baseline is None:
         return None
+    for key in BASELINE_NUMBERS:
+        if not isinstance(baseline, dict) or not isinstance(baseline.get(key), int | float):
+            raise SpecError(f"{path}: {key}", "missing or not a number")
+    return baseline
+
+
+def _optional(read: Callable[[Path], dict | None], path: Path) -> dict | None:
+    """``read(path)``, with a file it rejects logged and treated as absent."""
+    try:
+        return read(path)
+    except SpecError as err:
+        logger.warning("%s; ignored", err)
+        return None
+
+
+def _read_json(path: Path) -> dict | None:
+    doc = _parse_json(path)
     return doc if isinstance(doc, dict) else None
 
 
@@ -70,19 +101,19 @@ def load_results(results_dir: Path) -> SweepResults:
 
     Raises:
         SpecError: the directory or ``epochs.parquet`` is missing or unreadable, ``spec.yaml`` is
-            invalid, or ``promoted/epochs.parquet`` is unreadable; the message names the path.
+            not a YAML mapping or names bad objectives, or ``promoted/epochs.parquet`` is unreadable;
+            the message names the path.
     """
     results_dir = Path(results_dir)
     epochs = read_epochs(results_dir)
     spec_path = results_dir / "spec.yaml"
-    objectives = read_objectives(spec_path)  # validates the YAML when the file exists
-    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8")) if spec_path.is_file() else None
+    spec = load_yaml(spec_path) if spec_path.exists() else {}
+    objectives = objectives_from(spec, source=spec_path)
     return SweepResults(
         name=results_dir.resolve().name, epochs=epochs, trials=trials_table(epochs, objectives),
-        objectives=objectives, spec=spec if isinstance(spec, Mapping) else {},
-        baseline=_read_json(results_dir / "baseline.json"),
+        objectives=objectives, spec=spec, baseline=_optional(read_baseline, results_dir / "baseline.json"),
         promoted_epochs=_read_promoted(results_dir / "promoted" / "epochs.parquet"),
-        promoted_summary=_read_json(results_dir / "promoted" / "summary.json"))
+        promoted_summary=_optional(_read_json, results_dir / "promoted" / "summary.json"))
 
 
 def baseline_curve(baseline: Mapping | None) -> pd.DataFrame | None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import pandas as pd
 
 from ast_tune import checkpoint
 from ast_tune.atomic import atomic_path, write_text
+from ast_tune.cli import run_main
 from ast_tune.data import load_datasets
 from ast_tune.engine import NonFiniteLossError, fit
 from ast_tune.plots import write_run_plots
@@ -93,15 +92,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run(parse_args(argv))
-    except SpecError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: checkpoints so far are kept; --resume continues", file=sys.stderr)
-        return 130
+    return run_main(lambda: run(parse_args(argv)),
+                    interrupted="interrupted: checkpoints so far are kept; --resume continues",
+                    log_format="%(levelname)s %(name)s: %(message)s")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ast_tune"
 
 LAYERS = [
     {"columns", "atomic", "spec", "ray_cleanup"},
-    {"presets", "lr_schedule", "pareto"},
+    {"presets", "lr_schedule", "pareto", "cli"},
     {"sparsity", "metrics", "checkpoint", "models", "data", "sweep_spec", "schedulers", "export"},
     {"run_state", "plots", "sweep_results", "loaders"},
     {"engine", "sweep_plots"},
@@ -23,8 +23,8 @@ LAYERS = [
 ]
 RAY_FREE = {"spec", "presets", "lr_schedule", "sparsity", "metrics", "checkpoint", "models", "data", "loaders",
             "run_state", "ray_cleanup",
-            "engine", "pareto", "export", "columns", "atomic", "train", "bench"}
-TORCH_FREE = {"pareto", "export", "columns", "atomic", "spec"}
+            "engine", "pareto", "export", "columns", "atomic", "train", "bench", "cli"}
+TORCH_FREE = {"pareto", "export", "columns", "atomic", "spec", "cli"}
 
 
 def imports_of(path: Path) -> set[str]:
