@@ -50,6 +50,9 @@ class SundewController:
     accumulates ``error`` (clamped to ±100) only while ``threshold_min < threshold < threshold_max``
     and otherwise decays ×0.9 (anti-windup); then ``threshold += kp·error + ki·integral``, clamped
     to ``[threshold_min, threshold_max]``. The EMA starts at the target, so the first step is neutral.
+    With ``threshold_update="multiplicative"`` (off by default) the same step is taken in the log
+    domain, ``threshold ·= exp(kp·error + ki·integral)``, so the gains do not depend on the scale of
+    significance; the rest is unchanged.
     """
 
     INTEGRAL_LIMIT = 100.0
@@ -70,7 +73,11 @@ class SundewController:
             self.integral = max(-self.INTEGRAL_LIMIT, min(self.INTEGRAL_LIMIT, self.integral + error))
         else:
             self.integral *= self.INTEGRAL_DECAY
-        self.threshold += s.kp * error + s.ki * self.integral
+        step = s.kp * error + s.ki * self.integral
+        if s.threshold_update == "multiplicative":
+            self.threshold *= math.exp(step)
+        else:
+            self.threshold += step
         self.threshold = max(s.threshold_min, min(s.threshold_max, self.threshold))
         return self.threshold
 

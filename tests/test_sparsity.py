@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
 from ast_tune.sparsity import BatchSelector, ScoreTable, SundewController, min_keep, significance
-from ast_tune.spec import SparsitySpec
+from ast_tune.spec import SparsitySpec, SpecError
 
 SPEC = SparsitySpec(target_activation=0.4, kp=0.5, ki=0.1, ema_alpha=0.5, initial_threshold=3.0)
 
@@ -135,3 +136,46 @@ def test_controller_state_round_trips():
     other = SundewController(SPEC)
     other.load_state_dict(controller.state_dict())
     assert other.update(0.2) == controller.update(0.2)
+
+
+LOG_SPEC = SparsitySpec(target_activation=0.4, kp=0.5, ki=0.1, ema_alpha=0.5, initial_threshold=3.0,
+                        threshold_min=1e-3, threshold_update="multiplicative")
+
+
+def test_multiplicative_threshold_rises_by_exp_of_step_when_activation_above_target():
+    controller = SundewController(LOG_SPEC)
+    # as the additive case: ema 0.7, error 0.3, integral 0.3 → step 0.15 + 0.03 = 0.18; 3·e^0.18
+    assert controller.update(1.0) == pytest.approx(3 * math.exp(0.18))
+    assert controller.integral == pytest.approx(0.3)
+
+
+def test_multiplicative_threshold_falls_by_exp_of_step_when_activation_below_target():
+    controller = SundewController(LOG_SPEC)
+    # ema 0.2, error -0.2, integral -0.2 → step -0.1 - 0.02 = -0.12; 3·e^-0.12
+    assert controller.update(0.0) == pytest.approx(3 * math.exp(-0.12))
+
+
+def test_multiplicative_step_is_the_same_ratio_at_any_threshold_scale():
+    big = SundewController(LOG_SPEC)
+    small = SundewController(dataclasses.replace(LOG_SPEC, initial_threshold=0.03))
+    for activation in (1.0, 0.0, 0.7):
+        big.update(activation)
+        small.update(activation)
+    assert small.threshold / 0.03 == pytest.approx(big.threshold / 3.0)
+
+
+def test_multiplicative_threshold_stops_at_its_positive_floor():
+    controller = SundewController(dataclasses.replace(LOG_SPEC, initial_threshold=0.002, kp=10.0))
+    # ema 0.2, error -0.2 → 0.002·e^(-2 - 0.02) ≈ 0.00027 < floor 0.001
+    assert controller.update(0.0) == 1e-3
+    assert controller.update(0.0) == 1e-3
+
+
+def test_multiplicative_update_needs_a_positive_threshold_floor():
+    with pytest.raises(SpecError, match="threshold_min"):
+        SparsitySpec(threshold_min=0.0, initial_threshold=0.5, threshold_update="multiplicative")
+
+
+def test_unknown_threshold_update_is_rejected_with_the_allowed_values():
+    with pytest.raises(SpecError, match="additive, multiplicative"):
+        SparsitySpec(threshold_update="exponential")
