@@ -1,18 +1,21 @@
 """Run a sweep: ``python -m ast_tune.sweep SPEC.yaml [--set key.path=value ...] [--name NAME] [--resume] [--dry-run]``.
 
-Each Tune trial is a function (:func:`_run_trial`) holding a tiny CPU share that runs a Ray Train
-``TorchTrainer`` (:func:`ast_tune.worker.run_training`) named ``trial_<tune trial id>`` and forwards
-its reports to Tune with ``TuneReportCallback``. Optuna proposes the trials with ALL objectives
-(``OptunaSearch(space=..., metric=[...], mode=[...])``; the space is given to OptunaSearch, never to
-``param_space``) and stores its study in ``results/<name>/optuna.db``; the scheduler (ASHA on one
-metric, or multi-objective ASHA) stops trials in ``epoch`` units and keeps its rungs in
-``scheduler_state.json``. Re-running the same name (or ``--resume``) restores the Tune experiment:
-finished and errored trials are kept, unfinished ones continue from their Train checkpoints.
+Each Tune trial is a function (:func:`_run_trial`). A one-worker trial trains in that function's own
+process, which Tune reuses for the next trial (:func:`ast_tune.worker.run_in_trial`); a multi-worker
+trial holds a tiny CPU share and runs a Ray Train ``TorchTrainer`` (:func:`ast_tune.worker.run_training`)
+named ``trial_<tune trial id>``, forwarding its reports to Tune with ``TuneReportCallback``. Optuna
+proposes the trials with ALL objectives (``OptunaSearch(space=..., metric=[...], mode=[...])``; the
+space is given to OptunaSearch, never to ``param_space``) and stores its study in
+``results/<name>/optuna.db``; the scheduler (ASHA on one metric, or multi-objective ASHA) stops
+trials in ``epoch`` units and keeps its rungs in ``scheduler_state.json``. Re-running the same name
+(or ``--resume``) restores the Tune experiment: finished and errored trials are kept, unfinished
+ones continue from their checkpoints (Tune's, or their Train run's).
 
 Files under ``results/<name>/``: ``spec.yaml``, ``run.json``, ``baseline.json``, ``optuna.db``,
 ``scheduler_state.json``, ``tune/`` (the Tune experiment, with ``journal.jsonl``: every epoch and
-trial end, which survives restores; and per trial TensorBoard event files stepped by epoch, for
-``tensorboard --logdir results/<name>``), ``train/`` (Train runs and their checkpoints), and the tables
+trial end, which survives restores; and per trial its checkpoints and TensorBoard event files stepped
+by epoch, for ``tensorboard --logdir results/<name>``), ``train/`` (Train runs and their checkpoints:
+the baseline's and multi-worker trials'), and the tables
 of :func:`ast_tune.export.write_tables`; then ``promoted/`` (``promote.enabled``: see
 :mod:`ast_tune.promote`) and ``report/`` (unless ``--no-report``). On a multi-node cluster (``RAY_ADDRESS`` set)
 ``storage.root`` must be a filesystem every node mounts: Train runs persist checkpoints there.
@@ -51,40 +54,69 @@ from ast_tune.report import write_report
 from ast_tune.schedulers import make_scheduler
 from ast_tune.spec import CliParser, SpecError
 from ast_tune.sweep_journal import JOURNAL, EpochTBXLogger, Journal, epochs_frame
-from ast_tune.sweep_spec import DRIVER_CPUS, Param, SweepSpec, load_sweep, to_document
+from ast_tune.sweep_spec import Param, SweepSpec, load_sweep, to_document
 from ast_tune.worker import (
+    KEEP_CHECKPOINTS,
+    WORKER_RETRIES,
+    TrialFailedError,
     concurrency,
     ensure_baseline,
     failure_reason,
     in_threads,
     ray_session,
     resources_line,
+    run_in_trial,
     run_training,
+    trial_resources,
 )
 
-log = logging.getLogger(__name__)
+FAILED = "FAILED"  # in a Tune trial's working directory: the reason the trial failed
 
 
-# --- the trial: a Tune function that runs one Ray Train run ----------------------------------
+# --- the trial: a Tune function that trains in its own process or runs a Ray Train run ----------
 
 
 @dataclasses.dataclass(frozen=True)
 class _TrialContext:
     sweep: SweepSpec
+    tune_storage: str  # absolute directory of the Tune experiment (its trials' directories)
     train_storage: str  # absolute directory of the Train runs
     baseline_epoch_seconds: float | None
 
 
 def _run_trial(config: dict[str, Any], context: _TrialContext) -> None:
-    """One trial: the sampled ``config`` on top of base + workload, trained as Train run ``trial_<id>``."""
-    trial_id = tune.get_context().get_trial_id()
-    run_training(context.sweep.trial_spec(config), workload=context.sweep.workload, name=f"trial_{trial_id}",
-                 storage_path=context.train_storage, baseline_epoch_seconds=context.baseline_epoch_seconds,
-                 callbacks=[TuneReportCallback()])
+    """One trial: the sampled ``config`` on top of base + workload.
+
+    A one-worker trial trains in this process; a larger one as Train run ``trial_<id>``. Tune
+    restarts a trial whose process died, but a trial that failed (e.g. a NaN loss) leaves its
+    reason in ``FAILED`` in its working directory and fails again at once instead of training again.
+    """
+    context_tune = tune.get_context()
+    failed = Path(context_tune.get_trial_dir()) / FAILED
+    if failed.is_file():
+        raise TrialFailedError(failed.read_text())
+    spec, workload = context.sweep.trial_spec(config), context.sweep.workload
+    name = _dirname(context_tune.get_trial_id())
+    try:
+        if workload.workers == 1:
+            run_in_trial(spec, workload=workload, trial_dir=f"{context.tune_storage}/{name}",
+                         baseline_epoch_seconds=context.baseline_epoch_seconds)
+        else:
+            run_training(spec, workload=workload, name=name,
+                         storage_path=context.train_storage, baseline_epoch_seconds=context.baseline_epoch_seconds,
+                         callbacks=[TuneReportCallback()])
+    except TrialFailedError as err:
+        atomic.write_text(failed, str(err))
+        raise
+
+
+def _dirname(trial_id: str) -> str:
+    """A trial's directory in the Tune experiment, and the name of its Train run."""
+    return f"trial_{trial_id}"
 
 
 def _trial_dirname(trial: tune.experiment.Trial) -> str:
-    return f"trial_{trial.trial_id}"
+    return _dirname(trial.trial_id)
 
 
 def _distribution(param: Param) -> optuna.distributions.BaseDistribution:
@@ -119,10 +151,12 @@ def _new_tuner(spec: SweepSpec, results: Path, trainable: Any, journal: Journal,
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=spec.search.num_trials,
-                                    max_concurrent_trials=concurrency, trial_dirname_creator=_trial_dirname),
+                                    max_concurrent_trials=concurrency, trial_dirname_creator=_trial_dirname,
+                                    reuse_actors=spec.workload.workers == 1),  # a Train run's end outlasts reuse
         run_config=tune.RunConfig(name="tune", storage_path=str(results), verbose=0,
                                   callbacks=[journal, EpochTBXLogger()],
-                                  failure_config=tune.FailureConfig(max_failures=0)))
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+                                  failure_config=tune.FailureConfig(max_failures=WORKER_RETRIES)))
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -213,8 +247,9 @@ def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, f
     status = "interrupted"
     try:
         seconds = _baseline(spec, results, trials_at_once, session) if spec.storage.baseline == "auto" else None
-        context = _TrialContext(spec, str(results / "train"), seconds)
-        trainable = tune.with_resources(tune.with_parameters(_run_trial, context=context), {"CPU": DRIVER_CPUS})
+        context = _TrialContext(spec, str(results / "tune"), str(results / "train"), seconds)
+        trainable = tune.with_resources(tune.with_parameters(_run_trial, context=context),
+                                         trial_resources(spec.workload))
         if restore:
             tuner = tune.Tuner.restore(str(results / "tune"), trainable, resume_unfinished=True,
                                        resume_errored=False, restart_errored=False)

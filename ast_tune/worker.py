@@ -1,18 +1,21 @@
-"""The Ray Train side of a sweep: one training run = one ``TorchTrainer`` around ``engine.fit``.
+"""Where a sweep's runs train: ``engine.fit`` in a Tune trial's own process or in a Ray Train ``TorchTrainer``.
 
-Every rank runs :func:`train_loop_per_worker`: it sets torch's threads, resumes from
-``ray.train.get_checkpoint()`` when the run has one, and forwards each epoch record (with the
-checkpoint directory rank 0 gets at checkpoint epochs) to ``ray.train.report``. A run's storage is
-``<storage_path>/<name>``; Ray Train keeps the two newest checkpoints there, so starting a run again
-under the same name continues after its last checkpoint (the one before, if the last is damaged),
-and a run whose worker dies is restarted from it up to ``WORKER_RETRIES`` times. The sweep's trials and its dense
-baseline (:func:`ensure_baseline`) both go through :func:`run_training`. :func:`ray_session` and
-:func:`concurrency` start Ray and size how many trials may run at once.
+One loop, :func:`train_loop`, serves both: it sets torch's threads, resumes from its session's
+checkpoint when the run has one, and forwards each epoch record (with the checkpoint directory
+rank 0 gets at checkpoint epochs) to the session's ``report``. A one-worker trial runs it in the
+trial's own process (:func:`run_in_trial`, Tune's session); a multi-worker trial, the dense
+baseline and a promotion run it on every rank of a ``TorchTrainer`` (:func:`run_training`,
+Train's session). A Train run's storage is ``<storage_path>/<name>``; Ray Train keeps the two
+newest checkpoints there, so starting a run again under the same name continues after its last
+checkpoint (the one before, if the last is damaged), and a run whose worker dies is restarted from
+it up to ``WORKER_RETRIES`` times (Tune does the same for a trial's own checkpoints and process).
+:func:`ray_session` and :func:`concurrency` start Ray and size how many trials may run at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -35,6 +38,7 @@ import ray
 import ray.train
 import ray.train.torch
 import torch
+from ray import tune
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
@@ -42,8 +46,9 @@ from ast_tune import ray_cleanup
 from ast_tune.atomic import write_text
 from ast_tune.checkpoint import CheckpointError
 from ast_tune.checkpoint import load as load_checkpoint
-from ast_tune.engine import NonFiniteLossError, fit
-from ast_tune.spec import RunSpec, SpecError, build, to_dict
+from ast_tune.data import Datasets, load_datasets
+from ast_tune.engine import NonFiniteLossError, default_device, fit
+from ast_tune.spec import DataSpec, RunSpec, SpecError, build, to_dict
 from ast_tune.sweep_spec import DRIVER_CPUS, SweepSpec, Workload
 
 log = logging.getLogger(__name__)
@@ -58,47 +63,90 @@ class TrialFailedError(RuntimeError):
     """A training run failed; ``str(err)`` is one line, e.g. ``NonFiniteLossError: loss is nan``."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Session:
+    """Where a training loop gets its checkpoint and sends its reports: Ray Train's or Ray Tune's."""
+
+    get_checkpoint: Callable[[], Checkpoint | None]
+    report: Callable[..., None]
+    checkpoint_type: type[Checkpoint]  # the class ``report`` accepts
+    device: Callable[[], torch.device]
+
+
+TRAIN_SESSION = Session(ray.train.get_checkpoint, ray.train.report, Checkpoint, ray.train.torch.get_device)
+TUNE_SESSION = Session(tune.get_checkpoint, tune.report, tune.Checkpoint, default_device)
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
+    """Ray Train's entry point on every rank: :func:`train_loop` in Train's session."""
+    return train_loop(config, TRAIN_SESSION)
+
+
+def train_loop(config: dict[str, Any], session: Session) -> dict[str, Any]:
     """Run ``engine.fit`` on this rank; rank 0's return value is ``{"summary", "records"}`` or ``{"error"}``.
 
     A resumed run first reports again the records its checkpoint holds: an interrupted sweep may
     not have passed the last of them on to Tune. ``records`` holds every epoch of the run. A
     checkpoint that does not load (truncated, garbage, not weights-only) is skipped with a warning
-    for the previous one Train kept. A non-finite loss is returned as ``{"error": reason}``
-    instead of raised, so Train does not spend its retries (meant for dead workers) repeating it.
+    for the previous one kept. A non-finite loss is returned as ``{"error": reason}`` instead of
+    raised, so the retries (meant for dead workers) are not spent repeating it.
 
     Args:
-        config: ``run_spec`` (a RunSpec as a mapping), ``threads`` (torch CPU threads) and
-            ``baseline_epoch_seconds`` (dense seconds per epoch, or None: speedup is NaN).
+        config: ``run_spec`` (a RunSpec as a mapping), ``threads`` (torch CPU threads),
+            ``baseline_epoch_seconds`` (dense seconds per epoch, or None: speedup is NaN) and
+            optionally ``run_dir``, the directory (path or URI) holding the run's checkpoints.
+        session: Ray Train's (a Train worker) or Ray Tune's (the trial's own process).
     """
     torch.set_num_threads(config["threads"])
     spec = build(RunSpec, config["run_spec"])
     try:
-        latest = ray.train.get_checkpoint()
-        for candidate in _newest_first(latest) if latest is not None else []:
+        latest = session.get_checkpoint()
+        candidates = _newest_first(latest, config.get("run_dir"), session.checkpoint_type)
+        for number, candidate in enumerate(candidates):
             with candidate.as_directory() as directory:
                 history = _usable_history(Path(directory))
                 if history is None:
                     continue
-                if candidate is not latest:
-                    log.warning("resuming from the previous checkpoint %s", candidate.path)
+                if number or latest is None or candidate.path != latest.path:
+                    log.warning("resuming from checkpoint %s (%d epochs); the recorded one was %s", candidate.path,
+                                len(history), latest and latest.path)
                 for record in history:
-                    ray.train.report(record)
-                return _fit_and_report(spec, config, resume_from=Path(directory), history=history)
-        if latest is not None:
+                    session.report(record)
+                return _fit_and_report(spec, config, session, resume_from=Path(directory), history=history)
+        if candidates:
             log.warning("no checkpoint of this run loads; training from epoch 0")
-        return _fit_and_report(spec, config, resume_from=None, history=[])
+        return _fit_and_report(spec, config, session, resume_from=None, history=[])
     except NonFiniteLossError as err:
         return {"error": f"{type(err).__name__}: {err}"}
 
 
-def _newest_first(latest: Checkpoint) -> list[Checkpoint]:
-    """``latest``, then the run's older checkpoints (``checkpoint_<time>`` siblings), newest first."""
-    parent, name = PurePosixPath(latest.path).parent, PurePosixPath(latest.path).name
-    infos = latest.filesystem.get_file_info(pyarrow.fs.FileSelector(str(parent)))
-    older = sorted((info.path for info in infos if info.type == pyarrow.fs.FileType.Directory
-                    and info.base_name.startswith("checkpoint_") and info.base_name < name), reverse=True)
-    return [latest, *(Checkpoint(path, filesystem=latest.filesystem) for path in older)]
+def _newest_first(latest: Checkpoint | None, run_dir: str | None, kind: type[Checkpoint]) -> list[Checkpoint]:
+    """The run's checkpoints (``latest``, its ``checkpoint_*`` siblings or those in ``run_dir``), most epochs first.
+
+    Ordered by the epochs each holds, not by name, and looked for beyond the one the session
+    recorded: a killed driver may not have recorded the newest checkpoint its run wrote (or any),
+    and Tune numbers a restored trial's checkpoints on from the one it knew.
+    """
+    if latest is not None:
+        filesystem, parent = latest.filesystem, str(PurePosixPath(latest.path).parent)
+    elif run_dir is not None:
+        filesystem, parent = pyarrow.fs.FileSystem.from_uri(run_dir)
+    else:
+        return []
+    infos = filesystem.get_file_info(pyarrow.fs.FileSelector(parent, allow_not_found=True))
+    paths = {info.path for info in infos if info.type == pyarrow.fs.FileType.Directory
+             and info.base_name.startswith("checkpoint_")} | ({latest.path} if latest is not None else set())
+    held = {path: _epochs_held(filesystem, path) for path in paths}
+    return [kind(path, filesystem=filesystem) for path in sorted(paths, key=lambda p: (held[p], p), reverse=True)]
+
+
+def _epochs_held(filesystem: pyarrow.fs.FileSystem, path: str) -> int:
+    """How many epoch records the checkpoint at ``path`` holds; -1 if its history does not read."""
+    try:
+        with filesystem.open_input_stream(f"{path}/{HISTORY_FILE}") as stream:
+            return len(json.loads(stream.read()))
+    except (OSError, ValueError):
+        return -1
 
 
 def _usable_history(directory: Path) -> list[dict] | None:
@@ -111,7 +159,13 @@ def _usable_history(directory: Path) -> list[dict] | None:
         return None
 
 
-def _fit_and_report(spec: RunSpec, config: dict[str, Any], *, resume_from: Path | None,
+@functools.lru_cache(maxsize=1)
+def _datasets(spec: DataSpec) -> Datasets:
+    """``load_datasets(spec)``, kept for the next run in this process with the same data."""
+    return load_datasets(spec)
+
+
+def _fit_and_report(spec: RunSpec, config: dict[str, Any], session: Session, *, resume_from: Path | None,
                     history: list[dict]) -> dict[str, Any]:
     records = list(history)
 
@@ -120,11 +174,11 @@ def _fit_and_report(spec: RunSpec, config: dict[str, Any], *, resume_from: Path 
         checkpoint = None
         if checkpoint_dir is not None:  # the records so far travel with the checkpoint
             (Path(checkpoint_dir) / HISTORY_FILE).write_text(json.dumps(records))
-            checkpoint = Checkpoint.from_directory(checkpoint_dir)
-        ray.train.report(dict(record), checkpoint=checkpoint)
+            checkpoint = session.checkpoint_type.from_directory(checkpoint_dir)
+        session.report(dict(record), checkpoint=checkpoint)
 
-    summary = fit(spec, report=report, resume_from=resume_from, device=ray.train.torch.get_device(),
-                  baseline_epoch_seconds=config["baseline_epoch_seconds"])
+    summary = fit(spec, report=report, resume_from=resume_from, device=session.device(),
+                  baseline_epoch_seconds=config["baseline_epoch_seconds"], datasets=_datasets(spec.data))
     return {"summary": summary, "records": records}
 
 
@@ -151,8 +205,7 @@ def run_training(spec: RunSpec, *, workload: Workload, name: str, storage_path: 
         resources["GPU"] = workload.gpus_per_worker
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"run_spec": to_dict(spec), "threads": max(1, round(workload.cpus_per_worker)),
-                           "baseline_epoch_seconds": baseline_epoch_seconds},
+        train_loop_config=_loop_config(spec, workload, baseline_epoch_seconds),
         scaling_config=ScalingConfig(num_workers=workload.workers, use_gpu=workload.gpus_per_worker > 0,
                                      resources_per_worker=resources, placement_strategy=workload.placement),
         run_config=RunConfig(name=name, storage_path=str(storage_path),
@@ -166,6 +219,46 @@ def run_training(spec: RunSpec, *, workload: Workload, name: str, storage_path: 
     if "error" in result:
         raise TrialFailedError(result["error"])
     return result
+
+
+def run_in_trial(spec: RunSpec, *, workload: Workload, trial_dir: str,
+                 baseline_epoch_seconds: float | None = None) -> dict[str, Any]:
+    """Train a one-worker ``spec`` in this Tune trial's own process, continuing from the trial's checkpoint.
+
+    No Train controller, worker actor or placement group is started, and the datasets are loaded
+    once per process (Tune reuses a trial's process for the next trial), so a trial starts in
+    about a second instead of tens of seconds (README, "Per-trial overhead"). Tune keeps the
+    checkpoints and restarts the trial from the newest when its process dies.
+
+    Args:
+        spec: the run.
+        workload: gives the torch threads (``cpus_per_worker``).
+        trial_dir: the trial's directory in the experiment's storage (path or URI), where Tune
+            keeps its checkpoints.
+        baseline_epoch_seconds: dense train seconds per epoch, passed to ``engine.fit`` for speedup.
+
+    Returns:
+        ``{"summary": fit's summary, "records": [every epoch record of the run]}``.
+
+    Raises:
+        TrialFailedError: the loss became non-finite.
+    """
+    result = train_loop({**_loop_config(spec, workload, baseline_epoch_seconds), "run_dir": trial_dir}, TUNE_SESSION)
+    if "error" in result:
+        raise TrialFailedError(result["error"])
+    return result
+
+
+def trial_resources(workload: Workload) -> dict[str, float]:
+    """What a Tune trial's own process holds: a one-worker run trains in it; a larger one only drives Train."""
+    if workload.workers > 1:
+        return {"CPU": DRIVER_CPUS}
+    return {"CPU": workload.cpus_per_worker + DRIVER_CPUS, "GPU": workload.gpus_per_worker}
+
+
+def _loop_config(spec: RunSpec, workload: Workload, baseline_epoch_seconds: float | None) -> dict[str, Any]:
+    return {"run_spec": to_dict(spec), "threads": max(1, round(workload.cpus_per_worker)),
+            "baseline_epoch_seconds": baseline_epoch_seconds}
 
 
 def failure_reason(err: BaseException) -> str:
@@ -309,13 +402,13 @@ def concurrency(spec: SweepSpec, cluster: dict[str, float], *, autoscaling: bool
 
 
 def resources_line(spec: SweepSpec) -> str:
-    """What one trial holds, e.g. ``8 workers × 1 GPU + 8 CPU (+0.05 CPU driver)``."""
+    """What one trial holds, e.g. ``8 × 1 GPU + 8 CPU Ray Train workers (+0.05 CPU for the trial driver) ...``."""
     w = spec.workload
     gpus = f" × {w.gpus_per_worker:g} GPU + {w.cpus_per_worker:g} CPU" if w.gpus_per_worker else \
         f" × {w.cpus_per_worker:g} CPU"
-    plural = "s" if w.workers > 1 else ""
-    return (f"trial resources: {w.workers} worker{plural}{gpus} (+{DRIVER_CPUS:g} CPU for the trial driver), "
-            f"placement {w.placement}; up to {spec.search.max_concurrent} trials at once; "
+    where = f"Ray Train workers (+{DRIVER_CPUS:g} CPU for the trial driver), placement {w.placement}" \
+        if w.workers > 1 else "worker, in the trial's own process"
+    return (f"trial resources: {w.workers}{gpus} {where}; up to {spec.search.max_concurrent} trials at once; "
             f"{spec.search.num_trials} trials of {w.epochs} epochs")
 
 

@@ -277,7 +277,7 @@ def _epochs(entries: list[dict]) -> dict[tuple[str, int], list[float]]:
 
 
 def _checkpoints(results: Path) -> list[Path]:
-    return sorted(p for p in (results / "quickstart" / "train").glob("trial_*/checkpoint_*") if p.is_dir())
+    return sorted(p for p in (results / "quickstart" / "tune").glob("trial_*/checkpoint_*") if p.is_dir())
 
 
 @pytest.mark.ray
@@ -323,21 +323,25 @@ def test_driver_killed_three_times_loses_and_repeats_no_trial(tmp_path):
         ray_cleanup._owner_alive(m) for m in Path("/tmp").glob(f"*/{ray_cleanup.OWNER_FILE}"))
 
 
-def _train_workers(driver: subprocess.Popen) -> list[psutil.Process]:
+def _processes(driver: subprocess.Popen, title: str) -> list[psutil.Process]:
     children = psutil.Process(driver.pid).children(recursive=True)
-    return [p for p in children if "RayTrainWorker" in " ".join(p.cmdline() or [p.name()])]
+    return [p for p in children if title in " ".join(p.cmdline() or [p.name()])]
 
 
 @pytest.mark.ray
-def test_killed_train_worker_is_restarted_from_its_checkpoint(tmp_path):
+@pytest.mark.parametrize(("workers", "title"), [(1, "ImplicitFunc"), (2, "RayTrainWorker")],
+                         ids=["trial-process", "ddp-train-worker"])
+def test_killed_worker_is_restarted_from_its_checkpoint(tmp_path, workers, title):
+    """One worker trains in the Tune trial's own process (Tune retries it); two in Ray Train workers (Train does)."""
     results, log = tmp_path / "results", tmp_path / "sweep.log"
-    process = _start(_sweep_argv(results, "workload.epochs=4", "search.num_trials=1", "scheduler.kind=fifo"), log)
+    argv = _sweep_argv(results, "workload.epochs=4", "search.num_trials=1", "scheduler.kind=fifo",
+                       f"workload.workers={workers}", f"workload.cpus_per_worker={0.95 / workers}")
+    process = _start(argv, log)
     try:
         _wait(process, lambda: any(e.get("epoch") == 2 for e in _journal(results)))
-        workers = _train_workers(process)
-        assert workers, "no Ray Train worker found"
-        for worker in workers:
-            worker.kill()
+        victims = _processes(process, title)
+        assert len(victims) == workers, [p.cmdline() for p in victims]
+        victims[0].kill()
         assert process.wait(timeout=600) == 0, log.read_text()[-3000:]
     finally:
         if process.poll() is None:
@@ -356,9 +360,11 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     process = _start(argv, log)
     try:
         _wait(process, lambda: any(e.get("epoch") == 3 for e in _journal(results)))
-        _sigkill(process)
-        newest = _checkpoints(results)[-1]
-        broken = json.loads((newest / "history.json").read_text())[-1]["epoch"]
+        process.send_signal(signal.SIGINT)  # Tune saves which checkpoint is the trial's newest
+        assert process.wait(timeout=120) == 130
+        held = {p: json.loads((p / "history.json").read_text())[-1]["epoch"] for p in _checkpoints(results)}
+        newest = max(held, key=held.get)  # maybe newer than the one Tune recorded: resume looks at them all
+        broken = held[newest]
         state = newest / "state.pt"
         state.write_bytes(state.read_bytes()[:100])  # truncated mid-write
         before = _epochs(_journal(results))
@@ -367,6 +373,8 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     finally:
         ray_cleanup.reap_stale("/tmp")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"checkpoint {newest} does not load" in resumed.stdout + resumed.stderr, resumed.stderr[-3000:]
+    assert "resuming from checkpoint" in resumed.stdout + resumed.stderr, resumed.stderr[-3000:]
     epochs = pd.read_parquet(results / "quickstart" / "epochs.parquet")
     assert epochs["epoch"].tolist() == [1, 2, 3, 4]
     trial_id, after = epochs["trial_id"].iloc[0], _epochs(_journal(results))

@@ -128,7 +128,7 @@ def test_rerunning_a_name_with_another_spec_is_refused(tmp_path, capsys):
 def test_dry_run_of_pi_gains_prints_the_spec_and_eight_one_gpu_workers(capsys):
     assert main([str(SPACES / "pi_gains.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "trial resources: 8 workers × 1 GPU + 8 CPU" in out
+    assert "trial resources: 8 × 1 GPU + 8 CPU Ray Train workers" in out
     assert yaml.safe_load(out.rsplit("trial resources", 1)[0])["workload"]["model"] == "resnet50"
 
 
