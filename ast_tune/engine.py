@@ -207,7 +207,9 @@ def fit(spec: RunSpec, *, report: Reporter | None = None, resume_from: str | Pat
     start = run.restore(checkpoint.load(resume_from)) if resume_from else 0
     val_loader = make_loader(data.val, batch_size=spec.batch_size, train=False, rank=rank, world_size=world,
                              num_workers=spec.data.num_workers, pin_memory=device.type == "cuda")
-    record, evaluation = {}, {"per_class_top1": []}
+    record = {}
+    # a run resumed after its last epoch still evaluates its final model, for the summary
+    evaluation = evaluate(run, val_loader) if start >= spec.epochs else {"per_class_top1": []}
     for epoch in range(start, spec.epochs):
         stats = train_one_epoch(run, epoch)
         evaluation = evaluate(run, val_loader)

@@ -47,9 +47,11 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.search.optuna import OptunaSearch
 
 from ast_tune import atomic, export
+from ast_tune.baseline import ensure_baseline
 from ast_tune.cli import run_main
 from ast_tune.data import check_root
 from ast_tune.promote import NoCandidateError, promote
+from ast_tune.ray_runtime import concurrency, in_threads, ray_session, resources_line
 from ast_tune.report import write_report
 from ast_tune.schedulers import make_scheduler
 from ast_tune.spec import CliParser, SpecError
@@ -59,12 +61,7 @@ from ast_tune.worker import (
     KEEP_CHECKPOINTS,
     WORKER_RETRIES,
     TrialFailedError,
-    concurrency,
-    ensure_baseline,
     failure_reason,
-    in_threads,
-    ray_session,
-    resources_line,
     run_in_trial,
     run_training,
     trial_resources,
@@ -133,8 +130,9 @@ def _sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
     if search.sampler == "nsga2":  # a population of a quarter of the budget, 4..50
         population = min(50, max(4, search.num_trials // 4))
         return optuna.samplers.NSGAIISampler(seed=search.seed, population_size=population)
-    samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
-                "gp": optuna.samplers.GPSampler}
+    if search.sampler == "tpe":  # random for the first quarter of the budget (Optuna's default: 10 trials)
+        return optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=max(4, search.num_trials // 4))
+    samplers = {"random": optuna.samplers.RandomSampler, "gp": optuna.samplers.GPSampler}
     return samplers[search.sampler](seed=search.seed)
 
 

@@ -54,7 +54,7 @@ def _parse_json(path: Path) -> object:
 
 
 def read_baseline(path: Path) -> dict | None:
-    """``baseline.json`` as the sweep wrote it (:func:`ast_tune.worker.ensure_baseline`), or None if absent.
+    """``baseline.json`` as the sweep wrote it (:func:`ast_tune.baseline.ensure_baseline`), or None if absent.
 
     Raises:
         SpecError: not JSON, or ``epoch_seconds`` (s) or ``val_top1`` (%) missing or not a number;

@@ -9,27 +9,15 @@ Train's session). A Train run's storage is ``<storage_path>/<name>``; Ray Train 
 newest checkpoints there, so starting a run again under the same name continues after its last
 checkpoint (the one before, if the last is damaged), and a run whose worker dies is restarted from
 it up to ``WORKER_RETRIES`` times (Tune does the same for a trial's own checkpoints and process).
-:func:`ray_session` and :func:`concurrency` start Ray and size how many trials may run at once.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import hashlib
 import json
 import logging
-import math
-import os
-import platform
-import shutil
-import socket
-import statistics
-import tempfile
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -42,18 +30,15 @@ from ray import tune
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from ast_tune import ray_cleanup
-from ast_tune.atomic import write_text
 from ast_tune.checkpoint import CheckpointError
 from ast_tune.checkpoint import load as load_checkpoint
 from ast_tune.data import Datasets, load_datasets
 from ast_tune.engine import NonFiniteLossError, default_device, fit
-from ast_tune.spec import DataSpec, RunSpec, SpecError, build, to_dict
-from ast_tune.sweep_spec import DRIVER_CPUS, SweepSpec, Workload
+from ast_tune.spec import DataSpec, RunSpec, build, to_dict
+from ast_tune.sweep_spec import DRIVER_CPUS, Workload
 
 log = logging.getLogger(__name__)
 
-API_SERVER_VARIABLE = "RAY_API_SERVER_ADDRESS"  # where Ray's state API is asked (the dashboard)
 HISTORY_FILE = "history.json"  # the run's epoch records so far, saved beside the engine's checkpoint
 KEEP_CHECKPOINTS = 2  # per Train run: the newest, and the previous one in case the newest is damaged
 WORKER_RETRIES = 2  # restarts of a run's worker group (a dead worker) from its newest checkpoint
@@ -276,163 +261,3 @@ def failure_reason(err: BaseException) -> str:
         return str(err)
     lines = [line for line in str(err).splitlines() if line.strip()]
     return f"{type(err).__name__}: {lines[0].strip()}" if lines else type(err).__name__
-
-
-def device_name() -> str:
-    """The accelerator this process trains on: the CUDA device's name, else the CPU model."""
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        model = names[0] if names else model
-    return f"cpu: {model}"
-
-
-def probe_device(workload: Workload) -> str:
-    """:func:`device_name` as seen from a slot with one training worker's resources."""
-    probe = ray.remote(device_name).options(num_cpus=min(workload.cpus_per_worker, 1),
-                                            num_gpus=workload.gpus_per_worker)
-    return ray.get(probe.remote())
-
-
-# --- the dense baseline ----------------------------------------------------------------------
-
-
-def baseline_fingerprint(sweep: SweepSpec, device: str, *, runs_at_once: int = 1) -> dict[str, Any]:
-    """What the baseline's timing depends on; a different fingerprint means timing it again."""
-    spec, workload = sweep.baseline_spec(), sweep.workload
-    data = {key: value for key, value in to_dict(spec.data).items() if key != "num_workers"}
-    return {"model": spec.model, "data": data, "batch_size": spec.batch_size, "precision": spec.precision,
-            "world_size": workload.workers, "cpus_per_worker": workload.cpus_per_worker,
-            "gpus_per_worker": workload.gpus_per_worker, "device": device, "runs_at_once": runs_at_once}
-
-
-def ensure_baseline(sweep: SweepSpec, path: Path, *, storage_path: Path, runs_at_once: int = 1) -> dict[str, Any]:
-    """The cached dense baseline at ``path`` (``baseline.json``), timed again if its fingerprint changed.
-
-    The baseline trains ``sweep.baseline_spec()`` (base preset + workload, dense) for the workload's
-    epochs through :func:`run_training`, on the trials' hardware. CPU trials that run side by side
-    share the machine's cores and memory, so ``runs_at_once`` copies are timed side by side too.
-    ``epoch_seconds`` is the median ``train_seconds`` over all their epochs; a trial's ``speedup``
-    is that over its own epoch time. ``epochs`` holds the first copy's epoch records.
-    """
-    fingerprint = baseline_fingerprint(sweep, probe_device(sweep.workload), runs_at_once=runs_at_once)
-    if path.is_file():
-        cached = json.loads(path.read_text())
-        if cached.get("fingerprint") == fingerprint:
-            return cached
-        log.warning("baseline: %s was timed for another setup; timing the dense baseline again", path)
-    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
-    spec = sweep.baseline_spec()
-    runs = in_threads([functools.partial(_time_run, spec, sweep.workload, storage_path / f"baseline_{digest}_{i}")
-                       for i in range(runs_at_once)])
-    records = runs[0]
-    baseline = {"fingerprint": fingerprint,
-                "epoch_seconds": statistics.median(r["train_seconds"] for run in runs for r in run),
-                "epochs_timed": sum(map(len, runs)), "val_top1": records[-1]["val_top1"],
-                "val_top5": records[-1]["val_top5"], "spec": to_dict(spec),
-                "created": datetime.now(UTC).isoformat(timespec="seconds"), "epochs": records}
-    write_text(path, json.dumps(baseline, indent=2) + "\n")
-    return baseline
-
-
-def _time_run(spec: RunSpec, workload: Workload, run_dir: Path) -> list[dict]:
-    """Every epoch record of Train run ``run_dir`` (continued from its checkpoint if it has one)."""
-    return run_training(spec, workload=workload, name=run_dir.name, storage_path=run_dir.parent)["records"]
-
-
-# --- Ray ---------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def ray_session(*, verbose: bool) -> Iterator[dict[str, float]]:
-    """Start Ray (or join ``RAY_ADDRESS``) and always shut it down; yields the cluster's resources.
-
-    A local Ray gets its own short temp dir (unix socket paths are length-limited) and a dashboard
-    on 127.0.0.1: Ray Train's placement-group cleaner asks its state API whether a stopped trial's
-    controller is gone, and frees the trial's workers only then. The temp dir is marked with this
-    process (:mod:`ast_tune.ray_cleanup`), and the leftovers of marked Rays whose driver was killed
-    are removed first.
-    """
-    temp_dir, api_server = None, os.environ.get(API_SERVER_VARIABLE)
-    options: dict[str, Any] = {"log_to_driver": verbose, "configure_logging": verbose}
-    if not os.environ.get("RAY_ADDRESS"):
-        ray_cleanup.reap_stale("/tmp")
-        temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-        ray_cleanup.mark(temp_dir)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        os.environ[API_SERVER_VARIABLE] = f"http://127.0.0.1:{port}"  # Ray's processes inherit it
-        options.update(_temp_dir=temp_dir, include_dashboard=True, dashboard_host="127.0.0.1",
-                       dashboard_port=port)
-    try:
-        ray.init(**options)
-        yield {"CPU": 0.0, "GPU": 0.0, **ray.cluster_resources()}
-    finally:
-        ray.shutdown()
-        if temp_dir:
-            shutil.rmtree(temp_dir, ignore_errors=True)
-            os.environ.pop(API_SERVER_VARIABLE)
-            if api_server is not None:
-                os.environ[API_SERVER_VARIABLE] = api_server
-
-
-def concurrency(spec: SweepSpec, cluster: dict[str, float], *, autoscaling: bool) -> int:
-    """Trials at once: ``search.max_concurrent``, capped so that every running trial's workers fit.
-
-    Raises:
-        SpecError: one trial does not fit a fixed (non-autoscaling) cluster.
-    """
-    workload = spec.workload
-    need = {"CPU": workload.workers * workload.cpus_per_worker + DRIVER_CPUS,
-            "GPU": workload.workers * workload.gpus_per_worker}
-    fits = min(math.floor(cluster[kind] / amount + 1e-9) for kind, amount in need.items() if amount > 0)
-    if fits < 1 and not autoscaling:
-        raise SpecError("workload", f"a trial needs {need['CPU']:g} CPUs and {need['GPU']:g} GPUs; this Ray "
-                                    f"cluster has {cluster['CPU']:g} CPUs and {cluster['GPU']:g} GPUs")
-    if fits < 1:  # an autoscaling cluster may grow
-        return spec.search.max_concurrent
-    if fits < spec.search.max_concurrent:
-        log.info("search.max_concurrent %d capped to %d: that many trials fit", spec.search.max_concurrent, fits)
-    return min(spec.search.max_concurrent, fits)
-
-
-def resources_line(spec: SweepSpec) -> str:
-    """What one trial holds, e.g. ``8 × 1 GPU + 8 CPU Ray Train workers (+0.05 CPU for the trial driver) ...``."""
-    w = spec.workload
-    gpus = f" × {w.gpus_per_worker:g} GPU + {w.cpus_per_worker:g} CPU" if w.gpus_per_worker else \
-        f" × {w.cpus_per_worker:g} CPU"
-    where = f"Ray Train workers (+{DRIVER_CPUS:g} CPU for the trial driver), placement {w.placement}" \
-        if w.workers > 1 else "worker, in the trial's own process"
-    return (f"trial resources: {w.workers}{gpus} {where}; up to {spec.search.max_concurrent} trials at once; "
-            f"{spec.search.num_trials} trials of {w.epochs} epochs")
-
-
-def in_threads(calls: Sequence[Callable[[], Any]]) -> list[Any]:
-    """Run ``calls`` at once in daemon threads; their results in order, or the first error raised.
-
-    The caller's thread only waits, so Ctrl-C reaches it as KeyboardInterrupt (Ray Train installs
-    its own SIGINT handler when ``fit`` runs in the main thread), and nothing blocks the exit.
-    """
-    boxes: list[dict[str, Any]] = [{} for _ in calls]
-
-    def target(call: Callable[[], Any], box: dict[str, Any]) -> None:
-        try:
-            box["value"] = call()
-        except BaseException as err:  # re-raised in the caller
-            box["error"] = err
-
-    threads = [threading.Thread(target=target, args=pair, daemon=True) for pair in zip(calls, boxes, strict=True)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(0.2)
-    for box in boxes:
-        if "error" in box:
-            raise box["error"]
-    return [box["value"] for box in boxes]

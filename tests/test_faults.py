@@ -280,16 +280,28 @@ def _checkpoints(results: Path) -> list[Path]:
     return sorted(p for p in (results / "quickstart" / "tune").glob("trial_*/checkpoint_*") if p.is_dir())
 
 
+def _promoted_epochs(results: Path) -> dict[int, float]:
+    """``{epoch: train_seconds}`` of the promoted run so far (``promoted/epochs.parquet``, written atomically)."""
+    path = results / "quickstart" / "promoted" / "epochs.parquet"
+    if not path.is_file():
+        return {}
+    frame = pd.read_parquet(path)
+    return dict(zip(frame["epoch"], frame["train_seconds"], strict=True))
+
+
 @pytest.mark.ray
-def test_driver_killed_three_times_loses_and_repeats_no_trial(tmp_path):
+def test_driver_killed_four_times_loses_and_repeats_no_trial_nor_promoted_epoch(tmp_path):
     results, log = tmp_path / "results", tmp_path / "sweep.log"
-    argv = _sweep_argv(results, "workload.epochs=3", "search.num_trials=4", "scheduler.kind=fifo")
-    kills = [  # after trials started; as a checkpoint appears; after a trial ended
+    argv = _sweep_argv(results, "workload.epochs=3", "search.num_trials=4", "scheduler.kind=fifo",
+                       "promote.enabled=true", "promote.epochs=5", "promote.checkpoint_every=1",
+                       "promote.rule.max_accuracy_drop=100")
+    kills = [  # after trials started; as a checkpoint appears; after a trial ended; during promotion
         lambda before: any(e["event"] == "epoch" for e in _journal(results)),
         lambda before: len(_checkpoints(results)) > before,
         lambda before: sum(e["event"] == "end" for e in _journal(results)) > 0,
+        lambda before: len(_promoted_epochs(results)) >= 2,
     ]
-    snapshots = []
+    snapshots, promoted_before = [], {}
     try:
         for number, condition in enumerate(kills):
             process = _start([*argv, "--resume"] if number else argv, log)
@@ -297,6 +309,7 @@ def test_driver_killed_three_times_loses_and_repeats_no_trial(tmp_path):
             _wait(process, lambda c=condition, b=before: c(b))
             _sigkill(process)
             snapshots.append(_journal(results))
+        promoted_before = _promoted_epochs(results)
         final = subprocess.run([*argv, "--resume"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                capture_output=True, text=True, timeout=600)
     finally:
@@ -319,6 +332,12 @@ def test_driver_killed_three_times_loses_and_repeats_no_trial(tmp_path):
         for trial_id, record in last.items():  # epochs before its last checkpointed one are never retrained
             for epoch in range(1, record["epoch"]):
                 assert len(set(seen[trial_id, epoch])) == 1, (trial_id, epoch, seen[trial_id, epoch])
+    promoted = results / "quickstart" / "promoted"
+    assert json.loads((promoted / "summary.json").read_text())["status"] == "finished"
+    promoted_after = _promoted_epochs(results)
+    assert sorted(promoted_after) == [1, 2, 3, 4, 5]
+    for epoch in range(1, max(promoted_before)):  # the promotion continued from its checkpoint
+        assert promoted_after[epoch] == promoted_before[epoch], epoch
     assert not list(Path("/tmp").glob(f"*/{ray_cleanup.OWNER_FILE}")) or all(
         ray_cleanup._owner_alive(m) for m in Path("/tmp").glob(f"*/{ray_cleanup.OWNER_FILE}"))
 

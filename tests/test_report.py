@@ -79,7 +79,7 @@ def _write_sweep(root: Path, *, extras: bool = True) -> Path:
                            {"metric": "speedup", "mode": "max"}]}
     (results / "spec.yaml").write_text(yaml.safe_dump(spec))
     baseline = [_record(e, epochs=5, target=1.0, final=97.5, warmup=5) for e in range(1, 6)]
-    (results / "baseline.json").write_text(json.dumps(  # the shape worker.ensure_baseline writes
+    (results / "baseline.json").write_text(json.dumps(  # the shape baseline.ensure_baseline writes
         {"fingerprint": {"device": "cpu"}, "epoch_seconds": 10.0, "epochs_timed": 5, "val_top1": 97.5,
          "val_top5": 99.9, "spec": {}, "created": "2026-11-25T00:00:00+00:00", "host": "h", "epochs": baseline}))
     promoted = results / "promoted"

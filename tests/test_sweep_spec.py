@@ -10,11 +10,12 @@ import pytest
 import yaml
 
 from ast_tune import columns
+from ast_tune.baseline import baseline_fingerprint
 from ast_tune.presets import get_preset
+from ast_tune.ray_runtime import concurrency
 from ast_tune.spec import SpecError
 from ast_tune.sweep import epochs_frame, main
 from ast_tune.sweep_spec import METRICS, load_sweep, parse_sweep, to_document
-from ast_tune.worker import baseline_fingerprint, concurrency
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 QUICKSTART = SPACES / "quickstart.yaml"

@@ -1,0 +1,94 @@
+"""The dense baseline a sweep's speedups divide by: timed once per setup, cached in ``baseline.json``.
+
+A trial's ``speedup`` is the baseline's median train seconds per epoch over the trial's own, so
+the baseline runs on the trials' hardware: a slot with one training worker's resources
+(:func:`probe_device` names it), the same world size, and on CPUs as many copies side by side as
+trials run at once. The cache is keyed by :func:`baseline_fingerprint`; any change times it again.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import platform
+import statistics
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+
+from ast_tune.atomic import write_text
+from ast_tune.ray_runtime import in_threads
+from ast_tune.spec import RunSpec, to_dict
+from ast_tune.sweep_spec import SweepSpec, Workload
+from ast_tune.worker import run_training
+
+log = logging.getLogger(__name__)
+
+
+def device_name() -> str:
+    """The accelerator this process trains on: the CUDA device's name, else the CPU model."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        model = names[0] if names else model
+    return f"cpu: {model}"
+
+
+def probe_device(workload: Workload) -> str:
+    """:func:`device_name` as seen from a slot with one training worker's resources."""
+    probe = ray.remote(device_name).options(num_cpus=min(workload.cpus_per_worker, 1),
+                                            num_gpus=workload.gpus_per_worker)
+    return ray.get(probe.remote())
+
+
+
+def baseline_fingerprint(sweep: SweepSpec, device: str, *, runs_at_once: int = 1) -> dict[str, Any]:
+    """What the baseline's timing depends on; a different fingerprint means timing it again."""
+    spec, workload = sweep.baseline_spec(), sweep.workload
+    data = {key: value for key, value in to_dict(spec.data).items() if key != "num_workers"}
+    return {"model": spec.model, "data": data, "batch_size": spec.batch_size, "precision": spec.precision,
+            "world_size": workload.workers, "cpus_per_worker": workload.cpus_per_worker,
+            "gpus_per_worker": workload.gpus_per_worker, "device": device, "runs_at_once": runs_at_once}
+
+
+def ensure_baseline(sweep: SweepSpec, path: Path, *, storage_path: Path, runs_at_once: int = 1) -> dict[str, Any]:
+    """The cached dense baseline at ``path`` (``baseline.json``), timed again if its fingerprint changed.
+
+    The baseline trains ``sweep.baseline_spec()`` (base preset + workload, dense) for the workload's
+    epochs through :func:`run_training`, on the trials' hardware. CPU trials that run side by side
+    share the machine's cores and memory, so ``runs_at_once`` copies are timed side by side too.
+    ``epoch_seconds`` is the median ``train_seconds`` over all their epochs; a trial's ``speedup``
+    is that over its own epoch time. ``epochs`` holds the first copy's epoch records.
+    """
+    fingerprint = baseline_fingerprint(sweep, probe_device(sweep.workload), runs_at_once=runs_at_once)
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("fingerprint") == fingerprint:
+            return cached
+        log.warning("baseline: %s was timed for another setup; timing the dense baseline again", path)
+    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
+    spec = sweep.baseline_spec()
+    runs = in_threads([functools.partial(_time_run, spec, sweep.workload, storage_path / f"baseline_{digest}_{i}")
+                       for i in range(runs_at_once)])
+    records = runs[0]
+    baseline = {"fingerprint": fingerprint,
+                "epoch_seconds": statistics.median(r["train_seconds"] for run in runs for r in run),
+                "epochs_timed": sum(map(len, runs)), "val_top1": records[-1]["val_top1"],
+                "val_top5": records[-1]["val_top5"], "spec": to_dict(spec),
+                "created": datetime.now(UTC).isoformat(timespec="seconds"), "epochs": records}
+    write_text(path, json.dumps(baseline, indent=2) + "\n")
+    return baseline
+
+
+def _time_run(spec: RunSpec, workload: Workload, run_dir: Path) -> list[dict]:
+    """Every epoch record of Train run ``run_dir`` (continued from its checkpoint if it has one)."""
+    return run_training(spec, workload=workload, name=run_dir.name, storage_path=run_dir.parent)["records"]

@@ -1,0 +1,121 @@
+"""Ray for a sweep: start it (or join a cluster) and size how many trials run on it at once.
+
+:func:`ray_session` starts a local Ray with its own temp dir and always shuts it down;
+:func:`concurrency` caps the trials at once so every running trial's resources fit, and
+:func:`in_threads` runs blocking calls so that Ctrl-C still reaches the main thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import ray
+
+from ast_tune import ray_cleanup
+from ast_tune.spec import SpecError
+from ast_tune.sweep_spec import DRIVER_CPUS, SweepSpec
+
+log = logging.getLogger(__name__)
+
+API_SERVER_VARIABLE = "RAY_API_SERVER_ADDRESS"  # where Ray's state API is asked (the dashboard)
+
+
+
+@contextlib.contextmanager
+def ray_session(*, verbose: bool) -> Iterator[dict[str, float]]:
+    """Start Ray (or join ``RAY_ADDRESS``) and always shut it down; yields the cluster's resources.
+
+    A local Ray gets its own short temp dir (unix socket paths are length-limited) and a dashboard
+    on 127.0.0.1: Ray Train's placement-group cleaner asks its state API whether a stopped trial's
+    controller is gone, and frees the trial's workers only then. The temp dir is marked with this
+    process (:mod:`ast_tune.ray_cleanup`), and the leftovers of marked Rays whose driver was killed
+    are removed first.
+    """
+    temp_dir, api_server = None, os.environ.get(API_SERVER_VARIABLE)
+    options: dict[str, Any] = {"log_to_driver": verbose, "configure_logging": verbose}
+    if not os.environ.get("RAY_ADDRESS"):
+        ray_cleanup.reap_stale("/tmp")
+        temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+        ray_cleanup.mark(temp_dir)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        os.environ[API_SERVER_VARIABLE] = f"http://127.0.0.1:{port}"  # Ray's processes inherit it
+        options.update(_temp_dir=temp_dir, include_dashboard=True, dashboard_host="127.0.0.1",
+                       dashboard_port=port)
+    try:
+        ray.init(**options)
+        yield {"CPU": 0.0, "GPU": 0.0, **ray.cluster_resources()}
+    finally:
+        ray.shutdown()
+        if temp_dir:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            os.environ.pop(API_SERVER_VARIABLE)
+            if api_server is not None:
+                os.environ[API_SERVER_VARIABLE] = api_server
+
+
+def concurrency(spec: SweepSpec, cluster: dict[str, float], *, autoscaling: bool) -> int:
+    """Trials at once: ``search.max_concurrent``, capped so that every running trial's workers fit.
+
+    Raises:
+        SpecError: one trial does not fit a fixed (non-autoscaling) cluster.
+    """
+    workload = spec.workload
+    need = {"CPU": workload.workers * workload.cpus_per_worker + DRIVER_CPUS,
+            "GPU": workload.workers * workload.gpus_per_worker}
+    fits = min(math.floor(cluster[kind] / amount + 1e-9) for kind, amount in need.items() if amount > 0)
+    if fits < 1 and not autoscaling:
+        raise SpecError("workload", f"a trial needs {need['CPU']:g} CPUs and {need['GPU']:g} GPUs; this Ray "
+                                    f"cluster has {cluster['CPU']:g} CPUs and {cluster['GPU']:g} GPUs")
+    if fits < 1:  # an autoscaling cluster may grow
+        return spec.search.max_concurrent
+    if fits < spec.search.max_concurrent:
+        log.info("search.max_concurrent %d capped to %d: that many trials fit", spec.search.max_concurrent, fits)
+    return min(spec.search.max_concurrent, fits)
+
+
+def resources_line(spec: SweepSpec) -> str:
+    """What one trial holds, e.g. ``8 × 1 GPU + 8 CPU Ray Train workers (+0.05 CPU for the trial driver) ...``."""
+    w = spec.workload
+    gpus = f" × {w.gpus_per_worker:g} GPU + {w.cpus_per_worker:g} CPU" if w.gpus_per_worker else \
+        f" × {w.cpus_per_worker:g} CPU"
+    where = f"Ray Train workers (+{DRIVER_CPUS:g} CPU for the trial driver), placement {w.placement}" \
+        if w.workers > 1 else "worker, in the trial's own process"
+    return (f"trial resources: {w.workers}{gpus} {where}; up to {spec.search.max_concurrent} trials at once; "
+            f"{spec.search.num_trials} trials of {w.epochs} epochs")
+
+
+def in_threads(calls: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Run ``calls`` at once in daemon threads; their results in order, or the first error raised.
+
+    The caller's thread only waits, so Ctrl-C reaches it as KeyboardInterrupt (Ray Train installs
+    its own SIGINT handler when ``fit`` runs in the main thread), and nothing blocks the exit.
+    """
+    boxes: list[dict[str, Any]] = [{} for _ in calls]
+
+    def target(call: Callable[[], Any], box: dict[str, Any]) -> None:
+        try:
+            box["value"] = call()
+        except BaseException as err:  # re-raised in the caller
+            box["error"] = err
+
+    threads = [threading.Thread(target=target, args=pair, daemon=True) for pair in zip(calls, boxes, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)
+    for box in boxes:
+        if "error" in box:
+            raise box["error"]
+    return [box["value"] for box in boxes]
