@@ -10,8 +10,8 @@ demo: $(STAMP)
 	$(PY) -m ast_tune.sweep search_spaces/quickstart.yaml
 
 test: $(STAMP)
-	$(PY) -m ruff check ast_tune tests
-	$(PY) -m pytest -q
+	$(PY) -m ruff check ast_tune tests benchmarks
+	$(PY) -m pytest -q --durations=15
 
 bench: $(STAMP)
 	$(PY) -m ast_tune.bench
