@@ -3,7 +3,8 @@
 A trial's ``speedup`` is the baseline's median train seconds per epoch over the trial's own, so
 the baseline runs on the trials' hardware: a slot with one training worker's resources
 (:func:`probe_device` names it), the same world size, and on CPUs as many copies side by side as
-trials run at once. The cache is keyed by :func:`baseline_fingerprint`; any change times it again.
+trials run at once. The cache is keyed by :func:`baseline_fingerprint`; any change times it again,
+and so does a cache file that :func:`~ast_tune.sweep_results.read_baseline` rejects.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import torch
 
 from ast_tune.atomic import write_text
 from ast_tune.ray_runtime import in_threads
-from ast_tune.spec import RunSpec, to_dict
+from ast_tune.run_spec import RunSpec
+from ast_tune.spec import SpecError, to_dict
+from ast_tune.sweep_results import read_baseline
 from ast_tune.sweep_spec import SweepSpec, Workload
 from ast_tune.worker import run_training
 
@@ -61,7 +64,7 @@ def baseline_fingerprint(sweep: SweepSpec, device: str, *, runs_at_once: int = 1
 
 
 def ensure_baseline(sweep: SweepSpec, path: Path, *, storage_path: Path, runs_at_once: int = 1) -> dict[str, Any]:
-    """The cached dense baseline at ``path`` (``baseline.json``), timed again if its fingerprint changed.
+    """The cached dense baseline at ``path`` (``baseline.json``), timed again if it is stale or unreadable.
 
     The baseline trains ``sweep.baseline_spec()`` (base preset + workload, dense) for the workload's
     epochs through :func:`run_training`, on the trials' hardware. CPU trials that run side by side
@@ -70,11 +73,9 @@ def ensure_baseline(sweep: SweepSpec, path: Path, *, storage_path: Path, runs_at
     is that over its own epoch time. ``epochs`` holds the first copy's epoch records.
     """
     fingerprint = baseline_fingerprint(sweep, probe_device(sweep.workload), runs_at_once=runs_at_once)
-    if path.is_file():
-        cached = json.loads(path.read_text())
-        if cached.get("fingerprint") == fingerprint:
-            return cached
-        log.warning("baseline: %s was timed for another setup; timing the dense baseline again", path)
+    cached = _cached(path, fingerprint)
+    if cached is not None:
+        return cached
     digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
     spec = sweep.baseline_spec()
     runs = in_threads([functools.partial(_time_run, spec, sweep.workload, storage_path / f"baseline_{digest}_{i}")
@@ -87,6 +88,25 @@ def ensure_baseline(sweep: SweepSpec, path: Path, *, storage_path: Path, runs_at
                 "created": datetime.now(UTC).isoformat(timespec="seconds"), "epochs": records}
     write_text(path, json.dumps(baseline, indent=2) + "\n")
     return baseline
+
+
+def _cached(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+    """The baseline cached at ``path`` if it was timed for ``fingerprint``; None if absent, stale or unreadable.
+
+    A file :func:`read_baseline` rejects (not JSON, numbers missing) is logged, naming it, and treated
+    as stale, so the sweep times the baseline again instead of failing.
+    """
+    try:
+        cached = read_baseline(path)
+    except SpecError as err:
+        log.warning("baseline: %s; timing the dense baseline again", err)
+        return None
+    if cached is None:
+        return None
+    if cached.get("fingerprint") != fingerprint:
+        log.warning("baseline: %s was timed for another setup; timing the dense baseline again", path)
+        return None
+    return cached
 
 
 def _time_run(spec: RunSpec, workload: Workload, run_dir: Path) -> list[dict]:

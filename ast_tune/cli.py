@@ -1,5 +1,6 @@
 """The exit-code contract every ``python -m ast_tune.<cli>`` shares (shared/DESIGN.md §4).
 
+:class:`CliParser` is argparse with its errors raised as :class:`~ast_tune.spec.SpecError`.
 :func:`run_main` runs a CLI's body and turns what it raises into one line on stderr and an exit
 code: 0 done (or the body's own code), 2 bad input (:class:`~ast_tune.spec.SpecError`, printed as
 ``error: <key.path or file>: <what is wrong>``), 1 a runtime failure the CLI names, 130 interrupted.
@@ -7,15 +8,24 @@ code: 0 done (or the body's own code), 2 bad input (:class:`~ast_tune.spec.SpecE
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Callable, Mapping
+from typing import NoReturn
 
 from ast_tune.spec import SpecError
 
 logger = logging.getLogger(__name__)
 
 Failures = Mapping[type[Exception], Callable[[Exception], str]]
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse whose errors raise :class:`SpecError`, so every CLI reports them as one line, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise SpecError("", message)
 
 
 def run_main(body: Callable[[], int], *, interrupted: str, failures: Failures | None = None,

@@ -1,6 +1,6 @@
 """The training loop: ``train_one_epoch``, ``evaluate`` and ``fit``. No Ray here.
 
-``fit`` runs one :class:`~ast_tune.spec.RunSpec` on one process, or on each rank of an already
+``fit`` runs one :class:`~ast_tune.run_spec.RunSpec` on one process, or on each rank of an already
 initialised ``torch.distributed`` group (which is what Ray Train's TorchTrainer provides). The
 selection modes (shared/DESIGN.md §2) differ only in :func:`_train_batch`; the bookkeeping lives
 in :mod:`ast_tune.metrics` and :mod:`ast_tune.checkpoint`, the sample choice in
@@ -24,9 +24,9 @@ from ast_tune.data import Datasets, load_datasets
 from ast_tune.loaders import make_loader
 from ast_tune.lr_schedule import lr_at
 from ast_tune.metrics import EnergyMeter, Stopwatch, counted_energy_savings, epoch_record, max_memory_mb
+from ast_tune.run_spec import RunSpec
 from ast_tune.run_state import RunState, rank_and_world
 from ast_tune.sparsity import all_reduce_sum, significance
-from ast_tune.spec import RunSpec
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from ast_tune import atomic, columns, pareto
-from ast_tune.cli import os_error_line, run_main
-from ast_tune.spec import CliParser, SpecError, load_yaml
+from ast_tune.cli import CliParser, os_error_line, run_main
+from ast_tune.spec import SpecError, load_yaml
 
 logger = logging.getLogger(__name__)
 

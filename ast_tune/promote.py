@@ -42,12 +42,13 @@ from ray.util.queue import Queue
 
 from ast_tune import atomic, columns
 from ast_tune.baseline import probe_device
-from ast_tune.cli import run_main
+from ast_tune.cli import CliParser, run_main
 from ast_tune.export import FRONT_STATUSES, read_epochs, trials_table
 from ast_tune.plots import write_run_plots
 from ast_tune.presets import get_preset
 from ast_tune.ray_runtime import in_threads, ray_session
-from ast_tune.spec import CliParser, RunSpec, SpecError, to_dict
+from ast_tune.run_spec import RunSpec
+from ast_tune.spec import SpecError, to_dict
 from ast_tune.sweep_results import read_baseline
 from ast_tune.sweep_spec import PromoteRule, SweepSpec, Workload, load_sweep
 from ast_tune.worker import TrialFailedError, failure_reason, run_training

@@ -34,7 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from ast_tune import atomic, columns, plots, sweep_plots
-from ast_tune.cli import os_error_line, run_main
+from ast_tune.cli import CliParser, os_error_line, run_main
 from ast_tune.export import (
     FRONT_STATUSES,
     Objective,
@@ -42,7 +42,6 @@ from ast_tune.export import (
     front_table,
     trials_table,
 )
-from ast_tune.spec import CliParser
 from ast_tune.sweep_results import SweepResults, baseline_curve, load_results
 
 logger = logging.getLogger(__name__)

@@ -48,15 +48,16 @@ from ray.tune.search.optuna import OptunaSearch
 
 from ast_tune import atomic, export
 from ast_tune.baseline import ensure_baseline
-from ast_tune.cli import run_main
+from ast_tune.cli import CliParser, run_main
 from ast_tune.data import check_root
 from ast_tune.promote import NoCandidateError, promote
 from ast_tune.ray_runtime import concurrency, in_threads, ray_session, resources_line
 from ast_tune.report import write_report
 from ast_tune.schedulers import make_scheduler
-from ast_tune.spec import CliParser, SpecError
+from ast_tune.spec import SpecError
 from ast_tune.sweep_journal import JOURNAL, EpochTBXLogger, Journal, epochs_frame
-from ast_tune.sweep_spec import Param, SweepSpec, load_sweep, to_document
+from ast_tune.sweep_space import Param
+from ast_tune.sweep_spec import SweepSpec, load_sweep, to_document
 from ast_tune.worker import (
     KEEP_CHECKPOINTS,
     WORKER_RETRIES,

@@ -4,7 +4,8 @@
 ``spec.yaml``, ``baseline.json``, ``promoted/epochs.parquet``, ``promoted/summary.json``. A JSON
 file that cannot be read (or a ``baseline.json`` that :func:`read_baseline` rejects) is logged and
 treated as absent; ranks come from :func:`ast_tune.export.trials_table`. :func:`read_baseline` is
-also the promotion's reader, where a bad ``baseline.json`` is an error.
+also the promotion's reader, where a bad ``baseline.json`` is an error, and the sweep's baseline
+cache's (:mod:`ast_tune.baseline`), where it means timing the baseline again.
 """
 
 from __future__ import annotations

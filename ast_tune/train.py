@@ -18,12 +18,13 @@ import pandas as pd
 
 from ast_tune import checkpoint
 from ast_tune.atomic import atomic_path, write_text
-from ast_tune.cli import run_main
+from ast_tune.cli import CliParser, run_main
 from ast_tune.data import load_datasets
 from ast_tune.engine import NonFiniteLossError, fit
 from ast_tune.plots import write_run_plots
 from ast_tune.presets import PRESETS, get_preset
-from ast_tune.spec import CliParser, RunSpec, SpecError, apply_overrides, to_dict
+from ast_tune.run_spec import RunSpec
+from ast_tune.spec import SpecError, apply_overrides, to_dict
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

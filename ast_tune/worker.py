@@ -34,7 +34,8 @@ from ast_tune.checkpoint import CheckpointError
 from ast_tune.checkpoint import load as load_checkpoint
 from ast_tune.data import Datasets, load_datasets
 from ast_tune.engine import NonFiniteLossError, default_device, fit
-from ast_tune.spec import DataSpec, RunSpec, build, to_dict
+from ast_tune.run_spec import DataSpec, RunSpec
+from ast_tune.spec import build, to_dict
 from ast_tune.sweep_spec import DRIVER_CPUS, Workload
 
 log = logging.getLogger(__name__)

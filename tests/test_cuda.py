@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ast_tune.engine import fit
-from ast_tune.spec import DataSpec, RunSpec, SparsitySpec
+from ast_tune.run_spec import DataSpec, RunSpec, SparsitySpec
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
 

@@ -14,7 +14,8 @@ from torch.utils.data import Dataset
 
 from ast_tune.data import TensorImageDataset, load_datasets
 from ast_tune.loaders import make_loader
-from ast_tune.spec import DataSpec, SpecError
+from ast_tune.run_spec import DataSpec
+from ast_tune.spec import SpecError
 
 WNIDS = ("n01440764", "n01443537", "n01484850")
 SYNSETS = {"n01440764": "tench, Tinca tinca", "n01443537": "goldfish, Carassius auratus",

@@ -17,8 +17,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ast_tune.engine import fit
+from ast_tune.run_spec import DataSpec, OptimSpec, RunSpec, SparsitySpec
 from ast_tune.sparsity import BatchSelector, SundewController
-from ast_tune.spec import DataSpec, OptimSpec, RunSpec, SparsitySpec
 
 SPEC = RunSpec(data=DataSpec(kind="digits", image_size=16), batch_size=32, epochs=3, warmup_epochs=1,
                sparsity=SparsitySpec(mode="inline", target_activation=0.4, initial_threshold=0.5,

@@ -11,7 +11,7 @@ import torch
 from ast_tune import checkpoint
 from ast_tune.data import load_datasets
 from ast_tune.engine import NonFiniteLossError, fit
-from ast_tune.spec import DataSpec, OptimSpec, RunSpec, SparsitySpec
+from ast_tune.run_spec import DataSpec, OptimSpec, RunSpec, SparsitySpec
 
 TINY = RunSpec(data=DataSpec(kind="digits", image_size=16), model="small_resnet", batch_size=64, epochs=3,
                warmup_epochs=1, checkpoint_every=1,

@@ -12,7 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ast_tune"
 
 LAYERS = [
     {"columns", "atomic", "spec", "ray_cleanup"},
-    {"presets", "lr_schedule", "pareto", "cli"},
+    {"run_spec", "pareto", "cli"},
+    {"presets", "lr_schedule", "sweep_space"},
     {"sparsity", "metrics", "checkpoint", "models", "data", "sweep_spec", "schedulers", "export"},
     {"ray_runtime"},
     {"run_state", "plots", "sweep_results", "loaders"},
@@ -23,10 +24,10 @@ LAYERS = [
     {"promote"},
     {"sweep"},
 ]
-RAY_FREE = {"spec", "presets", "lr_schedule", "sparsity", "metrics", "checkpoint", "models", "data", "loaders",
-            "run_state", "ray_cleanup",
+RAY_FREE = {"spec", "run_spec", "sweep_space", "presets", "lr_schedule", "sparsity", "metrics", "checkpoint",
+            "models", "data", "loaders", "run_state", "ray_cleanup",
             "engine", "pareto", "export", "columns", "atomic", "train", "bench", "cli"}
-TORCH_FREE = {"pareto", "export", "columns", "atomic", "spec", "cli"}
+TORCH_FREE = {"pareto", "export", "columns", "atomic", "spec", "run_spec", "sweep_space", "cli"}
 
 
 def imports_of(path: Path) -> set[str]:

@@ -10,7 +10,7 @@ import dataclasses
 
 import pytest
 
-from ast_tune.spec import DataSpec, OptimSpec, RunSpec, SparsitySpec
+from ast_tune.run_spec import DataSpec, OptimSpec, RunSpec, SparsitySpec
 from ast_tune.sweep_spec import Workload
 from ast_tune.worker import run_training
 

@@ -1,8 +1,10 @@
 """The sweep spec and the parts of the sweep CLI that need no Ray: validation, overrides, dry run,
-trial resources, and the epochs table built from the journal."""
+trial resources, the baseline cache, and the epochs table built from the journal."""
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 import yaml
 
 from ast_tune import columns
-from ast_tune.baseline import baseline_fingerprint
+from ast_tune.baseline import _cached, baseline_fingerprint
 from ast_tune.presets import get_preset
 from ast_tune.ray_runtime import concurrency
 from ast_tune.spec import SpecError
@@ -153,6 +155,20 @@ def test_baseline_fingerprint_changes_with_what_its_timing_depends_on():
         assert baseline_fingerprint(load_sweep(QUICKSTART, [change]), "cpu: X") != same
     assert baseline_fingerprint(spec, "NVIDIA H100") != same
     assert baseline_fingerprint(spec, "cpu: X", runs_at_once=2) != same
+
+
+def test_damaged_or_stale_baseline_cache_is_timed_again_and_a_matching_one_is_reused(tmp_path, caplog):
+    path = tmp_path / "baseline.json"
+    fingerprint = {"model": "small_resnet", "device": "cpu: X"}
+    assert _cached(path, fingerprint) is None  # no file yet
+    path.write_text('{"fingerprint": {"model": "small_resnet", "dev')  # cut off mid-write
+    with caplog.at_level(logging.WARNING, logger="ast_tune.baseline"):
+        assert _cached(path, fingerprint) is None
+    assert str(path) in caplog.text and "timing the dense baseline again" in caplog.text
+    cached = {"fingerprint": fingerprint, "epoch_seconds": 1.5, "val_top1": 90.0}
+    path.write_text(json.dumps(cached))
+    assert _cached(path, fingerprint) == cached
+    assert _cached(path, {**fingerprint, "device": "NVIDIA H100"}) is None
 
 
 def _epoch(trial, epoch, top1, **params):
