@@ -1,6 +1,6 @@
 """Run one sweep trial to full length: ``python -m ast_tune.promote results/<name> [--trial ID] [--epochs N]``.
 
-**Which trial** (:func:`choose_trial`, the spec's ``promote.rule``): of the Pareto-front trials
+**Which trial** (:func:`ast_tune.promote_plan.choose_trial`, the spec's ``promote.rule``): of the Pareto-front trials
 (finished or scheduler-stopped; errored ones never are) whose final ``val_top1`` is at most
 ``max_accuracy_drop`` points below the dense baseline's (``baseline.json``; without one, the
 most accurate front trial's), the best on the ``prefer`` objective; ties go to the higher top-1,
@@ -25,7 +25,6 @@ line naming the path or flag; nothing written), 130 interrupted (the same comman
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import json
 import logging
@@ -43,153 +42,12 @@ from ray.util.queue import Queue
 from ast_tune import atomic, columns
 from ast_tune.baseline import probe_device
 from ast_tune.cli import CliParser, run_main
-from ast_tune.export import FRONT_STATUSES, read_epochs, trials_table
 from ast_tune.plots import write_run_plots
-from ast_tune.presets import get_preset
+from ast_tune.promote_plan import PLAN_FILE, NoCandidateError, Plan, plan_promotion
 from ast_tune.ray_runtime import in_threads, ray_session
-from ast_tune.run_spec import RunSpec
-from ast_tune.spec import SpecError, to_dict
-from ast_tune.sweep_results import read_baseline
-from ast_tune.sweep_spec import PromoteRule, SweepSpec, Workload, load_sweep
 from ast_tune.worker import TrialFailedError, failure_reason, run_training
 
 log = logging.getLogger(__name__)
-
-PROMOTED = "promoted"  # the promoted run's directory under results/<name>/
-PLAN_FILE = "plan.json"
-
-
-class NoCandidateError(RuntimeError):
-    """No front trial is close enough to the reference accuracy; ``str(err)`` is one line."""
-
-
-def choose_trial(trials: pd.DataFrame, *, baseline_top1: float | None, rule: PromoteRule,
-                 prefer_mode: str = "max") -> str:
-    """The id of the trial to promote (see the module docstring for the rule).
-
-    Args:
-        trials: :func:`ast_tune.export.trials_table` rows: ``trial_id``, ``status``, ``on_front``,
-            ``val_top1`` (final, %) and the ``rule.prefer`` column.
-        baseline_top1: the dense baseline's final top-1 (%); None: the best front trial's.
-        rule: ``max_accuracy_drop`` (percentage points) and ``prefer`` (an objective's metric).
-        prefer_mode: ``max`` or ``min``, the mode of the ``prefer`` objective.
-
-    Raises:
-        NoCandidateError: no finished trial is on the front, or none is within the drop.
-    """
-    finished = trials["status"].astype(str).str.upper().isin(FRONT_STATUSES)
-    front = trials[finished & trials["on_front"].astype(bool)]
-    if front.empty:
-        raise NoCandidateError("no trial is on the Pareto front; see trials.csv")
-    reference = front["val_top1"].max() if baseline_top1 is None else baseline_top1
-    close = front[reference - front["val_top1"] <= rule.max_accuracy_drop + 1e-9]
-    if close.empty:
-        best = front.sort_values(["val_top1", "trial_id"], ascending=[False, True]).iloc[0]
-        raise NoCandidateError(
-            f"no front trial is within {rule.max_accuracy_drop:g} points of the "
-            f"{'baseline' if baseline_top1 is not None else 'best trial'}'s top-1 "
-            f"{reference:.2f}%; the most accurate, trial {best['trial_id']}, has {best['val_top1']:.2f}%; "
-            "pass --trial ID to promote one anyway")
-    ranked = close.sort_values([rule.prefer, "val_top1", "trial_id"], ascending=[prefer_mode == "min", False, True],
-                               na_position="last", kind="stable")
-    return str(ranked["trial_id"].iloc[0])
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """Everything the promoted run needs, read and checked before anything is written."""
-
-    trial_id: str
-    params: dict[str, Any]
-    run_spec: RunSpec
-    workload: Workload
-    baseline: Mapping | None  # baseline.json
-    out: Path  # results/<name>/promoted, absolute
-    why: str  # one line: which trial and why
-
-    @property
-    def baseline_seconds(self) -> float | None:
-        """The dense baseline's train seconds per epoch, or None (then speedup is NaN)."""
-        return self.baseline["epoch_seconds"] if self.baseline else None
-
-    def document(self) -> dict[str, Any]:
-        """``plan.json``: what a later call must ask for again to continue this run."""
-        return json.loads(json.dumps({"trial_id": self.trial_id, "params": self.params,
-                                      "run_spec": to_dict(self.run_spec)}))
-
-
-def plan_promotion(results_dir: Path, *, trial: str | None = None, epochs: int | None = None) -> Plan:
-    """Read ``results_dir`` and decide the run; writes nothing.
-
-    Raises:
-        SpecError: a missing or bad input (directory, ``epochs.parquet``, ``spec.yaml``,
-            ``baseline.json``, ``--trial``, ``--epochs``, or ``promoted/`` holding another run).
-        NoCandidateError: no ``trial`` given and the rule finds none.
-    """
-    results_dir = Path(results_dir)
-    table = read_epochs(results_dir)
-    sweep = _load_spec(results_dir / "spec.yaml")
-    trials = trials_table(table, [(o.metric, o.mode) for o in sweep.objectives])
-    trials["trial_id"] = trials["trial_id"].astype(str)
-    baseline = read_baseline(results_dir / "baseline.json")
-    if trial is None:
-        rule, modes = sweep.promote.rule, {o.metric: o.mode for o in sweep.objectives}
-        if rule.prefer not in modes:
-            raise SpecError(f"{results_dir / 'spec.yaml'}: promote.rule.prefer",
-                            f"must be one of the objectives {', '.join(modes)}; got {rule.prefer!r}")
-        trial = choose_trial(trials, baseline_top1=baseline["val_top1"] if baseline else None, rule=rule,
-                             prefer_mode=modes[rule.prefer])
-        why = f"promote.rule: best {rule.prefer} of the front trials within {rule.max_accuracy_drop:g} points " \
-              f"of the {'baseline' if baseline else 'best trial'}'s top-1"
-    else:
-        _check_requested(trials, trial)
-        why = "asked for with --trial"
-    row = trials[trials["trial_id"] == trial].to_dict("records")[0]
-    params = {k.removeprefix(columns.PARAM_PREFIX): v for k, v in row.items() if k.startswith(columns.PARAM_PREFIX)}
-    spec = _promoted_spec(sweep, params, epochs, results_dir / "spec.yaml")
-    plan = Plan(trial, params, spec, sweep.workload, baseline, (results_dir / PROMOTED).resolve(),
-                f"promoting trial {trial} ({why}): top-1 {row['val_top1']:.2f}%, savings "
-                f"{100 * row['energy_savings']:.1f}% (counted), {spec.epochs} epochs, a checkpoint every "
-                f"{spec.checkpoint_every}")
-    _check_previous(plan)
-    return plan
-
-
-def _load_spec(path: Path) -> SweepSpec:
-    try:
-        return load_sweep(path)
-    except SpecError as err:
-        raise SpecError(f"{path}: {err.key}" if err.key not in ("", str(path)) else str(path), err.message) from None
-
-
-def _check_requested(trials: pd.DataFrame, trial: str) -> None:
-    known = trials.set_index("trial_id")["status"]
-    if trial not in known.index:
-        raise SpecError("--trial", f"no trial {trial!r}; the trials are {', '.join(known.index)}")
-    if str(known[trial]).upper() not in FRONT_STATUSES:
-        raise SpecError("--trial", f"trial {trial} is {known[trial]}; only finished trials "
-                                   f"({', '.join(sorted(FRONT_STATUSES))}) can be promoted")
-
-
-def _promoted_spec(sweep: SweepSpec, params: dict[str, Any], epochs: int | None, spec_path: Path) -> RunSpec:
-    """The trial's RunSpec, run for the promotion's epochs with its checkpoint interval."""
-    key = "--epochs" if epochs is not None else f"{spec_path}: promote.epochs"
-    epochs = epochs if epochs is not None else sweep.promote.epochs or get_preset(sweep.base).epochs
-    try:
-        return dataclasses.replace(sweep.trial_spec(params), epochs=epochs,
-                                   checkpoint_every=sweep.promote.checkpoint_every)
-    except SpecError as err:  # e.g. fewer epochs than the trial's warm-up
-        raise SpecError(key, f"the trial's RunSpec with {epochs} epochs is invalid: {err}") from None
-
-
-def _check_previous(plan: Plan) -> None:
-    path = plan.out / PLAN_FILE
-    old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else plan.document()
-    if old != plan.document():
-        raise SpecError(str(path), f"{plan.out} holds the promotion of trial {old['trial_id']} "
-                                   f"({old['run_spec']['epochs']} epochs); move it away to promote trial "
-                                   f"{plan.trial_id} ({plan.run_spec.epochs} epochs)")
-
 
 # --- the run ---------------------------------------------------------------------------------
 

@@ -50,7 +50,8 @@ from ast_tune import atomic, export
 from ast_tune.baseline import ensure_baseline
 from ast_tune.cli import CliParser, run_main
 from ast_tune.data import check_root
-from ast_tune.promote import NoCandidateError, promote
+from ast_tune.promote import promote
+from ast_tune.promote_plan import NoCandidateError
 from ast_tune.ray_runtime import concurrency, in_threads, ray_session, resources_line
 from ast_tune.report import write_report
 from ast_tune.schedulers import make_scheduler

@@ -20,12 +20,12 @@ LAYERS = [
     {"engine", "sweep_plots"},
     {"report"},
     {"train", "bench", "worker"},
-    {"baseline", "sweep_journal"},
+    {"baseline", "sweep_journal", "promote_plan"},
     {"promote"},
     {"sweep"},
 ]
 RAY_FREE = {"spec", "run_spec", "sweep_space", "presets", "lr_schedule", "sparsity", "metrics", "checkpoint",
-            "models", "data", "loaders", "run_state", "ray_cleanup",
+            "models", "data", "loaders", "run_state", "ray_cleanup", "promote_plan",
             "engine", "pareto", "export", "columns", "atomic", "train", "bench", "cli"}
 TORCH_FREE = {"pareto", "export", "columns", "atomic", "spec", "run_spec", "sweep_space", "cli"}
 

@@ -28,7 +28,8 @@ import pytest
 import yaml
 
 from ast_tune import columns
-from ast_tune.promote import NoCandidateError, choose_trial, main, promote
+from ast_tune.promote import main, promote
+from ast_tune.promote_plan import NoCandidateError, choose_trial
 from ast_tune.sweep_spec import PromoteRule, load_sweep, to_document
 
 ROOT = Path(__file__).resolve().parents[1]
