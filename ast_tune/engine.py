@@ -23,7 +23,14 @@ from ast_tune import checkpoint
 from ast_tune.data import Datasets, load_datasets
 from ast_tune.loaders import make_loader
 from ast_tune.lr_schedule import lr_at
-from ast_tune.metrics import EnergyMeter, Stopwatch, counted_energy_savings, epoch_record, max_memory_mb
+from ast_tune.metrics import (
+    EnergyMeter,
+    Stopwatch,
+    counted_energy_savings,
+    epoch_record,
+    max_memory_mb,
+    reset_peak_memory,
+)
 from ast_tune.run_spec import RunSpec
 from ast_tune.run_state import RunState, rank_and_world
 from ast_tune.sparsity import all_reduce_sum, significance
@@ -200,6 +207,7 @@ def fit(spec: RunSpec, *, report: Reporter | None = None, resume_from: str | Pat
         NonFiniteLossError: the loss became NaN or infinite.
     """
     device = device or default_device()
+    reset_peak_memory(device)  # max_memory_mb is this run's, also in a process reused for several trials
     rank, world = rank_and_world()
     torch.manual_seed(spec.seed)
     data = datasets or load_datasets(spec.data)

@@ -12,6 +12,7 @@ import logging
 import math
 import resource
 import time
+from pathlib import Path
 
 import torch
 
@@ -36,11 +37,33 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+PROC_STATUS, PROC_CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")  # Linux
+
+
 def max_memory_mb(device: torch.device) -> float:
-    """CUDA max allocated on ``device``, or this process's peak RSS on the CPU, in MiB."""
+    """CUDA max allocated on ``device``, or this process's peak RSS on the CPU, in MiB.
+
+    Counted from the last :func:`reset_peak_memory` (on a CPU without Linux's ``clear_refs``, from
+    the process start).
+    """
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    if PROC_STATUS.is_file():  # VmHWM: the peak RSS, which clear_refs can reset
+        for line in PROC_STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB; never reset
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start :func:`max_memory_mb` afresh: a process may run several trials one after another."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        PROC_CLEAR_REFS.write_text("5")  # Linux: reset the peak RSS (VmHWM) to the current RSS
+    except OSError as err:
+        log.debug("peak RSS not reset (%s): max_memory_mb is this process's peak so far", err)
 
 
 class EnergyMeter:
