@@ -41,8 +41,8 @@ from ast_tune.sweep_spec import DRIVER_CPUS, Workload
 log = logging.getLogger(__name__)
 
 HISTORY_FILE = "history.json"  # the run's epoch records so far, saved beside the engine's checkpoint
-KEEP_CHECKPOINTS = 2  # per Train run: the newest, and the previous one in case the newest is damaged
-WORKER_RETRIES = 2  # restarts of a run's worker group (a dead worker) from its newest checkpoint
+KEEP_CHECKPOINTS = 2  # per run (Train's or a Tune trial's): the newest, and the one before in case it is damaged
+WORKER_RETRIES = 2  # restarts of a run whose worker (or trial process) died, from its newest checkpoint
 
 
 class TrialFailedError(RuntimeError):
@@ -74,8 +74,9 @@ def train_loop(config: dict[str, Any], session: Session) -> dict[str, Any]:
     A resumed run first reports again the records its checkpoint holds: an interrupted sweep may
     not have passed the last of them on to Tune. ``records`` holds every epoch of the run. A
     checkpoint that does not load (truncated, garbage, not weights-only) is skipped with a warning
-    for the previous one kept. A non-finite loss is returned as ``{"error": reason}`` instead of
-    raised, so the retries (meant for dead workers) are not spent repeating it.
+    for the one holding the next most epochs, and the one resumed from is logged. A non-finite
+    loss is returned as ``{"error": reason}`` instead of raised, so the retries (meant for dead
+    workers) are not spent repeating it.
 
     Args:
         config: ``run_spec`` (a RunSpec as a mapping), ``threads`` (torch CPU threads),
