@@ -24,6 +24,7 @@ def _load(name: str):
 
 search_quality = _load("search_quality")
 trial_overhead = _load("trial_overhead")
+inline_profile = _load("inline_profile")
 
 
 def test_sweep_command_sets_sampler_scheduler_seed_and_trials(tmp_path: Path) -> None:
@@ -79,3 +80,10 @@ def test_handover_pairs_each_later_start_with_the_earliest_free_slot() -> None:
     assert trial_overhead.handovers(timings, concurrency=2) == [5, 2]
     # 2 slots × 95 s span − 4 s of epochs, over 4 trials
     assert trial_overhead.idle_per_trial(timings, concurrency=2) == pytest.approx(46.5)
+
+
+def test_inline_profile_times_every_part_and_keeps_at_most_the_batch() -> None:
+    ms = inline_profile.profile(0.4, batch=16, batches=2, repeats=1)
+    assert set(inline_profile.PARTS) <= set(ms)
+    assert all(ms[part] > 0 for part in inline_profile.PARTS)
+    assert 2 <= ms["kept"] <= 16  # the top-k floor keeps at least 2; never more than the batch
