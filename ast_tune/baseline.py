@@ -53,7 +53,6 @@ def probe_device(workload: Workload) -> str:
     return ray.get(probe.remote())
 
 
-
 def baseline_fingerprint(sweep: SweepSpec, device: str, *, runs_at_once: int = 1) -> dict[str, Any]:
     """What the baseline's timing depends on; a different fingerprint means timing it again."""
     spec, workload = sweep.baseline_spec(), sweep.workload

@@ -326,5 +326,6 @@ def _main(argv: Sequence[str] | None) -> int:
         atomic.write_text(args.out, _render(front, objectives, args.format))
     return 0
 
+
 if __name__ == "__main__":
     raise SystemExit(main())

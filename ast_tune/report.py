@@ -261,5 +261,6 @@ def _main(argv: Sequence[str] | None) -> int:
     print(f"wrote {write_report(args.results, out=args.out)}")
     return 0
 
+
 if __name__ == "__main__":
     raise SystemExit(main())

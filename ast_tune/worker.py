@@ -142,7 +142,7 @@ def _usable_history(directory: Path) -> list[dict] | None:
         load_checkpoint(directory)
         return json.loads((directory / HISTORY_FILE).read_text())
     except (CheckpointError, OSError, ValueError) as err:
-        log.warning("checkpoint %s does not load (%s); trying the previous one", directory, err)
+        log.warning("checkpoint %s does not load (%s); trying the one with the next most epochs", directory, err)
         return None
 
 
