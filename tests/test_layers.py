@@ -21,7 +21,7 @@ LAYERS = [
     {"report"},
     {"train", "bench", "worker"},
     {"baseline", "sweep_journal", "promote_plan"},
-    {"promote"},
+    {"promote", "tuner"},
     {"sweep"},
 ]
 RAY_FREE = {"spec", "run_spec", "sweep_space", "presets", "lr_schedule", "sparsity", "metrics", "checkpoint",

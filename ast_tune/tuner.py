@@ -1,0 +1,145 @@
+"""The Tune side of a sweep: what one trial runs, and the Tuner (Optuna search, scheduler) that runs them.
+
+Each Tune trial is a function (:func:`_run_trial`). A one-worker trial trains in that function's own
+process, which Tune reuses for the next trial (:func:`ast_tune.worker.run_in_trial`); a multi-worker
+trial holds a tiny CPU share and runs a Ray Train ``TorchTrainer`` (:func:`ast_tune.worker.run_training`)
+named ``trial_<tune trial id>``, forwarding its reports to Tune with ``TuneReportCallback``. Optuna
+proposes the trials with ALL objectives (``OptunaSearch(space=..., metric=[...], mode=[...])``; the
+space is given to OptunaSearch, never to ``param_space``) and stores its study in
+``results/<name>/optuna.db``; the scheduler (ASHA on one metric, or multi-objective ASHA) stops
+trials in ``epoch`` units and keeps its rungs in ``scheduler_state.json``. :func:`make_tuner`
+builds the Tuner, or restores it from ``results/<name>/tune``: finished and errored trials are
+kept, unfinished ones continue from their checkpoints (Tune's, or their Train run's).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import optuna
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.search.optuna import OptunaSearch
+
+from ast_tune import atomic
+from ast_tune.schedulers import make_scheduler
+from ast_tune.sweep_journal import EpochTBXLogger, Journal
+from ast_tune.sweep_space import Param
+from ast_tune.sweep_spec import SweepSpec
+from ast_tune.worker import (
+    KEEP_CHECKPOINTS,
+    WORKER_RETRIES,
+    TrialFailedError,
+    run_in_trial,
+    run_training,
+    trial_resources,
+)
+
+FAILED = "FAILED"  # in a Tune trial's working directory: the reason the trial failed
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrialContext:
+    sweep: SweepSpec
+    tune_storage: str  # absolute directory of the Tune experiment (its trials' directories)
+    train_storage: str  # absolute directory of the Train runs
+    baseline_epoch_seconds: float | None
+
+
+def _run_trial(config: dict[str, Any], context: _TrialContext) -> None:
+    """One trial: the sampled ``config`` on top of base + workload.
+
+    A one-worker trial trains in this process; a larger one as Train run ``trial_<id>``. Tune
+    restarts a trial whose process died, but a trial that failed (e.g. a NaN loss) leaves its
+    reason in ``FAILED`` in its working directory and fails again at once instead of training again.
+    """
+    context_tune = tune.get_context()
+    failed = Path(context_tune.get_trial_dir()) / FAILED
+    if failed.is_file():
+        raise TrialFailedError(failed.read_text())
+    spec, workload = context.sweep.trial_spec(config), context.sweep.workload
+    name = _dirname(context_tune.get_trial_id())
+    try:
+        if workload.workers == 1:
+            run_in_trial(spec, workload=workload, trial_dir=f"{context.tune_storage}/{name}",
+                         baseline_epoch_seconds=context.baseline_epoch_seconds)
+        else:
+            run_training(spec, workload=workload, name=name,
+                         storage_path=context.train_storage, baseline_epoch_seconds=context.baseline_epoch_seconds,
+                         callbacks=[TuneReportCallback()])
+    except TrialFailedError as err:
+        atomic.write_text(failed, str(err))
+        raise
+
+
+def _dirname(trial_id: str) -> str:
+    """A trial's directory in the Tune experiment, and the name of its Train run."""
+    return f"trial_{trial_id}"
+
+
+def _trial_dirname(trial: tune.experiment.Trial) -> str:
+    return _dirname(trial.trial_id)
+
+
+def _distribution(param: Param) -> optuna.distributions.BaseDistribution:
+    low, high = param.values[0], param.values[-1]
+    if param.kind in ("uniform", "loguniform"):
+        return optuna.distributions.FloatDistribution(low, high, log=param.kind == "loguniform")
+    if param.kind == "int":
+        return optuna.distributions.IntDistribution(low, high)
+    return optuna.distributions.CategoricalDistribution(param.values)  # choice; fixed = one option
+
+
+def _sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+    search = spec.search
+    if search.sampler == "nsga2":  # a population of a quarter of the budget, 4..50
+        population = min(50, max(4, search.num_trials // 4))
+        return optuna.samplers.NSGAIISampler(seed=search.seed, population_size=population)
+    if search.sampler == "tpe":  # random for the first quarter of the budget (Optuna's default: 10 trials)
+        return optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=max(4, search.num_trials // 4))
+    samplers = {"random": optuna.samplers.RandomSampler, "gp": optuna.samplers.GPSampler}
+    return samplers[search.sampler](seed=search.seed)
+
+
+def _new_tuner(spec: SweepSpec, results: Path, trainable: Any, journal: Journal, concurrency: int) -> tune.Tuner:
+    metrics = [o.metric for o in spec.objectives]
+    modes = [o.mode for o in spec.objectives]
+    search = OptunaSearch(space={p.name: _distribution(p) for p in spec.space}, metric=metrics, mode=modes,
+                          sampler=_sampler(spec), study_name=spec.name,
+                          storage=optuna.storages.RDBStorage(f"sqlite:///{results / 'optuna.db'}"))
+    scheduler = make_scheduler(spec.scheduler.kind, metric=spec.scheduler.metric, mode=spec.scheduler_mode,
+                               metrics=metrics, modes=modes, grace_period=spec.scheduler.grace_period,
+                               reduction_factor=spec.scheduler.reduction_factor, max_t=spec.workload.epochs,
+                               state_file=results / "scheduler_state.json")
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=spec.search.num_trials,
+                                    max_concurrent_trials=concurrency, trial_dirname_creator=_trial_dirname,
+                                    reuse_actors=spec.workload.workers == 1),  # a Train run's end outlasts reuse
+        run_config=tune.RunConfig(name="tune", storage_path=str(results), verbose=0,
+                                  callbacks=[journal, EpochTBXLogger()],
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+                                  failure_config=tune.FailureConfig(max_failures=WORKER_RETRIES)))
+
+
+def make_tuner(spec: SweepSpec, results: Path, *, restore: bool, journal: Journal, concurrency: int,
+               baseline_epoch_seconds: float | None) -> tune.Tuner:
+    """The sweep's Tuner over ``results/<name>/tune``: restored from it (``restore``) or new.
+
+    Args:
+        spec: the sweep.
+        results: ``results/<name>``, absolute.
+        restore: continue the Tune experiment stored there.
+        journal: the callback that records every epoch and trial end (``tune/journal.jsonl``).
+        concurrency: trials at once.
+        baseline_epoch_seconds: the dense baseline's train seconds per epoch; None: speedup is NaN.
+    """
+    context = _TrialContext(spec, str(results / "tune"), str(results / "train"), baseline_epoch_seconds)
+    trainable = tune.with_resources(tune.with_parameters(_run_trial, context=context),
+                                     trial_resources(spec.workload))
+    if restore:
+        return tune.Tuner.restore(str(results / "tune"), trainable, resume_unfinished=True,
+                                  resume_errored=False, restart_errored=False)
+    return _new_tuner(spec, results, trainable, journal, concurrency)
