@@ -24,13 +24,13 @@ from collections.abc import Sequence
 
 import torch
 
-from ast_tune.cli import CliParser
-from ast_tune.data import Datasets, load_datasets
-from ast_tune.engine import default_device, train_one_epoch
-from ast_tune.presets import QUICKSTART
-from ast_tune.run_spec import OptimSpec, RunSpec
-from ast_tune.run_state import RunState
-from ast_tune.spec import SpecError, apply_overrides
+from ast_tune.config.cli import CliParser
+from ast_tune.config.presets import QUICKSTART
+from ast_tune.config.run_spec import OptimSpec, RunSpec
+from ast_tune.config.spec import SpecError, apply_overrides
+from ast_tune.core.engine import default_device, train_one_epoch
+from ast_tune.core.run_state import RunState
+from ast_tune.data.sources import Datasets, load_datasets
 
 BASE = dataclasses.replace(QUICKSTART, epochs=1000, warmup_epochs=1,
                            optim=OptimSpec(schedule="constant", lr=0.02))

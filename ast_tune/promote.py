@@ -1,6 +1,6 @@
 """Run one sweep trial to full length: ``python -m ast_tune.promote results/<name> [--trial ID] [--epochs N]``.
 
-**Which trial** (:func:`ast_tune.promote_plan.choose_trial`, the spec's ``promote.rule``): of the Pareto-front trials
+**Which trial** (:func:`ast_tune.tuning.promote_plan.choose_trial`, the spec's ``promote.rule``): of the front trials
 (finished or scheduler-stopped; errored ones never are) whose final ``val_top1`` is at most
 ``max_accuracy_drop`` points below the dense baseline's (``baseline.json``; without one, the
 most accurate front trial's), the best on the ``prefer`` objective; ties go to the higher top-1,
@@ -10,7 +10,7 @@ accurate front trial): a long run is costly, so it is never spent on a trial the
 
 **The run**: the trial's RunSpec (:meth:`SweepSpec.trial_spec` of its ``param.*``) with ``epochs``
 from ``--epochs``, else ``promote.epochs``, else the base preset, and ``promote.checkpoint_every``,
-trained by :func:`ast_tune.worker.run_training` as Train run ``promoted_<trial_id>`` under
+trained by :func:`ast_tune.tuning.worker.run_training` as Train run ``promoted_<trial_id>`` under
 ``results/<name>/promoted/``. Ray Train keeps its newest checkpoint there, so the same command
 continues an interrupted run. ``speedup`` divides the sweep's baseline epoch time by this run's;
 on CPU that baseline was timed beside the other trials while this run runs alone, so it reads high.
@@ -39,13 +39,14 @@ import ray
 from ray.train import UserCallback
 from ray.util.queue import Queue
 
-from ast_tune import atomic, columns
-from ast_tune.baseline import probe_device
-from ast_tune.cli import CliParser, run_main
-from ast_tune.plots import write_run_plots
-from ast_tune.promote_plan import PLAN_FILE, NoCandidateError, Plan, plan_promotion
-from ast_tune.ray_runtime import in_threads, ray_session
-from ast_tune.worker import TrialFailedError, failure_reason, run_training
+from ast_tune import atomic
+from ast_tune.config import columns
+from ast_tune.config.cli import CliParser, run_main
+from ast_tune.results.plots import write_run_plots
+from ast_tune.tuning.baseline import probe_device
+from ast_tune.tuning.promote_plan import PLAN_FILE, NoCandidateError, Plan, plan_promotion
+from ast_tune.tuning.ray_runtime import in_threads, ray_session
+from ast_tune.tuning.worker import TrialFailedError, failure_reason, run_training
 
 log = logging.getLogger(__name__)
 

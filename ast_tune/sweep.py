@@ -1,6 +1,6 @@
 """Run a sweep: ``python -m ast_tune.sweep SPEC.yaml [--set key.path=value ...] [--name NAME] [--resume] [--dry-run]``.
 
-Times (or reuses) the dense baseline, runs the Tune experiment of :mod:`ast_tune.tuner` (what a
+Times (or reuses) the dense baseline, runs the Tune experiment of :mod:`ast_tune.tuning.tuner` (what a
 trial runs; the Optuna search and the scheduler), writes the tables, then promotes and reports.
 Re-running the same name (or ``--resume``) restores the Tune experiment: finished and errored
 trials are kept, unfinished ones continue from their checkpoints.
@@ -10,7 +10,7 @@ Files under ``results/<name>/``: ``spec.yaml``, ``run.json``, ``baseline.json``,
 trial end, which survives restores; and per trial its checkpoints and TensorBoard event files stepped
 by epoch, for ``tensorboard --logdir results/<name>``), ``train/`` (Train runs and their checkpoints:
 the baseline's and multi-worker trials'), and the tables
-of :func:`ast_tune.export.write_tables`; then ``promoted/`` (``promote.enabled``: see
+of :func:`ast_tune.results.tables.write_tables`; then ``promoted/`` (``promote.enabled``: see
 :mod:`ast_tune.promote`) and ``report/`` (unless ``--no-report``). On a multi-node cluster (``RAY_ADDRESS`` set)
 ``storage.root`` must be a filesystem every node mounts: Train runs persist checkpoints there.
 Exit codes: 0 done, 1 runtime failure, 2 bad input (one line naming the key path or file; nothing
@@ -37,25 +37,26 @@ import pandas as pd
 import ray
 import yaml
 
-from ast_tune import atomic, export
-from ast_tune.baseline import ensure_baseline
-from ast_tune.cli import CliParser, run_main
-from ast_tune.data import check_root
+from ast_tune import atomic
+from ast_tune.config.cli import CliParser, run_main
+from ast_tune.config.spec import SpecError
+from ast_tune.config.sweep_spec import SweepSpec, load_sweep, to_document
+from ast_tune.data.sources import check_root
 from ast_tune.promote import promote
-from ast_tune.promote_plan import NoCandidateError
-from ast_tune.ray_runtime import concurrency, in_threads, ray_session, resources_line
-from ast_tune.report import write_report
-from ast_tune.spec import SpecError
-from ast_tune.sweep_journal import JOURNAL, Journal, epochs_frame
-from ast_tune.sweep_spec import SweepSpec, load_sweep, to_document
-from ast_tune.tuner import make_tuner
-from ast_tune.worker import failure_reason
+from ast_tune.results import tables as export
+from ast_tune.results.page import write_report
+from ast_tune.tuning.baseline import ensure_baseline
+from ast_tune.tuning.journal import JOURNAL, Journal, epochs_frame
+from ast_tune.tuning.promote_plan import NoCandidateError
+from ast_tune.tuning.ray_runtime import concurrency, in_threads, ray_session, resources_line
+from ast_tune.tuning.tuner import make_tuner
+from ast_tune.tuning.worker import failure_reason
 
 # --- results ---------------------------------------------------------------------------------
 
 
 def _write_tables(spec: SweepSpec, results: Path, journal: Journal) -> pd.DataFrame | None:
-    """Hand the epochs table to :func:`ast_tune.export.write_tables`; the front, or None if no trial ran."""
+    """Hand the epochs table to :func:`ast_tune.results.tables.write_tables`; the front, or None if no trial ran."""
     epochs = epochs_frame(journal.read())
     if epochs.empty:
         return None

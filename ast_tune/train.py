@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from ast_tune import checkpoint
 from ast_tune.atomic import atomic_path, write_text
-from ast_tune.cli import CliParser, run_main
-from ast_tune.data import load_datasets
-from ast_tune.engine import NonFiniteLossError, fit
-from ast_tune.plots import write_run_plots
-from ast_tune.presets import PRESETS, get_preset
-from ast_tune.run_spec import RunSpec
-from ast_tune.spec import SpecError, apply_overrides, to_dict
+from ast_tune.config.cli import CliParser, run_main
+from ast_tune.config.presets import PRESETS, get_preset
+from ast_tune.config.run_spec import RunSpec
+from ast_tune.config.spec import SpecError, apply_overrides, to_dict
+from ast_tune.core import checkpoint
+from ast_tune.core.engine import NonFiniteLossError, fit
+from ast_tune.data.sources import load_datasets
+from ast_tune.results.plots import write_run_plots
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from ast_tune.bench import BASE
-from ast_tune.data import load_datasets
-from ast_tune.engine import _score, train_one_epoch
-from ast_tune.run_state import RunState
+from ast_tune.core.engine import _score, train_one_epoch
+from ast_tune.core.run_state import RunState
+from ast_tune.data.sources import load_datasets
 
 PARTS = ("dense fwd+bwd", "dense opt", "score fwd", "choose", "subset fwd+bwd", "subset opt")
 

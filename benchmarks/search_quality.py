@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ast_tune.export import read_objectives
-from ast_tune.pareto import hypervolume
+from ast_tune.results.pareto import hypervolume
+from ast_tune.results.tables import read_objectives
 
 #: pair name → (search.sampler, scheduler.kind)
 PAIRS = {"random+fifo": ("random", "fifo"), "tpe+asha": ("tpe", "asha"),

@@ -9,7 +9,7 @@ import pickle
 import pytest
 import torch
 
-from ast_tune import checkpoint
+from ast_tune.core import checkpoint
 
 
 def save_epochs(root, epochs):

@@ -1,11 +1,11 @@
-"""The shared exit-code contract of every CLI (ast_tune.cli.run_main): 0/1/2/130, one line on stderr."""
+"""The shared exit-code contract of every CLI (ast_tune.config.cli.run_main): 0/1/2/130, one line on stderr."""
 
 from __future__ import annotations
 
 import pytest
 
-from ast_tune.cli import os_error_line, run_main
-from ast_tune.spec import SpecError
+from ast_tune.config.cli import os_error_line, run_main
+from ast_tune.config.spec import SpecError
 
 
 def _raise(err: BaseException):

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from ast_tune.engine import fit
-from ast_tune.run_spec import DataSpec, RunSpec, SparsitySpec
+from ast_tune.config.run_spec import DataSpec, RunSpec, SparsitySpec
+from ast_tune.core.engine import fit
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
 

@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ast_tune.data import TensorImageDataset, load_datasets
-from ast_tune.loaders import make_loader
-from ast_tune.run_spec import DataSpec
-from ast_tune.spec import SpecError
+from ast_tune.config.run_spec import DataSpec
+from ast_tune.config.spec import SpecError
+from ast_tune.data.loaders import make_loader
+from ast_tune.data.sources import TensorImageDataset, load_datasets
 
 WNIDS = ("n01440764", "n01443537", "n01484850")
 SYNSETS = {"n01440764": "tench, Tinca tinca", "n01443537": "goldfish, Carassius auratus",
@@ -217,7 +217,7 @@ def test_corrupt_jpeg_is_skipped_with_a_warning_naming_it(folder_tree: Path, cap
     broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     data = _load("imagefolder", folder_tree)
     bad = [path for path, _ in data.train.samples].index(str(broken))
-    with caplog.at_level(logging.WARNING, logger="ast_tune.data"):
+    with caplog.at_level(logging.WARNING, logger="ast_tune.data.sources"):
         batches = list(make_loader(data.train, batch_size=5, train=False, num_workers=0))
     (x, y, idx), = batches
     assert idx.tolist() == [i for i in range(5) if i != bad] and len(x) == len(y) == 4

@@ -16,9 +16,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ast_tune.engine import fit
-from ast_tune.run_spec import DataSpec, OptimSpec, RunSpec, SparsitySpec
-from ast_tune.sparsity import BatchSelector, SundewController
+from ast_tune.config.run_spec import DataSpec, OptimSpec, RunSpec, SparsitySpec
+from ast_tune.core.engine import fit
+from ast_tune.core.sparsity import BatchSelector, SundewController
 
 SPEC = RunSpec(data=DataSpec(kind="digits", image_size=16), batch_size=32, epochs=3, warmup_epochs=1,
                sparsity=SparsitySpec(mode="inline", target_activation=0.4, initial_threshold=0.5,
@@ -30,7 +30,7 @@ def _rank_main(rank: int, world: int, init_file: str, out_dir: str, spec_dict: d
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        from ast_tune.spec import build
+        from ast_tune.config.spec import build
 
         records = []
         fit(build(RunSpec, spec_dict), report=lambda r, c: records.append(r))

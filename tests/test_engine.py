@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from ast_tune import checkpoint
-from ast_tune.data import load_datasets
-from ast_tune.engine import NonFiniteLossError, fit
-from ast_tune.run_spec import DataSpec, OptimSpec, RunSpec, SparsitySpec
+from ast_tune.config.run_spec import DataSpec, OptimSpec, RunSpec, SparsitySpec
+from ast_tune.core import checkpoint
+from ast_tune.core.engine import NonFiniteLossError, fit
+from ast_tune.data.sources import load_datasets
 
 TINY = RunSpec(data=DataSpec(kind="digits", image_size=16), model="small_resnet", batch_size=64, epochs=3,
                warmup_epochs=1, checkpoint_every=1,
@@ -30,7 +30,7 @@ def with_mode(mode: str, **changes) -> RunSpec:
 
 
 def test_inline_trains_only_on_the_selected_subset(digits, monkeypatch):
-    from ast_tune import run_state
+    from ast_tune.core import run_state
 
     grad_batches: list[int] = []
 
@@ -73,7 +73,7 @@ def test_every_mode_reports_every_epoch_with_counted_savings(digits, mode):
 
 
 def test_skip_mode_does_not_load_skipped_samples(digits, monkeypatch):
-    from ast_tune import engine
+    from ast_tune.core import engine
 
     loaded = []
     real = engine.make_loader

@@ -21,13 +21,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ast_tune import columns
-from ast_tune.export import (
+from ast_tune.config import columns
+from ast_tune.export import main
+from ast_tune.results.tables import (
     DEFAULT_OBJECTIVES,
     FRONT_STATUSES,
     front_markdown,
     front_table,
-    main,
     trials_table,
     write_tables,
 )

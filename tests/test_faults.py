@@ -2,7 +2,7 @@
 
 The Ray tests run real sweeps of the embedded default (digits) through the CLI, shrunk to a few
 trials of a few epochs at 16 px. A SIGKILLed driver cannot shut its Ray down: the next sweep
-removes the leftovers (:mod:`ast_tune.ray_cleanup`), and every test here reaps what it killed.
+removes the leftovers (:mod:`ast_tune.tuning.ray_cleanup`), and every test here reaps what it killed.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ import pandas as pd
 import psutil
 import pytest
 
-from ast_tune import export, ray_cleanup
+from ast_tune import export
 from ast_tune import report as report_cli
 from ast_tune import sweep as sweep_cli
 from ast_tune import train as train_cli
-from ast_tune.sweep_journal import Journal, epochs_frame
+from ast_tune.results import tables
+from ast_tune.tuning import ray_cleanup
+from ast_tune.tuning.journal import Journal, epochs_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
@@ -186,7 +188,7 @@ OBJECTIVES = [("val_top1", "max"), ("energy_savings", "max")]
 
 @pytest.mark.parametrize("method", ["to_parquet", "to_csv"])
 def test_a_write_that_dies_midway_leaves_the_old_tables_readable(tmp_path, monkeypatch, method):
-    export.write_tables(tmp_path, _tiny_epochs(50.0), OBJECTIVES)
+    tables.write_tables(tmp_path, _tiny_epochs(50.0), OBJECTIVES)
     before = {name: (tmp_path / name).read_bytes() for name in ("trials.parquet", "trials.csv")}
     real = getattr(pd.DataFrame, method)
 
@@ -197,7 +199,7 @@ def test_a_write_that_dies_midway_leaves_the_old_tables_readable(tmp_path, monke
 
     monkeypatch.setattr(pd.DataFrame, method, dies_midway)
     with pytest.raises(OSError, match="disk gone"):
-        export.write_tables(tmp_path, _tiny_epochs(70.0), OBJECTIVES)
+        tables.write_tables(tmp_path, _tiny_epochs(70.0), OBJECTIVES)
     monkeypatch.undo()
     # each file is whole, old or new; the CSV (written after the Parquet) is the old one either way
     assert (tmp_path / "trials.csv").read_bytes() == before["trials.csv"]
@@ -207,12 +209,12 @@ def test_a_write_that_dies_midway_leaves_the_old_tables_readable(tmp_path, monke
 
 LOOP = """
 import sys
-from ast_tune import export
+from ast_tune.results import tables
 from tests.test_faults import OBJECTIVES, _tiny_epochs
 i = 0
 while True:
     i += 1
-    export.write_tables(sys.argv[1], _tiny_epochs(float(i)), OBJECTIVES)
+    tables.write_tables(sys.argv[1], _tiny_epochs(float(i)), OBJECTIVES)
     if i == 3:
         print("ready", flush=True)
 """

@@ -1,6 +1,11 @@
-"""Imports flow one way (shared/DESIGN.md §1): each module imports only modules of a lower layer.
+"""Imports flow one way between the subpackages (docs/design.md, "Layers").
 
-The engine and everything below it run without Ray; the Pareto code runs without torch.
+- ``config`` imports nothing of ast_tune but :mod:`ast_tune.atomic`;
+- ``data`` imports only ``config``; ``core`` imports only ``config`` and ``data``;
+- ``results`` imports only ``config``, and neither torch nor Ray;
+- ``tuning`` sits above ``core``, ``data`` and ``results``;
+- nothing under ``config``, ``core``, ``data`` or ``results`` imports Ray (the engine runs without it);
+- the CLIs (``ast_tune/*.py`` but ``atomic``) sit on top; no subpackage imports a CLI.
 """
 
 from __future__ import annotations
@@ -9,25 +14,20 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ast_tune"
-
-LAYERS = [
-    {"columns", "atomic", "spec", "ray_cleanup"},
-    {"run_spec", "pareto", "cli"},
-    {"presets", "lr_schedule", "sweep_space"},
-    {"sparsity", "metrics", "checkpoint", "models", "data", "sweep_spec", "schedulers", "export"},
-    {"ray_runtime"},
-    {"run_state", "plots", "sweep_results", "loaders"},
-    {"engine", "sweep_plots"},
-    {"report"},
-    {"train", "bench", "worker"},
-    {"baseline", "sweep_journal", "promote_plan"},
-    {"promote", "tuner"},
-    {"sweep"},
-]
-RAY_FREE = {"spec", "run_spec", "sweep_space", "presets", "lr_schedule", "sparsity", "metrics", "checkpoint",
-            "models", "data", "loaders", "run_state", "ray_cleanup", "promote_plan",
-            "engine", "pareto", "export", "columns", "atomic", "train", "bench", "cli"}
-TORCH_FREE = {"pareto", "export", "columns", "atomic", "spec", "run_spec", "sweep_space", "cli"}
+CLIS = {"train", "bench", "sweep", "export", "report", "promote"}
+#: What each part of the package may import of ast_tune (``atomic`` is the base every part may use).
+ALLOWED = {
+    "atomic": set(),
+    "config": {"atomic"},
+    "data": {"atomic", "config"},
+    "core": {"atomic", "config", "data"},
+    "results": {"atomic", "config"},
+    "tuning": {"atomic", "config", "data", "core", "results"},
+    "cluster": set(),
+    "cli": {"atomic", "config", "data", "core", "results", "tuning", *CLIS},
+}
+RAY_FREE = ("atomic", "config", "data", "core", "results")
+TORCH_FREE = ("atomic", "config", "results")
 
 
 def imports_of(path: Path) -> set[str]:
@@ -42,35 +42,56 @@ def imports_of(path: Path) -> set[str]:
     return names
 
 
-def layer_of(module: str) -> int:
-    for index, layer in enumerate(LAYERS):
-        if module in layer:
-            return index
-    raise AssertionError(f"ast_tune/{module}.py is in no layer of tests/test_layers.py: place it")
+def part_of(path: Path) -> str:
+    """``config``, ``core``, … for a module in a subpackage; ``cli`` or ``atomic`` at the top."""
+    relative = path.relative_to(PACKAGE)
+    if len(relative.parts) > 1:
+        return relative.parts[0]
+    if path.stem in CLIS:
+        return "cli"
+    assert path.stem == "atomic", f"ast_tune/{path.name} is neither a CLI nor atomic: move it into a subpackage"
+    return "atomic"
 
 
-def top_level_modules() -> list[Path]:
-    return sorted(p for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+def internal_parts(path: Path) -> set[str]:
+    """The parts of ast_tune that ``path`` imports (a CLI counts as itself)."""
+    parts = set()
+    for name in imports_of(path):
+        pieces = name.split(".")
+        if pieces[0] == "ast_tune" and len(pieces) > 1:
+            parts.add(pieces[1])
+    return parts
 
 
-def test_every_module_imports_only_lower_layers():
-    for path in top_level_modules():
-        own = layer_of(path.stem)
-        for name in imports_of(path):
-            if name.startswith("ast_tune.") and not name.startswith("ast_tune.cluster"):
-                target = name.split(".")[1]
-                assert layer_of(target) < own, f"{path.stem} (layer {own}) imports {target}"
+def modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py")
 
 
-def test_engine_and_below_do_not_import_ray():
-    for path in top_level_modules():
-        if path.stem in RAY_FREE:
+def test_every_module_imports_only_the_parts_below_it():
+    for path in modules():
+        part = part_of(path)
+        own = {part} if part != "cli" else set()
+        wrong = internal_parts(path) - ALLOWED[part] - own
+        assert not wrong, f"{path.relative_to(PACKAGE)} ({part}) imports {sorted(wrong)}"
+
+
+def test_the_engine_data_config_and_results_do_not_import_ray():
+    for path in modules():
+        if part_of(path) in RAY_FREE:
             ray = {n for n in imports_of(path) if n == "ray" or n.startswith("ray.")}
-            assert not ray, f"{path.stem} imports {ray}"
+            assert not ray, f"{path.relative_to(PACKAGE)} imports {ray}"
 
 
-def test_pareto_and_tables_do_not_import_torch():
-    for path in top_level_modules():
-        if path.stem in TORCH_FREE:
+def test_config_and_results_do_not_import_torch():
+    for path in modules():
+        if part_of(path) in TORCH_FREE:
             torch = {n for n in imports_of(path) if n.split(".")[0] in ("torch", "torchvision")}
-            assert not torch, f"{path.stem} imports {torch}"
+            assert not torch, f"{path.relative_to(PACKAGE)} imports {torch}"
+
+
+def test_the_rules_catch_a_wrong_import(tmp_path):
+    """The checker itself: a results module importing torch and core is caught."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("import torch\nfrom ast_tune.core import engine\n")
+    assert internal_parts(bad) - ALLOWED["results"] == {"core"}
+    assert "torch" in imports_of(bad)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ast_tune.lr_schedule import lr_at
-from ast_tune.run_spec import OptimSpec
+from ast_tune.config.run_spec import OptimSpec
+from ast_tune.core.lr_schedule import lr_at
 
 
 def test_two_stage_uses_warmup_lr_then_ast_lr():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ast_tune.metrics import PROC_CLEAR_REFS, max_memory_mb, reset_peak_memory
+from ast_tune.core.metrics import PROC_CLEAR_REFS, max_memory_mb, reset_peak_memory
 
 CPU = torch.device("cpu")
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from ast_tune.models import build_model
-from ast_tune.spec import SpecError
+from ast_tune.config.spec import SpecError
+from ast_tune.core.models import build_model
 
 
 @pytest.mark.parametrize("name", ["small_resnet", "resnet18", "resnet50"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ast_tune.pareto import as_minimisation, crowding_distance, front_order, hypervolume, pareto_ranks
+from ast_tune.results.pareto import as_minimisation, crowding_distance, front_order, hypervolume, pareto_ranks
 
 MAXMAX = ("max", "max")
 POINTS = np.array([[0.9, 0.1], [0.6, 0.6], [0.2, 0.8], [0.5, 0.5], [0.1, 0.1], [np.nan, 0.9]])

@@ -27,10 +27,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from ast_tune import columns
+from ast_tune.config import columns
+from ast_tune.config.sweep_spec import PromoteRule, load_sweep, to_document
 from ast_tune.promote import main, promote
-from ast_tune.promote_plan import NoCandidateError, choose_trial
-from ast_tune.sweep_spec import PromoteRule, load_sweep, to_document
+from ast_tune.tuning.promote_plan import NoCandidateError, choose_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIALS = [  # trial_id, status, val_top1, energy_savings, speedup, pareto_rank

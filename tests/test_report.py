@@ -26,7 +26,9 @@ import pytest
 import yaml
 from matplotlib import image
 
-from ast_tune import columns, plots, report
+from ast_tune import report
+from ast_tune.config import columns
+from ast_tune.results import page, plots
 
 NAN = math.nan
 SIZE = (500, 800)  # plots.FIGSIZE × plots.DPI, rows × columns
@@ -140,14 +142,14 @@ def test_report_from_epochs_parquet_alone_omits_baseline_and_promoted(tmp_path):
 
 
 def test_comparison_has_baseline_best_front_trial_and_promoted_with_blank_energy(tmp_path):
-    table = report.comparison_table(report.load_results(_write_sweep(tmp_path)))
+    table = page.comparison_table(page.load_results(_write_sweep(tmp_path)))
     assert table["run"].tolist() == ["dense baseline", "best front trial (base: quickstart) t0",
                                      "promoted (trial t0)"]
     assert table["val_top1"].tolist() == [97.5, 97.0, 97.2]
     assert table.loc[0, "train_seconds"] == 50.0  # the sum of its 5 dense epochs of 10 s
     assert table.loc[0, "speedup"] == 1.0
     assert table["energy_j"].isna().all()  # CPU: never measured, never invented
-    markdown = report.comparison_markdown(table)
+    markdown = page.comparison_markdown(table)
     assert "| dense baseline | 5 | 97.50 | 99.90 | 0.0 | 1.00 | 50.0 |  |" in markdown
 
 
@@ -156,26 +158,26 @@ def test_comparison_lists_each_preset_when_trials_carry_one(tmp_path):
     epochs = pd.read_parquet(results / "epochs.parquet")
     epochs["param.base"] = np.where(epochs["trial_id"].isin(["t0", "t2"]), "conservative", "aggressive")
     epochs.to_parquet(results / "epochs.parquet", index=False)
-    table = report.comparison_table(report.load_results(results))
+    table = page.comparison_table(page.load_results(results))
     assert table["run"].tolist()[1:3] == ["preset aggressive: best front trial t1",
                                      "preset conservative: best front trial t0"]
 
 
 def test_hypervolume_reference_is_zero_for_maximised_objectives():
     trials = pd.DataFrame({"val_top1": [90.0], "train_seconds": [20.0]})
-    assert report.sweep_plots.reference_point(trials, [("val_top1", "max"), ("train_seconds", "min")]) == \
+    assert page.sweep_plots.reference_point(trials, [("val_top1", "max"), ("train_seconds", "min")]) == \
         [0.0, pytest.approx(22.0)]
 
 
 def test_asha_rungs_are_grace_times_powers_of_eta_below_the_run_length():
     spec = {"scheduler": {"grace_period": 2, "reduction_factor": 3}, "workload": {"epochs": 30}}
-    assert report.sweep_plots.asha_rungs(spec) == [2, 6, 18]
-    assert report.sweep_plots.asha_rungs({}) == []
+    assert page.sweep_plots.asha_rungs(spec) == [2, 6, 18]
+    assert page.sweep_plots.asha_rungs({}) == []
     fifo = {"scheduler": {"kind": "fifo", "grace_period": 1, "reduction_factor": 3}, "workload": {"epochs": 9}}
-    assert report.sweep_plots.asha_rungs(fifo) == []
+    assert page.sweep_plots.asha_rungs(fifo) == []
     fractional = {"scheduler": {"kind": "moasha", "grace_period": 1, "reduction_factor": 2.5},
                   "workload": {"epochs": 10}}
-    assert report.sweep_plots.asha_rungs(fractional) == [1, 3, 7]  # 1, 2.5, 6.25 rounded up
+    assert page.sweep_plots.asha_rungs(fractional) == [1, 3, 7]  # 1, 2.5, 6.25 rounded up
 
 
 def test_write_run_plots_draws_a_single_run_with_its_per_class_chart(tmp_path):

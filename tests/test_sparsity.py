@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from ast_tune.run_spec import SparsitySpec
-from ast_tune.sparsity import BatchSelector, ScoreTable, SundewController, min_keep, significance
-from ast_tune.spec import SpecError
+from ast_tune.config.run_spec import SparsitySpec
+from ast_tune.config.spec import SpecError
+from ast_tune.core.sparsity import BatchSelector, ScoreTable, SundewController, min_keep, significance
 
 SPEC = SparsitySpec(target_activation=0.4, kp=0.5, ki=0.1, ema_alpha=0.5, initial_threshold=3.0)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from ast_tune.run_spec import DataSpec, OptimSpec, RunSpec, SparsitySpec
-from ast_tune.spec import SpecError
+from ast_tune.config.run_spec import DataSpec, OptimSpec, RunSpec, SparsitySpec
+from ast_tune.config.spec import SpecError
 
 _IMAGENET = DataSpec(kind="imagenet", root="/data/imagenet", image_size=224)
 

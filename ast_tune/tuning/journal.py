@@ -1,7 +1,7 @@
 """The sweep's journal: every reported epoch and trial end, appended to ``tune/journal.jsonl``.
 
 Tune rewrites a restored trial's own result files, so the journal is the history of record;
-:func:`epochs_frame` turns it into the epochs table that :func:`ast_tune.export.write_tables`
+:func:`epochs_frame` turns it into the epochs table that :func:`ast_tune.results.tables.write_tables`
 reads. The journal is also a Tune callback that prints one progress line per epoch and trial.
 """
 
@@ -19,8 +19,8 @@ from ray import cloudpickle, tune
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.result import TIMESTEPS_TOTAL
 
-from ast_tune import columns
-from ast_tune.worker import failure_reason
+from ast_tune.config import columns
+from ast_tune.tuning.worker import failure_reason
 
 JOURNAL = "journal.jsonl"
 

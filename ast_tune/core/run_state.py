@@ -1,6 +1,6 @@
 """The mutable state of one training run: model, optimizer, scaler, controller, score table.
 
-:class:`RunState` builds them from a :class:`~ast_tune.run_spec.RunSpec`, and turns them into a
+:class:`RunState` builds them from a :class:`~ast_tune.config.run_spec.RunSpec`, and turns them into a
 checkpoint dict and back, so that ``engine`` holds only the loop.
 """
 
@@ -13,11 +13,11 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from ast_tune.data import Datasets
-from ast_tune.models import build_model
-from ast_tune.run_spec import RunSpec
-from ast_tune.sparsity import BatchSelector, ScoreTable, SundewController
-from ast_tune.spec import to_dict
+from ast_tune.config.run_spec import RunSpec
+from ast_tune.config.spec import to_dict
+from ast_tune.core.models import build_model
+from ast_tune.core.sparsity import BatchSelector, ScoreTable, SundewController
+from ast_tune.data.sources import Datasets
 
 log = logging.getLogger(__name__)
 

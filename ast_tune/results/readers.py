@@ -3,9 +3,9 @@
 ``epochs.parquet`` is required; everything else is optional and None (or ``{}``) when absent:
 ``spec.yaml``, ``baseline.json``, ``promoted/epochs.parquet``, ``promoted/summary.json``. A JSON
 file that cannot be read (or a ``baseline.json`` that :func:`read_baseline` rejects) is logged and
-treated as absent; ranks come from :func:`ast_tune.export.trials_table`. :func:`read_baseline` is
+treated as absent; ranks come from :func:`ast_tune.results.tables.trials_table`. :func:`read_baseline` is
 also the promotion's reader, where a bad ``baseline.json`` is an error, and the sweep's baseline
-cache's (:mod:`ast_tune.baseline`), where it means timing the baseline again.
+cache's (:mod:`ast_tune.tuning.baseline`), where it means timing the baseline again.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ast_tune import columns
-from ast_tune.export import Objective, objectives_from, read_epochs, trials_table
-from ast_tune.spec import SpecError, load_yaml
+from ast_tune.config import columns
+from ast_tune.config.spec import SpecError, load_yaml
+from ast_tune.results.tables import Objective, objectives_from, read_epochs, trials_table
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def _parse_json(path: Path) -> object:
 
 
 def read_baseline(path: Path) -> dict | None:
-    """``baseline.json`` as the sweep wrote it (:func:`ast_tune.baseline.ensure_baseline`), or None if absent.
+    """``baseline.json`` as the sweep wrote it (:func:`ast_tune.tuning.baseline.ensure_baseline`), or None if absent.
 
     Raises:
         SpecError: not JSON, or ``epoch_seconds`` (s) or ``val_top1`` (%) missing or not a number;

@@ -1,8 +1,8 @@
 """The exit-code contract every ``python -m ast_tune.<cli>`` shares (shared/DESIGN.md §4).
 
-:class:`CliParser` is argparse with its errors raised as :class:`~ast_tune.spec.SpecError`.
+:class:`CliParser` is argparse with its errors raised as :class:`~ast_tune.config.spec.SpecError`.
 :func:`run_main` runs a CLI's body and turns what it raises into one line on stderr and an exit
-code: 0 done (or the body's own code), 2 bad input (:class:`~ast_tune.spec.SpecError`, printed as
+code: 0 done (or the body's own code), 2 bad input (:class:`~ast_tune.config.spec.SpecError`, printed as
 ``error: <key.path or file>: <what is wrong>``), 1 a runtime failure the CLI names, 130 interrupted.
 """
 
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import NoReturn
 
-from ast_tune.spec import SpecError
+from ast_tune.config.spec import SpecError
 
 logger = logging.getLogger(__name__)
 

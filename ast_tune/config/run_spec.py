@@ -5,15 +5,15 @@ batch (samples per forward pass, per training worker) and gradient accumulation,
 warm-up epochs, precision, seed, checkpoint interval (epochs), AST sample selection
 (:class:`SparsitySpec`: significance and threshold in nats, activation as a fraction of samples)
 and SGD with its learning-rate schedule (:class:`OptimSpec`: LRs per optimizer step). Units are
-in each field's comment. Build one with :func:`ast_tune.spec.build` or
-:func:`ast_tune.spec.apply_overrides`; a bad value raises :class:`~ast_tune.spec.SpecError`.
+in each field's comment. Build one with :func:`ast_tune.config.spec.build` or
+:func:`ast_tune.config.spec.apply_overrides`; a bad value raises :class:`~ast_tune.config.spec.SpecError`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from ast_tune.spec import SpecError, check_choice, check_range
+from ast_tune.config.spec import SpecError, check_choice, check_range
 
 DATA_KINDS = ("digits", "imagefolder", "imagenet")
 MODELS = ("small_resnet", "resnet18", "resnet50")

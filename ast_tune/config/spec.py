@@ -6,8 +6,8 @@ starts with the dotted key path, e.g. ``sparsity.kp: must be >= 0, got -1``. The
 it into one line on stderr and exit code 2.
 
 This module holds the generic machinery; the spec of one training run (:class:`RunSpec`) lives in
-:mod:`ast_tune.run_spec`, the sweep's own sections in :mod:`ast_tune.sweep_spec`, and the CLIs'
-argument parser (:class:`~ast_tune.cli.CliParser`) in :mod:`ast_tune.cli`.
+:mod:`ast_tune.config.run_spec`, the sweep's own sections in :mod:`ast_tune.config.sweep_spec`, and the CLIs'
+argument parser (:class:`~ast_tune.config.cli.CliParser`) in :mod:`ast_tune.config.cli`.
 """
 
 from __future__ import annotations

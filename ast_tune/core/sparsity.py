@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ast_tune.run_spec import SparsitySpec
+from ast_tune.config.run_spec import SparsitySpec
 
 
 @torch.no_grad()

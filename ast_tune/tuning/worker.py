@@ -30,13 +30,13 @@ from ray import tune
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from ast_tune.checkpoint import CheckpointError
-from ast_tune.checkpoint import load as load_checkpoint
-from ast_tune.data import Datasets, load_datasets
-from ast_tune.engine import NonFiniteLossError, default_device, fit
-from ast_tune.run_spec import DataSpec, RunSpec
-from ast_tune.spec import build, to_dict
-from ast_tune.sweep_spec import DRIVER_CPUS, Workload
+from ast_tune.config.run_spec import DataSpec, RunSpec
+from ast_tune.config.spec import build, to_dict
+from ast_tune.config.sweep_spec import DRIVER_CPUS, Workload
+from ast_tune.core.checkpoint import CheckpointError
+from ast_tune.core.checkpoint import load as load_checkpoint
+from ast_tune.core.engine import NonFiniteLossError, default_device, fit
+from ast_tune.data.sources import Datasets, load_datasets
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ A trial's ``speedup`` is the baseline's median train seconds per epoch over the 
 the baseline runs on the trials' hardware: a slot with one training worker's resources
 (:func:`probe_device` names it), the same world size, and on CPUs as many copies side by side as
 trials run at once. The cache is keyed by :func:`baseline_fingerprint`; any change times it again,
-and so does a cache file that :func:`~ast_tune.sweep_results.read_baseline` rejects.
+and so does a cache file that :func:`~ast_tune.results.readers.read_baseline` rejects.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import ray
 import torch
 
 from ast_tune.atomic import write_text
-from ast_tune.ray_runtime import in_threads
-from ast_tune.run_spec import RunSpec
-from ast_tune.spec import SpecError, to_dict
-from ast_tune.sweep_results import read_baseline
-from ast_tune.sweep_spec import SweepSpec, Workload
-from ast_tune.worker import run_training
+from ast_tune.config.run_spec import RunSpec
+from ast_tune.config.spec import SpecError, to_dict
+from ast_tune.config.sweep_spec import SweepSpec, Workload
+from ast_tune.results.readers import read_baseline
+from ast_tune.tuning.ray_runtime import in_threads
+from ast_tune.tuning.worker import run_training
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 :func:`choose_trial` applies the spec's ``promote.rule`` to the trials table; :func:`plan_promotion`
 reads ``results/<name>/`` (``epochs.parquet``, ``spec.yaml``, ``baseline.json``) and returns the
 :class:`Plan` that :func:`ast_tune.promote.promote` runs. Every bad input is a one-line
-:class:`~ast_tune.spec.SpecError` naming the file, key or flag.
+:class:`~ast_tune.config.spec.SpecError` naming the file, key or flag.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from typing import Any
 
 import pandas as pd
 
-from ast_tune import columns
-from ast_tune.export import FRONT_STATUSES, read_epochs, trials_table
-from ast_tune.presets import get_preset
-from ast_tune.run_spec import RunSpec
-from ast_tune.spec import SpecError, to_dict
-from ast_tune.sweep_results import read_baseline
-from ast_tune.sweep_spec import PromoteRule, SweepSpec, Workload, load_sweep
+from ast_tune.config import columns
+from ast_tune.config.presets import get_preset
+from ast_tune.config.run_spec import RunSpec
+from ast_tune.config.spec import SpecError, to_dict
+from ast_tune.config.sweep_spec import PromoteRule, SweepSpec, Workload, load_sweep
+from ast_tune.results.readers import read_baseline
+from ast_tune.results.tables import FRONT_STATUSES, read_epochs, trials_table
 
 PROMOTED = "promoted"  # the promoted run's directory under results/<name>/
 PLAN_FILE = "plan.json"
@@ -37,7 +37,7 @@ def choose_trial(trials: pd.DataFrame, *, baseline_top1: float | None, rule: Pro
     """The id of the trial to promote (see the module docstring for the rule).
 
     Args:
-        trials: :func:`ast_tune.export.trials_table` rows: ``trial_id``, ``status``, ``on_front``,
+        trials: :func:`ast_tune.results.tables.trials_table` rows: ``trial_id``, ``status``, ``on_front``,
             ``val_top1`` (final, %) and the ``rule.prefer`` column.
         baseline_top1: the dense baseline's final top-1 (%); None: the best front trial's.
         rule: ``max_accuracy_drop`` (percentage points) and ``prefer`` (an objective's metric).

@@ -1,9 +1,9 @@
 """Datasets: digits (the embedded default), ImageFolder trees and ImageNet's Kaggle layout.
 
-:func:`load_datasets` turns a :class:`~ast_tune.run_spec.DataSpec` into train and val datasets whose items
-are ``(image, label)``: a float tensor ``[C, H, W]`` and an int. Batching lives in :mod:`ast_tune.loaders`.
+:func:`load_datasets` turns a :class:`~ast_tune.config.run_spec.DataSpec` into train and val datasets whose items
+are ``(image, label)``: a float tensor ``[C, H, W]`` and an int. Batching lives in :mod:`ast_tune.data.loaders`.
 
-Bad data on disk raises a one-line :class:`~ast_tune.spec.SpecError` naming ``data.root``. An image
+Bad data on disk raises a one-line :class:`~ast_tune.config.spec.SpecError` naming ``data.root``. An image
 that cannot be read while loading is skipped with a logged warning that names the file.
 """
 
@@ -26,8 +26,8 @@ from torchvision import transforms
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import default_loader, find_classes
 
-from ast_tune.run_spec import DataSpec
-from ast_tune.spec import SpecError
+from ast_tune.config.run_spec import DataSpec
+from ast_tune.config.spec import SpecError
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """The sweep spec: a YAML file (plus ``--set key.path=value`` overrides) → a frozen :class:`SweepSpec`.
 
 Sections: ``name``, ``workload`` (what every trial trains, and on what), ``base`` (a preset),
-``space`` (what the search varies; parsed by :mod:`ast_tune.sweep_space`), ``search``,
+``space`` (what the search varies; parsed by :mod:`ast_tune.config.sweep_space`), ``search``,
 ``scheduler``, ``objectives``, ``promote``, ``storage``. Unknown keys, wrong types, empty or
-inverted ranges, an unknown preset or metric raise :class:`~ast_tune.spec.SpecError` naming the
+inverted ranges, an unknown preset or metric raise :class:`~ast_tune.config.spec.SpecError` naming the
 key path, e.g. ``space.kp.loguniform: low must be > 0, got -1``.
 
 The fields the workload sets (data, model, batch size, epochs, precision, checkpoint interval) are
@@ -20,10 +20,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ast_tune.presets import PRESETS, get_preset
-from ast_tune.run_spec import MODELS, PRECISIONS, DataSpec, RunSpec
-from ast_tune.spec import SpecError, build, check_choice, check_range, load_yaml, parse_assignment, set_path, to_dict
-from ast_tune.sweep_space import WORKLOAD_OWNED, Param, parse_space
+from ast_tune.config.presets import PRESETS, get_preset
+from ast_tune.config.run_spec import MODELS, PRECISIONS, DataSpec, RunSpec
+from ast_tune.config.spec import (
+    SpecError,
+    build,
+    check_choice,
+    check_range,
+    load_yaml,
+    parse_assignment,
+    set_path,
+    to_dict,
+)
+from ast_tune.config.sweep_space import WORKLOAD_OWNED, Param, parse_space
 
 #: Per-epoch metrics an objective or the scheduler may name (numbers reported every epoch).
 METRICS = ("val_top1", "val_top5", "energy_savings", "speedup", "activation_rate", "train_seconds",

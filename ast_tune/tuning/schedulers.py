@@ -21,7 +21,7 @@ import numpy as np
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from ast_tune.atomic import write_text
-from ast_tune.pareto import crowding_distance, objective_signs, pareto_ranks
+from ast_tune.results.pareto import crowding_distance, objective_signs, pareto_ranks
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController

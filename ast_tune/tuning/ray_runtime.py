@@ -20,9 +20,9 @@ from typing import Any
 
 import ray
 
-from ast_tune import ray_cleanup
-from ast_tune.spec import SpecError
-from ast_tune.sweep_spec import DRIVER_CPUS, SweepSpec
+from ast_tune.config.spec import SpecError
+from ast_tune.config.sweep_spec import DRIVER_CPUS, SweepSpec
+from ast_tune.tuning import ray_cleanup
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def ray_session(*, verbose: bool) -> Iterator[dict[str, float]]:
     A local Ray gets its own short temp dir (unix socket paths are length-limited) and a dashboard
     on 127.0.0.1: Ray Train's placement-group cleaner asks its state API whether a stopped trial's
     controller is gone, and frees the trial's workers only then. The temp dir is marked with this
-    process (:mod:`ast_tune.ray_cleanup`), and the leftovers of marked Rays whose driver was killed
+    process (:mod:`ast_tune.tuning.ray_cleanup`), and the leftovers of marked Rays whose driver was killed
     are removed first.
     """
     temp_dir, api_server = None, os.environ.get(API_SERVER_VARIABLE)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from ast_tune.run_spec import OptimSpec
+from ast_tune.config.run_spec import OptimSpec
 
 ONECYCLE_PCT_START = 0.3  # share of training spent rising to the peak LR
 ONECYCLE_DIV = 25.0  # start LR = peak / 25

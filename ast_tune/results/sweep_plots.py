@@ -1,7 +1,7 @@
 """Figures of a whole sweep: Pareto scatters, hypervolume progress, ASHA rung survival, promoted run.
 
-They take the per-trial table of :func:`ast_tune.export.trials_table` (ranks come from there,
-never recomputed here) and write 800 × 500 px PNGs through :mod:`ast_tune.plots`.
+They take the per-trial table of :func:`ast_tune.results.tables.trials_table` (ranks come from there,
+never recomputed here) and write 800 × 500 px PNGs through :mod:`ast_tune.results.plots`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from ast_tune import pareto
-from ast_tune.export import FRONT_STATUSES, Objective
-from ast_tune.plots import new_figure, note, save, short_labels
+from ast_tune.results import pareto
+from ast_tune.results.plots import new_figure, note, save, short_labels
+from ast_tune.results.tables import FRONT_STATUSES, Objective
 
 #: Units of the objectives an export may rank on, for axis labels.
 UNITS = {"val_top1": "%", "val_top5": "%", "energy_savings": "fraction, counted", "speedup": "×, measured",
@@ -57,7 +57,7 @@ def pareto_figure(trials: pd.DataFrame, path: Path, *, x_axis: str, baseline_top
     speedup) or against measured speedup (``x_axis="speedup"``, colour = counted savings).
 
     Drawn: finished or stopped trials with a finite top-1 and x value; the front (``on_front``
-    from :func:`ast_tune.export.trials_table`) large and labelled. The dense baseline is a black
+    from :func:`ast_tune.results.tables.trials_table`) large and labelled. The dense baseline is a black
     star at 0 % savings / 1× speedup when its top-1 is known.
     """
     scale = 100 if x_axis == "energy_savings" else 1

@@ -16,7 +16,7 @@ from torch import nn
 from torchvision.models import resnet18, resnet50
 from torchvision.models.resnet import BasicBlock
 
-from ast_tune.spec import SpecError, check_choice
+from ast_tune.config.spec import SpecError, check_choice
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ast_tune.data import UNREADABLE, TensorImageDataset
+from ast_tune.data.sources import UNREADABLE, TensorImageDataset
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ast_tune.columns import EPOCH_METRICS
+from ast_tune.config.columns import EPOCH_METRICS
 
 log = logging.getLogger(__name__)
 

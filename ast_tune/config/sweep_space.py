@@ -10,11 +10,11 @@
       mode: {fixed: inline}                   # not searched; still recorded as a parameter
 
 A name is either a short alias (:data:`ALIASES`, e.g. ``kp`` → ``sparsity.kp``) or a dotted
-:class:`~ast_tune.run_spec.RunSpec` path (``sparsity.ema_alpha``); the results call it
+:class:`~ast_tune.config.run_spec.RunSpec` path (``sparsity.ema_alpha``); the results call it
 ``param.<name>``. The fields the workload sets (:data:`WORKLOAD_OWNED`) are not searchable. A
-malformed entry raises :class:`~ast_tune.spec.SpecError` naming its key path, e.g.
+malformed entry raises :class:`~ast_tune.config.spec.SpecError` naming its key path, e.g.
 ``space.kp.loguniform: low must be > 0, got -1``. Checking values against the base preset is
-:mod:`ast_tune.sweep_spec`'s job.
+:mod:`ast_tune.config.sweep_spec`'s job.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from ast_tune.run_spec import RunSpec
-from ast_tune.spec import SpecError
+from ast_tune.config.run_spec import RunSpec
+from ast_tune.config.spec import SpecError
 
 ALIASES = {
     "target_activation": "sparsity.target_activation",

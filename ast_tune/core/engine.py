@@ -1,10 +1,10 @@
 """The training loop: ``train_one_epoch``, ``evaluate`` and ``fit``. No Ray here.
 
-``fit`` runs one :class:`~ast_tune.run_spec.RunSpec` on one process, or on each rank of an already
+``fit`` runs one :class:`~ast_tune.config.run_spec.RunSpec` on one process, or on each rank of an already
 initialised ``torch.distributed`` group (which is what Ray Train's TorchTrainer provides). The
 selection modes (shared/DESIGN.md §2) differ only in :func:`_train_batch`; the bookkeeping lives
-in :mod:`ast_tune.metrics` and :mod:`ast_tune.checkpoint`, the sample choice in
-:mod:`ast_tune.sparsity`.
+in :mod:`ast_tune.core.metrics` and :mod:`ast_tune.core.checkpoint`, the sample choice in
+:mod:`ast_tune.core.sparsity`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ast_tune import checkpoint
-from ast_tune.data import Datasets, load_datasets
-from ast_tune.loaders import make_loader
-from ast_tune.lr_schedule import lr_at
-from ast_tune.metrics import (
+from ast_tune.config.run_spec import RunSpec
+from ast_tune.core import checkpoint
+from ast_tune.core.lr_schedule import lr_at
+from ast_tune.core.metrics import (
     EnergyMeter,
     Stopwatch,
     counted_energy_savings,
@@ -31,9 +30,10 @@ from ast_tune.metrics import (
     max_memory_mb,
     reset_peak_memory,
 )
-from ast_tune.run_spec import RunSpec
-from ast_tune.run_state import RunState, rank_and_world
-from ast_tune.sparsity import all_reduce_sum, significance
+from ast_tune.core.run_state import RunState, rank_and_world
+from ast_tune.core.sparsity import all_reduce_sum, significance
+from ast_tune.data.loaders import make_loader
+from ast_tune.data.sources import Datasets, load_datasets
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """The Tune side of a sweep: what one trial runs, and the Tuner (Optuna search, scheduler) that runs them.
 
 Each Tune trial is a function (:func:`_run_trial`). A one-worker trial trains in that function's own
-process, which Tune reuses for the next trial (:func:`ast_tune.worker.run_in_trial`); a multi-worker
-trial holds a tiny CPU share and runs a Ray Train ``TorchTrainer`` (:func:`ast_tune.worker.run_training`)
+process, which Tune reuses for the next trial (:func:`ast_tune.tuning.worker.run_in_trial`); a multi-worker
+trial holds a tiny CPU share and runs a Ray Train ``TorchTrainer`` (:func:`ast_tune.tuning.worker.run_training`)
 named ``trial_<tune trial id>``, forwarding its reports to Tune with ``TuneReportCallback``. Optuna
 proposes the trials with ALL objectives (``OptunaSearch(space=..., metric=[...], mode=[...])``; the
 space is given to OptunaSearch, never to ``param_space``) and stores its study in
@@ -24,11 +24,11 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.search.optuna import OptunaSearch
 
 from ast_tune import atomic
-from ast_tune.schedulers import make_scheduler
-from ast_tune.sweep_journal import EpochTBXLogger, Journal
-from ast_tune.sweep_space import Param
-from ast_tune.sweep_spec import SweepSpec
-from ast_tune.worker import (
+from ast_tune.config.sweep_space import Param
+from ast_tune.config.sweep_spec import SweepSpec
+from ast_tune.tuning.journal import EpochTBXLogger, Journal
+from ast_tune.tuning.schedulers import make_scheduler
+from ast_tune.tuning.worker import (
     KEEP_CHECKPOINTS,
     WORKER_RETRIES,
     TrialFailedError,

@@ -1,0 +1,1 @@
+"""The training engine, without Ray: model, sparsity controller, LR schedule, metrics, checkpoints."""

@@ -1,0 +1,1 @@
+"""Datasets and their loaders: the embedded digits, ImageFolder and ImageNet (Kaggle layout)."""
