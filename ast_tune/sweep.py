@@ -188,7 +188,7 @@ def _conclude(spec: SweepSpec, results: Path, journal: Journal, front: pd.DataFr
         again = " ".join(a for a in argv if a != "--resume")
         print(f"interrupted; continue with: python -m ast_tune.sweep {again} --resume", file=sys.stderr)
         return 130
-    if not epochs_frame(journal.read())["status"].isin(["TERMINATED", "STOPPED"]).any():
+    if not export.eligible(epochs_frame(journal.read())).any():
         print("sweep failed: no trial finished; see the reason column of trials.csv", file=sys.stderr)
         return 1
     return 0

@@ -1,9 +1,10 @@
-"""Column names of the result tables (shared/DESIGN.md §3 and §5), in one place.
+"""The result schema in one place: column names, the metrics an objective may name, trial statuses.
 
-Units: accuracies in percent; ``energy_savings`` and ``activation_rate`` as fractions in [0, 1];
-``energy_savings`` is COUNTED (the seed's 1 − (active + 0.01·skipped)/total), ``speedup`` is
-MEASURED (dense baseline train seconds / this run's train seconds, same hardware); times in
-seconds; memory in MiB; energy in joules (NVML, GPU only: NaN elsewhere, never invented).
+See docs/design.md, "Files under results/<name>/". Units: accuracies in percent; ``energy_savings``
+and ``activation_rate`` as fractions in [0, 1]; ``energy_savings`` is COUNTED (the seed's
+1 − (active + 0.01·skipped)/total), ``speedup`` is MEASURED (dense baseline train seconds / this
+run's train seconds, same hardware); times in seconds; memory in MiB; energy in joules (NVML, GPU
+only: NaN elsewhere, never invented).
 """
 
 from __future__ import annotations
@@ -37,3 +38,23 @@ TRIAL_COLUMNS = (
 )
 
 PARAM_PREFIX = "param."
+
+#: The metrics an objective or the scheduler may name: reported every epoch (Tune and Optuna read
+#: them there) AND a column of the trials table (the Pareto front ranks them there).
+OBJECTIVE_METRICS = ("val_top1", "val_top5", "energy_savings", "speedup", "activation_rate",
+                     "train_seconds", "energy_j")
+#: How an objective is optimised.
+MODES = ("min", "max")
+#: Objectives when a sweep spec names none.
+DEFAULT_OBJECTIVES = (("val_top1", "max"), ("energy_savings", "max"), ("speedup", "max"))
+
+#: A trial's final ``status`` in the journal and the tables: ran all its epochs; stopped early by
+#: the scheduler; failed (``reason`` says why); or no end was recorded (the sweep was interrupted).
+TERMINATED, STOPPED, ERROR, INTERRUPTED = "TERMINATED", "STOPPED", "ERROR", "INTERRUPTED"
+#: The statuses that may enter the Pareto front (and be promoted): real trials, some just shorter.
+FRONT_STATUSES = (TERMINATED, STOPPED)
+
+
+def may_rank(status: object) -> bool:
+    """Whether a trial with ``status`` (compared upper-case) may enter the front."""
+    return str(status).upper() in FRONT_STATUSES

@@ -142,10 +142,17 @@ class RunSpec:
     optim: OptimSpec = OptimSpec()
 
     def __post_init__(self) -> None:
-        check_choice("model", self.model, MODELS)
-        check_range("batch_size", self.batch_size, low=1)
+        check_workload_fields(self)
         check_range("grad_accum", self.grad_accum, low=1)
-        check_range("epochs", self.epochs, low=1)
         check_range("warmup_epochs", self.warmup_epochs, low=0, high=self.epochs)
-        check_choice("precision", self.precision, PRECISIONS)
-        check_range("checkpoint_every", self.checkpoint_every, low=1)
+
+
+def check_workload_fields(spec: RunSpec | object) -> None:
+    """RunSpec's checks of the fields a sweep's ``workload`` sets too (model, batch_size, epochs,
+    precision, checkpoint_every; None = not set), so that both validate them alike."""
+    check_choice("model", spec.model, MODELS)
+    check_range("batch_size", spec.batch_size, low=1)
+    check_range("epochs", spec.epochs, low=1)
+    check_choice("precision", spec.precision, PRECISIONS)
+    if spec.checkpoint_every is not None:
+        check_range("checkpoint_every", spec.checkpoint_every, low=1)

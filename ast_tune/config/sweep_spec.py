@@ -20,8 +20,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ast_tune.config import columns
 from ast_tune.config.presets import PRESETS, get_preset
-from ast_tune.config.run_spec import MODELS, PRECISIONS, DataSpec, RunSpec
+from ast_tune.config.run_spec import DataSpec, RunSpec, check_workload_fields
 from ast_tune.config.spec import (
     SpecError,
     build,
@@ -34,9 +35,6 @@ from ast_tune.config.spec import (
 )
 from ast_tune.config.sweep_space import WORKLOAD_OWNED, Param, parse_space
 
-#: Per-epoch metrics an objective or the scheduler may name (numbers reported every epoch).
-METRICS = ("val_top1", "val_top5", "energy_savings", "speedup", "activation_rate", "train_seconds",
-           "energy_j", "train_loss", "samples_per_second", "max_memory_mb", "threshold", "lr")
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
 SCHEDULER_KINDS = ("fifo", "asha", "moasha")
 PLACEMENTS = ("STRICT_PACK", "PACK", "SPREAD")
@@ -60,12 +58,7 @@ class Workload:
     placement: str = "STRICT_PACK"  # how a trial's workers are placed: STRICT_PACK | PACK | SPREAD
 
     def __post_init__(self) -> None:
-        check_choice("model", self.model, MODELS)
-        check_range("batch_size", self.batch_size, low=1)
-        check_range("epochs", self.epochs, low=1)
-        check_choice("precision", self.precision, PRECISIONS)
-        if self.checkpoint_every is not None:
-            check_range("checkpoint_every", self.checkpoint_every, low=1)
+        check_workload_fields(self)
         check_range("workers", self.workers, low=1)
         check_range("gpus_per_worker", self.gpus_per_worker, low=0)
         check_range("cpus_per_worker", self.cpus_per_worker, low=0, low_open=True)
@@ -101,9 +94,9 @@ class SchedulerSpec:
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, SCHEDULER_KINDS)
-        check_choice("metric", self.metric, METRICS)
+        check_choice("metric", self.metric, columns.OBJECTIVE_METRICS)
         if self.mode is not None:
-            check_choice("mode", self.mode, ("min", "max"))
+            check_choice("mode", self.mode, columns.MODES)
         check_range("grace_period", self.grace_period, low=1)
         check_range("reduction_factor", self.reduction_factor, low=1, low_open=True)
 
@@ -116,8 +109,8 @@ class Objective:
     mode: str = "max"
 
     def __post_init__(self) -> None:
-        check_choice("metric", self.metric, METRICS)
-        check_choice("mode", self.mode, ("min", "max"))
+        check_choice("metric", self.metric, columns.OBJECTIVE_METRICS)
+        check_choice("mode", self.mode, columns.MODES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,8 +144,7 @@ class StorageSpec:
         check_choice("baseline", self.baseline, ("auto", "none"))
 
 
-DEFAULT_OBJECTIVES = (Objective("val_top1", "max"), Objective("energy_savings", "max"),
-                      Objective("speedup", "max"))
+DEFAULT_OBJECTIVES = tuple(Objective(metric, mode) for metric, mode in columns.DEFAULT_OBJECTIVES)
 
 
 @dataclasses.dataclass(frozen=True)

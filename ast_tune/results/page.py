@@ -38,8 +38,8 @@ from ast_tune.config import columns
 from ast_tune.results import plots, sweep_plots
 from ast_tune.results.readers import SweepResults, baseline_curve, load_results
 from ast_tune.results.tables import (
-    FRONT_STATUSES,
     Objective,
+    eligible,
     format_cell,
     front_table,
     trials_table,
@@ -86,7 +86,7 @@ def _best(trials: pd.DataFrame, objectives: Sequence[Objective]) -> pd.Series | 
     if len(front):
         return front.iloc[0]
     metric, mode = objectives[0]
-    done = trials[trials["status"].astype(str).str.upper().isin(FRONT_STATUSES) & trials[metric].notna()]
+    done = trials[eligible(trials) & trials[metric].notna()]
     done = done.sort_values(metric, ascending=mode == "min", kind="stable")
     return done.iloc[0] if len(done) else None
 

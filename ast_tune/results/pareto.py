@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import moocore
 import numpy as np
 
-MODES = ("min", "max")
+from ast_tune.config.columns import MODES
 
 
 def objective_signs(modes: Sequence[str]) -> np.ndarray:

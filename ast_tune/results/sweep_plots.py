@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ast_tune.results import pareto
 from ast_tune.results.plots import new_figure, note, save, short_labels
-from ast_tune.results.tables import FRONT_STATUSES, Objective
+from ast_tune.results.tables import Objective, eligible
 
 #: Units of the objectives an export may rank on, for axis labels.
 UNITS = {"val_top1": "%", "val_top5": "%", "energy_savings": "fraction, counted", "speedup": "×, measured",
@@ -61,7 +61,7 @@ def pareto_figure(trials: pd.DataFrame, path: Path, *, x_axis: str, baseline_top
     star at 0 % savings / 1× speedup when its top-1 is known.
     """
     scale = 100 if x_axis == "energy_savings" else 1
-    shown = trials[trials["status"].astype(str).str.upper().isin(FRONT_STATUSES)
+    shown = trials[eligible(trials)
                    & np.isfinite(trials[["val_top1", x_axis]].to_numpy(dtype=float)).all(axis=1)]
     shown = shown.reset_index(drop=True)
     fig, (ax,) = new_figure()
@@ -159,7 +159,7 @@ def asha_rungs(spec: Mapping) -> list[int]:
 def rung_figure(trials: pd.DataFrame, path: Path, *, rungs: Sequence[int] = ()) -> Path:
     """How many trials reached each epoch (0 = started), split by final status; rungs dashed."""
     done = trials["epochs_done"].to_numpy(dtype=int)
-    good = trials["status"].astype(str).str.upper().isin(FRONT_STATUSES).to_numpy()
+    good = eligible(trials).to_numpy()
     epochs = np.arange(0, max(int(done.max(initial=0)), 1) + 1)
     finished = np.array([(done[good] >= e).sum() for e in epochs])
     other = np.array([(done[~good] >= e).sum() for e in epochs])

@@ -6,9 +6,10 @@ rebuilt from it, so ``python -m ast_tune.export results/<name>`` reproduces them
     python -m ast_tune.export results/quickstart                  # the front as Markdown
     python -m ast_tune.export results/quickstart --format csv --out front.csv
 
-Only trials whose status is in :data:`FRONT_STATUSES` are ranked: finished trials and trials
-the scheduler stopped early (real trials, just shorter). Errored, failed and NaN trials stay in
-``trials.*`` with ``pareto_rank`` 0 and never enter the front, whatever their numbers.
+Only trials whose status is in :data:`ast_tune.config.columns.FRONT_STATUSES` are ranked (:func:`eligible`):
+finished trials and trials the scheduler stopped early (real trials, just shorter). Errored,
+interrupted and NaN trials stay in ``trials.*`` with ``pareto_rank`` 0 and never enter the front,
+whatever their numbers.
 """
 
 from __future__ import annotations
@@ -30,14 +31,7 @@ logger = logging.getLogger(__name__)
 Objective = tuple[str, str]  # (metric, "max" | "min")
 
 #: Objectives when a sweep's ``spec.yaml`` names none.
-DEFAULT_OBJECTIVES: tuple[Objective, ...] = (
-    ("val_top1", "max"), ("energy_savings", "max"), ("speedup", "max"))
-#: Trial columns an objective may name.
-OBJECTIVE_METRICS = ("val_top1", "val_top5", "energy_savings", "speedup", "activation_rate",
-                     "train_seconds", "energy_j", "epochs_done")
-#: Statuses (compared upper-case) that may enter the front. Ray Tune marks both finished and
-#: scheduler-stopped trials TERMINATED; ERROR, RUNNING, PENDING and anything else never rank.
-FRONT_STATUSES = frozenset({"TERMINATED", "FINISHED", "STOPPED"})
+DEFAULT_OBJECTIVES: tuple[Objective, ...] = columns.DEFAULT_OBJECTIVES
 FORMATS = ("md", "csv", "parquet", "json")
 _EPOCH_INPUTS = ("trial_id", "status", "epoch", "val_top1", "val_top5", "energy_savings", "speedup",
                  "activation_rate", "train_seconds", "energy_j")
@@ -48,12 +42,12 @@ def check_objectives(objectives: Sequence[Objective]) -> tuple[Objective, ...]:
     if len(objectives) == 0:
         raise SpecError("objectives", "must name at least one {metric, mode}; got none")
     for i, (metric, mode) in enumerate(objectives):
-        if metric not in OBJECTIVE_METRICS:
+        if metric not in columns.OBJECTIVE_METRICS:
             raise SpecError(f"objectives[{i}].metric",
-                            f"must be one of {', '.join(OBJECTIVE_METRICS)}; got {metric!r}")
-        if mode not in pareto.MODES:
+                            f"must be one of {', '.join(columns.OBJECTIVE_METRICS)}; got {metric!r}")
+        if mode not in columns.MODES:
             raise SpecError(f"objectives[{i}].mode",
-                            f"must be one of {', '.join(pareto.MODES)}; got {mode!r}")
+                            f"must be one of {', '.join(columns.MODES)}; got {mode!r}")
     return tuple((metric, mode) for metric, mode in objectives)
 
 
@@ -135,7 +129,7 @@ def trials_table(epochs: pd.DataFrame, objectives: Sequence[Objective]) -> pd.Da
     - ``status``, ``param.*`` and ``reason`` (if present): the trial's last non-null value.
 
     ``pareto_rank`` comes from :func:`ast_tune.results.pareto.pareto_ranks` over the trials whose status
-    is in :data:`FRONT_STATUSES` (1 = front); the others, and rows with a NaN objective, get 0.
+    :func:`eligible` (1 = front); the others, and rows with a NaN objective, get 0.
     ``on_front`` is ``pareto_rank == 1``.
 
     Raises:
@@ -152,13 +146,19 @@ def trials_table(epochs: pd.DataFrame, objectives: Sequence[Objective]) -> pd.Da
     return trials[[*columns.TRIAL_COLUMNS, *extra]]
 
 
+def eligible(trials: pd.DataFrame) -> pd.Series:
+    """Which rows of ``trials`` (or of an epochs table) may enter the front: :func:`ast_tune.config.columns.may_rank`
+    of their ``status``. The one filter: ranking, promotion, the report and the figures all use it."""
+    return trials["status"].map(columns.may_rank).astype(bool)
+
+
 def _ranks(trials: pd.DataFrame, objectives: Sequence[Objective]) -> np.ndarray:
-    eligible = trials["status"].astype(str).str.upper().isin(FRONT_STATUSES).to_numpy()
-    values = trials[[metric for metric, _ in objectives]].to_numpy(dtype=float)[eligible]
+    ranked = eligible(trials).to_numpy()
+    values = trials[[metric for metric, _ in objectives]].to_numpy(dtype=float)[ranked]
     ranks = np.zeros(len(trials), dtype=int)
-    if not eligible.any():
+    if not ranked.any():
         return ranks
-    ranks[eligible] = pareto.pareto_ranks(values, [mode for _, mode in objectives])
+    ranks[ranked] = pareto.pareto_ranks(values, [mode for _, mode in objectives])
     for (metric, _), column in zip(objectives, values.T, strict=True):
         if not np.isfinite(column).any():
             logger.warning("objective %s is NaN for every finished trial, so the front is empty; "
@@ -167,12 +167,12 @@ def _ranks(trials: pd.DataFrame, objectives: Sequence[Objective]) -> np.ndarray:
 
 
 def front_table(trials: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
-    """The rows of ``trials`` on the front, by rank, then the first objective best-first, then trial id."""
-    metric, mode = check_objectives(objectives)[0]
-    front = trials[trials["on_front"].astype(bool)]
-    front = front.sort_values(["pareto_rank", metric, "trial_id"], ascending=[True, mode == "min", True],
-                              kind="stable", na_position="last")
-    return front.reset_index(drop=True)
+    """The rows of ``trials`` on the front in :func:`ast_tune.results.pareto.front_order` (the first
+    objective best-first), ties by trial id."""
+    objectives = check_objectives(objectives)
+    front = trials[trials["on_front"].astype(bool)].sort_values("trial_id", kind="stable")
+    values = front[[metric for metric, _ in objectives]].to_numpy(dtype=float)
+    return front.iloc[pareto.front_order(values, [mode for _, mode in objectives])].reset_index(drop=True)
 
 
 def format_cell(value: object, fmt: str, scale: float = 1, *, missing: str = "—") -> str:

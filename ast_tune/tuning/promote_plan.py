@@ -17,12 +17,13 @@ from typing import Any
 import pandas as pd
 
 from ast_tune.config import columns
+from ast_tune.config.columns import FRONT_STATUSES, may_rank
 from ast_tune.config.presets import get_preset
 from ast_tune.config.run_spec import RunSpec
 from ast_tune.config.spec import SpecError, to_dict
 from ast_tune.config.sweep_spec import PromoteRule, SweepSpec, Workload, load_sweep
 from ast_tune.results.readers import read_baseline
-from ast_tune.results.tables import FRONT_STATUSES, read_epochs, trials_table
+from ast_tune.results.tables import eligible, read_epochs, trials_table
 
 PROMOTED = "promoted"  # the promoted run's directory under results/<name>/
 PLAN_FILE = "plan.json"
@@ -46,8 +47,7 @@ def choose_trial(trials: pd.DataFrame, *, baseline_top1: float | None, rule: Pro
     Raises:
         NoCandidateError: no finished trial is on the front, or none is within the drop.
     """
-    finished = trials["status"].astype(str).str.upper().isin(FRONT_STATUSES)
-    front = trials[finished & trials["on_front"].astype(bool)]
+    front = trials[eligible(trials) & trials["on_front"].astype(bool)]
     if front.empty:
         raise NoCandidateError("no trial is on the Pareto front; see trials.csv")
     reference = front["val_top1"].max() if baseline_top1 is None else baseline_top1
@@ -135,9 +135,9 @@ def _check_requested(trials: pd.DataFrame, trial: str) -> None:
     known = trials.set_index("trial_id")["status"]
     if trial not in known.index:
         raise SpecError("--trial", f"no trial {trial!r}; the trials are {', '.join(known.index)}")
-    if str(known[trial]).upper() not in FRONT_STATUSES:
+    if not may_rank(known[trial]):
         raise SpecError("--trial", f"trial {trial} is {known[trial]}; only finished trials "
-                                   f"({', '.join(sorted(FRONT_STATUSES))}) can be promoted")
+                                   f"({', '.join(FRONT_STATUSES)}) can be promoted")
 
 
 def _promoted_spec(sweep: SweepSpec, params: dict[str, Any], epochs: int | None, spec_path: Path) -> RunSpec:

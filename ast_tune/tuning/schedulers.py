@@ -21,6 +21,8 @@ import numpy as np
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from ast_tune.atomic import write_text
+from ast_tune.config.columns import MODES
+from ast_tune.config.sweep_spec import SCHEDULER_KINDS
 from ast_tune.results.pareto import crowding_distance, objective_signs, pareto_ranks
 
 if TYPE_CHECKING:
@@ -28,8 +30,6 @@ if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
 logger = logging.getLogger(__name__)
-
-SCHEDULER_KINDS = ("fifo", "asha", "moasha")
 
 # One bracket is a list of rungs, each (milestone, {trial_id: record}), as in Ray's _Bracket._rungs.
 _Rungs = list[tuple[float, dict[str, Any]]]
@@ -263,7 +263,7 @@ def make_scheduler(kind: str, *, metric: str | None = None, mode: str | None = N
     if kind == "fifo":
         return FIFOScheduler()
     if kind == "asha":
-        if metric is None or mode not in ("min", "max"):
+        if metric is None or mode not in MODES:
             raise ValueError(f"scheduler.metric, scheduler.mode: kind 'asha' needs a metric and a mode "
                              f"of min, max; got {metric!r}, {mode!r}")
         return PersistentASHA(time_attr="epoch", metric=metric, mode=mode, grace_period=grace_period,
