@@ -28,9 +28,8 @@ import argparse
 import functools
 import json
 import logging
-import math
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +39,10 @@ from ray.train import UserCallback
 from ray.util.queue import Queue
 
 from ast_tune import atomic
-from ast_tune.config import columns
 from ast_tune.config.cli import CliParser, run_main
 from ast_tune.results.plots import write_run_plots
+from ast_tune.results.progress import epoch_line
+from ast_tune.results.tables import write_epochs
 from ast_tune.tuning.baseline import probe_device
 from ast_tune.tuning.promote_plan import PLAN_FILE, NoCandidateError, Plan, plan_promotion
 from ast_tune.tuning.ray_runtime import in_threads, ray_session
@@ -61,14 +61,6 @@ class _Forward(UserCallback):
 
     def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
         self.queue.put(dict(metrics[0]))  # blocking: in order, and delivered before the run ends
-
-
-def progress_line(trial_id: str, record: Mapping[str, Any], epochs: int) -> str:
-    """One line per epoch: trial, epoch, top-1 (%), activation (fraction), speedup (measured)."""
-    speedup = record.get("speedup", math.nan)
-    return (f"promoted trial {trial_id} epoch {record['epoch']}/{epochs}: top1 {record['val_top1']:.2f}% "
-            f"act {record['activation_rate']:.3f} speedup "
-            f"{f'{speedup:.2f}x' if math.isfinite(speedup) else 'n/a'} (measured)")
 
 
 def promote(results_dir: Path, *, trial: str | None = None, epochs: int | None = None,
@@ -113,9 +105,9 @@ def _train(plan: Plan, say: Callable[[str], None]) -> None:
 
     def on_epoch(record: dict[str, Any]) -> None:
         rows[record["epoch"]] = record
-        _write_epochs(plan.out, list(rows.values()))
+        write_epochs(plan.out / "epochs.parquet", list(rows.values()))
         if shown.get(record["epoch"]) != record["train_seconds"]:  # not a re-report of an earlier call's epoch
-            say(progress_line(plan.trial_id, record, plan.run_spec.epochs))
+            say(epoch_line(record, plan.run_spec.epochs, who=f"promoted trial {plan.trial_id} "))
 
     summary: dict[str, Any] = {"trial_id": plan.trial_id, "params": plan.params, "status": "finished"}
     try:
@@ -128,7 +120,7 @@ def _train(plan: Plan, say: Callable[[str], None]) -> None:
     summary.update(train_seconds=sum(r["train_seconds"] for r in records),
                    baseline_epoch_seconds=plan.baseline_seconds)
     if records:
-        _write_epochs(plan.out, records)
+        write_epochs(plan.out / "epochs.parquet", records)
         write_run_plots(pd.DataFrame(records), plan.out / "plots", summary=summary)
     atomic.write_text(plan.out / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
     if summary["status"] != "finished":
@@ -163,12 +155,6 @@ def _shown_before(path: Path) -> dict[int, float]:
         return {}
     frame = pd.read_parquet(path, columns=["epoch", "train_seconds"])
     return dict(zip(frame["epoch"].tolist(), frame["train_seconds"].tolist(), strict=True))
-
-
-def _write_epochs(out: Path, records: Sequence[Mapping[str, Any]]) -> None:
-    frame = pd.DataFrame([{key: r.get(key, math.nan) for key in columns.EPOCH_METRICS} for r in records])
-    with atomic.atomic_path(out / "epochs.parquet") as tmp:
-        frame.to_parquet(tmp, index=False)
 
 
 def _warn_about_baseline(plan: Plan) -> None:

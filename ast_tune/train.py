@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ast_tune.atomic import atomic_path, write_text
+from ast_tune.atomic import write_text
 from ast_tune.config.cli import CliParser, run_main
 from ast_tune.config.presets import PRESETS, get_preset
 from ast_tune.config.run_spec import RunSpec
@@ -25,6 +25,8 @@ from ast_tune.core import checkpoint
 from ast_tune.core.engine import NonFiniteLossError, fit
 from ast_tune.data.sources import load_datasets
 from ast_tune.results.plots import write_run_plots
+from ast_tune.results.progress import epoch_line
+from ast_tune.results.tables import write_epochs
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -46,18 +48,6 @@ def resolve_spec(args: argparse.Namespace) -> RunSpec:
     return apply_overrides(get_preset(args.preset), [*assignments, *args.set])
 
 
-def progress_line(record: dict, epochs: int) -> str:
-    """One human line per epoch; energy savings are labelled counted, speedup measured."""
-    line = (f"epoch {record['epoch']:>3}/{epochs} [{record['phase']}] loss {record['train_loss']:.4f} "
-            f"top1 {record['val_top1']:.2f}% act {record['activation_rate']:.3f} "
-            f"(target {record['target_activation']:.2f}) thr {record['threshold']:.3f} "
-            f"savings {100 * record['energy_savings']:.1f}% (counted) "
-            f"{record['train_seconds']:.2f} s {record['samples_per_second']:.0f} samples/s")
-    if record["speedup"] == record["speedup"]:  # not NaN
-        line += f" speedup {record['speedup']:.2f}x (measured)"
-    return line
-
-
 def run(args: argparse.Namespace) -> int:
     spec = resolve_spec(args)
     datasets = load_datasets(spec.data)  # bad roots fail here, before anything is written
@@ -75,9 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     def report(record: dict, _checkpoint_dir: Path | None) -> None:
         rows.append(record)
-        with atomic_path(out / "epochs.parquet") as tmp:
-            pd.DataFrame(rows).to_parquet(tmp, index=False)
-        print(progress_line(record, spec.epochs), flush=True)
+        write_epochs(out / "epochs.parquet", rows)
+        print(epoch_line(record, spec.epochs), flush=True)
 
     summary = {"status": "finished"}
     try:

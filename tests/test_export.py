@@ -16,16 +16,12 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from ast_tune.config import columns
-from ast_tune.config.spec import SpecError
-from ast_tune.config.sweep_spec import parse_sweep, to_document
 from ast_tune.export import main
 from ast_tune.results.tables import (
     DEFAULT_OBJECTIVES,
@@ -36,7 +32,6 @@ from ast_tune.results.tables import (
 )
 
 NAN = float("nan")
-QUICKSTART = Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml"
 
 
 def _row(trial, status, epoch, val, savings, speedup, seconds, energy, kp, schedule, reason=None):
@@ -310,29 +305,3 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys
     assert len(err.strip().splitlines()) == 1 and named in err, err
     assert sorted(path.name for path in results.iterdir()) == before
 
-
-#: Every number a run reports or a trial row holds: what a user might write as an objective.
-CANDIDATE_METRICS = sorted({*columns.EPOCH_METRICS, *columns.TRIAL_COLUMNS} - {"trial_id", "status", "phase"})
-
-
-@pytest.mark.parametrize("metric", CANDIDATE_METRICS)
-@pytest.mark.parametrize("mode", ["min", "max"])
-def test_an_objective_the_sweep_spec_accepts_gets_its_tables_written(metric, mode, epochs, tmp_path):
-    """The sweep checks its spec before any compute and writes the tables after it all: an
-    objective the first accepts must never be refused by the second (the sweep would exit 2 at the end)."""
-    document = {**yaml.safe_load(QUICKSTART.read_text()), "objectives": [{"metric": metric, "mode": mode}]}
-    try:
-        spec = parse_sweep(document)
-    except SpecError as err:  # refused before any compute: fine
-        assert err.key == "objectives[0].metric", err
-        return
-    front = write_tables(tmp_path, epochs, [(o.metric, o.mode) for o in spec.objectives])  # as the sweep does
-    assert len(front) >= 1 and set(front["status"]) <= set(columns.FRONT_STATUSES)
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(to_document(spec), sort_keys=False))
-    (tmp_path / "pareto.md").unlink()
-    assert main([str(tmp_path), "--out", str(tmp_path / "front.md")]) == 0  # as export does, from spec.yaml
-    assert (tmp_path / "pareto.md").read_text() == (tmp_path / "front.md").read_text()
-
-
-def test_objective_metrics_are_reported_every_epoch_and_kept_per_trial():
-    assert set(columns.OBJECTIVE_METRICS) <= set(columns.EPOCH_METRICS) & set(columns.TRIAL_COLUMNS)

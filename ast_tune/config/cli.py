@@ -1,4 +1,4 @@
-"""The exit-code contract every ``python -m ast_tune.<cli>`` shares (shared/DESIGN.md §4).
+"""The exit-code contract every ``python -m ast_tune.<cli>`` shares (docs/design.md, "Exit codes").
 
 :class:`CliParser` is argparse with its errors raised as :class:`~ast_tune.config.spec.SpecError`.
 :func:`run_main` runs a CLI's body and turns what it raises into one line on stderr and an exit

@@ -1,6 +1,6 @@
 """Named starting points: the seed plan's three configurations, a dense baseline, and a quickstart.
 
-``conservative``, ``aggressive`` and ``ultra`` are shared/seed/imagenet_plan.md's Configurations 1–3
+``conservative``, ``aggressive`` and ``ultra`` are the seed ImageNet plan's Configurations 1–3
 for ResNet-50 on ImageNet-1K, value for value. Where the seed leaves a value unsaid (batch size;
 Ultra's gains and LRs), the Conservative value is used: it is the seed's ImageNet-100 production
 setting. ``baseline`` is Conservative trained dense. ``quickstart`` is the embedded default:

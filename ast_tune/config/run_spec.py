@@ -49,7 +49,7 @@ class DataSpec:
 
 @dataclasses.dataclass(frozen=True)
 class SparsitySpec:
-    """How AST picks the samples it trains on (shared/DESIGN.md §2).
+    """How AST picks the samples it trains on (docs/design.md, "The AST algorithm").
 
     Significance ``s = loss_weight·CE + entropy_weight·H`` in nats. The Sundew PI controller moves
     ``threshold`` (nats) after every batch so that the EMA of the activation rate tracks

@@ -54,7 +54,7 @@ class Workload:
     checkpoint_every: int | None = None  # epochs between trial checkpoints; None = the base preset's
     workers: int = 1  # Ray Train workers (DDP ranks) per trial
     gpus_per_worker: float = 0
-    cpus_per_worker: float = 1  # also torch threads per worker: max(1, round(cpus_per_worker))
+    cpus_per_worker: float = 1  # also torch threads per worker (tuning.ray_runtime.torch_threads)
     placement: str = "STRICT_PACK"  # how a trial's workers are placed: STRICT_PACK | PACK | SPREAD
 
     def __post_init__(self) -> None:

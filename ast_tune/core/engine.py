@@ -2,7 +2,7 @@
 
 ``fit`` runs one :class:`~ast_tune.config.run_spec.RunSpec` on one process, or on each rank of an already
 initialised ``torch.distributed`` group (which is what Ray Train's TorchTrainer provides). The
-selection modes (shared/DESIGN.md §2) differ only in :func:`_train_batch`; the bookkeeping lives
+selection modes (docs/design.md, "The AST algorithm") differ only in :func:`_train_batch`; the bookkeeping lives
 in :mod:`ast_tune.core.metrics` and :mod:`ast_tune.core.checkpoint`, the sample choice in
 :mod:`ast_tune.core.sparsity`.
 """
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ast_tune.config.run_spec import RunSpec
 from ast_tune.core import checkpoint
+from ast_tune.core.distributed import all_reduce_, all_reduce_sum, rank_and_world
 from ast_tune.core.lr_schedule import lr_at
 from ast_tune.core.metrics import (
     EnergyMeter,
@@ -30,8 +31,8 @@ from ast_tune.core.metrics import (
     max_memory_mb,
     reset_peak_memory,
 )
-from ast_tune.core.run_state import RunState, rank_and_world
-from ast_tune.core.sparsity import all_reduce_sum, significance
+from ast_tune.core.run_state import RunState
+from ast_tune.core.sparsity import significance
 from ast_tune.data.loaders import make_loader
 from ast_tune.data.sources import Datasets, load_datasets
 
@@ -177,8 +178,8 @@ def evaluate(run: RunState, loader) -> dict[str, object]:
         per_class[0].index_add_(0, y, hit1.float())
         per_class[1].index_add_(0, y, torch.ones_like(y, dtype=torch.float))
     if run.world_size > 1:
-        torch.distributed.all_reduce(correct)
-        torch.distributed.all_reduce(per_class)
+        all_reduce_(correct)
+        all_reduce_(per_class)
     count = per_class[1].sum().clamp(min=1)
     return {"val_top1": 100 * float(correct[0] / count), "val_top5": 100 * float(correct[1] / count),
             "per_class_top1": (100 * per_class[0] / per_class[1].clamp(min=1)).tolist()}

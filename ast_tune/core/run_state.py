@@ -10,23 +10,19 @@ import dataclasses
 import logging
 
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ast_tune.config.run_spec import RunSpec
 from ast_tune.config.spec import to_dict
 from ast_tune.core.models import build_model
 from ast_tune.core.sparsity import BatchSelector, ScoreTable, SundewController
+from ast_tune.data.loaders import seeded_generator
 from ast_tune.data.sources import Datasets
 
 log = logging.getLogger(__name__)
 
-
-def rank_and_world() -> tuple[int, int]:
-    """(rank, world size) of the initialised torch.distributed group, or (0, 1)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+#: The last key of the epoch's own generator, apart from the loaders' (seed, epoch[, rank]) streams.
+EPOCH_STREAM = 2**32
 
 
 @dataclasses.dataclass
@@ -85,7 +81,7 @@ class RunState:
 
     def epoch_generator(self, epoch: int) -> torch.Generator:
         """A CPU generator seeded by (seed, epoch): identical on every rank, and after a resume."""
-        return torch.Generator().manual_seed(self.spec.seed * 100_003 + epoch)
+        return seeded_generator(self.spec.seed, epoch, EPOCH_STREAM)
 
     def state_dict(self, epoch: int) -> dict:
         """Everything needed to continue after ``epoch`` (1-based count of finished epochs)."""

@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
 from ast_tune.config.run_spec import SparsitySpec
+from ast_tune.core import distributed
 
 
 @torch.no_grad()
@@ -34,17 +34,8 @@ def min_keep(batch: int, fraction: float) -> int:
     return min(batch, max(2, math.ceil(fraction * batch)))
 
 
-def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
-    """Sum ``values`` over all ranks (identity without torch.distributed)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return tensor.tolist()
-
-
 class SundewController:
-    """The seed's PI controller on the significance threshold (shared/DESIGN.md §2).
+    """The seed's PI controller on the significance threshold (docs/design.md, "The AST algorithm").
 
     Per step, with activation ``a``: ``ema = (1-α)·ema + α·a``; ``error = ema - target``; the integral
     accumulates ``error`` (clamped to ±100) only while ``threshold_min < threshold < threshold_max``
@@ -107,7 +98,7 @@ class BatchSelector:
         if int(keep.sum()) < floor:
             keep = torch.zeros_like(keep)
             keep[torch.topk(scores, floor).indices] = True
-        kept, total = all_reduce_sum([float(keep.sum()), float(scores.numel())], self.device)
+        kept, total = distributed.all_reduce_sum([float(keep.sum()), float(scores.numel())], self.device)
         self.controller.update(kept / total)
         return keep, kept
 
@@ -164,10 +155,9 @@ class ScoreTable:
 
     def synchronise(self, device: torch.device) -> None:
         """Merge every rank's updates of this epoch into one table (max where ranks overlap)."""
-        if dist.is_available() and dist.is_initialized():
+        if distributed.initialised():
             missing = torch.full_like(self.scores, -math.inf)
-            fresh = torch.where(self._updated, self.scores, missing).to(device)
-            dist.all_reduce(fresh, op=dist.ReduceOp.MAX)
+            fresh = distributed.all_reduce_(torch.where(self._updated, self.scores, missing).to(device), op="max")
             fresh = fresh.cpu()
             seen = fresh > -math.inf
             self.scores[seen] = fresh[seen]

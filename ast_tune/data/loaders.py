@@ -46,7 +46,7 @@ def make_loader(dataset: Dataset, *, batch_size: int, train: bool, seed: int = 0
     return DataLoader(_Indexed(dataset), batch_size=batch_size, sampler=order.tolist(),
                       num_workers=workers, collate_fn=_collate_readable, pin_memory=pin_memory,
                       persistent_workers=workers > 0,
-                      generator=_generator(seed, epoch, rank))
+                      generator=seeded_generator(seed, epoch, rank))
 
 
 def shard_indices(size: int, *, train: bool, seed: int = 0, epoch: int = 0,
@@ -72,15 +72,17 @@ def shard_indices(size: int, *, train: bool, seed: int = 0, epoch: int = 0,
         raise IndexError(f"indices must lie in [0, {size})")
     if not train:
         return order[rank::world_size]
-    order = order[torch.randperm(len(order), generator=_generator(seed, epoch))]
+    order = order[torch.randperm(len(order), generator=seeded_generator(seed, epoch))]
     total = math.ceil(len(order) / world_size) * world_size
     if total > len(order) > 0:
         order = order.repeat(math.ceil(total / len(order)))[:total]
     return order[rank:total:world_size]
 
 
-def _generator(*keys: int) -> torch.Generator:
-    """A CPU generator seeded from ``keys`` by numpy's SeedSequence.
+def seeded_generator(*keys: int) -> torch.Generator:
+    """A CPU generator seeded from ``keys`` by numpy's SeedSequence: the one seeding recipe of a run
+    (the epoch's shuffle, its DataLoader workers, skip mode's refresh draw), the same on every rank
+    and after a resume for the same keys.
 
     Torch's CPU generator keeps only the low 32 bits of its seed, so the keys are hashed, not packed.
     """

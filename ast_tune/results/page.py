@@ -36,7 +36,8 @@ import pandas as pd
 from ast_tune import atomic
 from ast_tune.config import columns
 from ast_tune.results import plots, sweep_plots
-from ast_tune.results.readers import SweepResults, baseline_curve, load_results
+from ast_tune.results.baseline_file import baseline_curve
+from ast_tune.results.readers import SweepResults, load_results
 from ast_tune.results.tables import (
     Objective,
     eligible,

@@ -3,15 +3,14 @@
 ``epochs.parquet`` is required; everything else is optional and None (or ``{}``) when absent:
 ``spec.yaml``, ``baseline.json``, ``promoted/epochs.parquet``, ``promoted/summary.json``. A JSON
 file that cannot be read (or a ``baseline.json`` that :func:`read_baseline` rejects) is logged and
-treated as absent; ranks come from :func:`ast_tune.results.tables.trials_table`. :func:`read_baseline` is
-also the promotion's reader, where a bad ``baseline.json`` is an error, and the sweep's baseline
-cache's (:mod:`ast_tune.tuning.baseline`), where it means timing the baseline again.
+treated as absent; ranks come from :func:`ast_tune.results.tables.trials_table`. ``baseline.json``
+is read by :func:`ast_tune.results.baseline_file.read_baseline`, as the promotion (where a bad file
+is an error) and the sweep's baseline cache (where it means timing the baseline again) read it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,15 +19,10 @@ import pandas as pd
 
 from ast_tune.config import columns
 from ast_tune.config.spec import SpecError, load_yaml
+from ast_tune.results.baseline_file import BASELINE_FILE, load_json, read_baseline
 from ast_tune.results.tables import Objective, objectives_from, read_epochs, trials_table
 
 logger = logging.getLogger(__name__)
-
-#: Keys of ``baseline.json`` that may hold the baseline's per-epoch records.
-BASELINE_RECORDS = ("epochs", "records", "history")
-#: Keys every ``baseline.json`` holds as numbers: median train seconds per epoch, final top-1 (%).
-BASELINE_NUMBERS = ("epoch_seconds", "val_top1")
-
 
 @dataclasses.dataclass(frozen=True)
 class SweepResults:
@@ -44,32 +38,6 @@ class SweepResults:
     promoted_summary: Mapping | None
 
 
-def _parse_json(path: Path) -> object:
-    """The JSON document at ``path``, or None if there is no such file."""
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SpecError(str(path), f"cannot read JSON ({type(err).__name__})") from None
-
-
-def read_baseline(path: Path) -> dict | None:
-    """``baseline.json`` as the sweep wrote it (:func:`ast_tune.tuning.baseline.ensure_baseline`), or None if absent.
-
-    Raises:
-        SpecError: not JSON, or ``epoch_seconds`` (s) or ``val_top1`` (%) missing or not a number;
-            the message names the file and the key.
-    """
-    baseline = _parse_json(path)
-    if baseline is None:
-        return None
-    for key in BASELINE_NUMBERS:
-        if not isinstance(baseline, dict) or not isinstance(baseline.get(key), int | float):
-            raise SpecError(f"{path}: {key}", "missing or not a number")
-    return baseline
-
-
 def _optional(read: Callable[[Path], dict | None], path: Path) -> dict | None:
     """``read(path)``, with a file it rejects logged and treated as absent."""
     try:
@@ -80,7 +48,7 @@ def _optional(read: Callable[[Path], dict | None], path: Path) -> dict | None:
 
 
 def _read_json(path: Path) -> dict | None:
-    doc = _parse_json(path)
+    doc = load_json(path)
     return doc if isinstance(doc, dict) else None
 
 
@@ -112,16 +80,6 @@ def load_results(results_dir: Path) -> SweepResults:
     objectives = objectives_from(spec, source=spec_path)
     return SweepResults(
         name=results_dir.resolve().name, epochs=epochs, trials=trials_table(epochs, objectives),
-        objectives=objectives, spec=spec, baseline=_optional(read_baseline, results_dir / "baseline.json"),
+        objectives=objectives, spec=spec, baseline=_optional(read_baseline, results_dir / BASELINE_FILE),
         promoted_epochs=_read_promoted(results_dir / "promoted" / "epochs.parquet"),
         promoted_summary=_optional(_read_json, results_dir / "promoted" / "summary.json"))
-
-
-def baseline_curve(baseline: Mapping | None) -> pd.DataFrame | None:
-    """The baseline's per-epoch records (a list of dicts with ``epoch``), or None if it has none."""
-    for key in BASELINE_RECORDS:
-        records = (baseline or {}).get(key)
-        if isinstance(records, list) and records and all(isinstance(r, Mapping) and "epoch" in r
-                                                         for r in records):
-            return pd.DataFrame(records).sort_values("epoch")
-    return None

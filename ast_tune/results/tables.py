@@ -234,6 +234,19 @@ def write_frame(path: Path, frame: pd.DataFrame, fmt: str) -> None:
             frame.to_csv(tmp, index=False)
 
 
+def records_frame(records: Sequence[Mapping]) -> pd.DataFrame:
+    """One run's epoch records as a table of the :data:`ast_tune.config.columns.EPOCH_METRICS` columns,
+    in that order; a missing metric is NaN, other keys are left out."""
+    return pd.DataFrame(list(records)).reindex(columns=list(columns.EPOCH_METRICS))
+
+
+def write_epochs(path: Path, epochs: pd.DataFrame | Sequence[Mapping]) -> None:
+    """Atomically write an ``epochs.parquet``: a sweep's epochs table, or one run's epoch records
+    (:func:`records_frame`), as train, promote and :func:`write_tables` keep it."""
+    frame = epochs if isinstance(epochs, pd.DataFrame) else records_frame(epochs)
+    write_frame(path, frame.reset_index(drop=True), "parquet")
+
+
 def _holds(path: Path, frame: pd.DataFrame) -> bool:
     try:
         return pd.read_parquet(path).equals(frame.reset_index(drop=True))
@@ -253,7 +266,7 @@ def write_tables(results_dir: Path, epochs: pd.DataFrame, objectives: Sequence[O
     markdown = front_markdown(front, objectives)
     epochs_path = results_dir / "epochs.parquet"
     if not _holds(epochs_path, epochs):
-        write_frame(epochs_path, epochs.reset_index(drop=True), "parquet")
+        write_epochs(epochs_path, epochs)
     for stem, frame in (("trials", trials), ("pareto", front)):
         write_frame(results_dir / f"{stem}.parquet", frame, "parquet")
         write_frame(results_dir / f"{stem}.csv", frame, "csv")

@@ -4,7 +4,7 @@ A trial's ``speedup`` is the baseline's median train seconds per epoch over the 
 the baseline runs on the trials' hardware: a slot with one training worker's resources
 (:func:`probe_device` names it), the same world size, and on CPUs as many copies side by side as
 trials run at once. The cache is keyed by :func:`baseline_fingerprint`; any change times it again,
-and so does a cache file that :func:`~ast_tune.results.readers.read_baseline` rejects.
+and so does a cache file that :func:`~ast_tune.results.baseline_file.read_baseline` rejects.
 """
 
 from __future__ import annotations
@@ -14,19 +14,16 @@ import hashlib
 import json
 import logging
 import platform
-import statistics
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import ray
 import torch
 
-from ast_tune.atomic import write_text
 from ast_tune.config.run_spec import RunSpec
 from ast_tune.config.spec import SpecError, to_dict
 from ast_tune.config.sweep_spec import SweepSpec, Workload
-from ast_tune.results.readers import read_baseline
+from ast_tune.results.baseline_file import make_baseline, read_baseline, write_baseline
 from ast_tune.tuning.ray_runtime import in_threads
 from ast_tune.tuning.worker import run_training
 
@@ -79,13 +76,8 @@ def ensure_baseline(sweep: SweepSpec, path: Path, *, storage_path: Path, runs_at
     spec = sweep.baseline_spec()
     runs = in_threads([functools.partial(_time_run, spec, sweep.workload, storage_path / f"baseline_{digest}_{i}")
                        for i in range(runs_at_once)])
-    records = runs[0]
-    baseline = {"fingerprint": fingerprint,
-                "epoch_seconds": statistics.median(r["train_seconds"] for run in runs for r in run),
-                "epochs_timed": sum(map(len, runs)), "val_top1": records[-1]["val_top1"],
-                "val_top5": records[-1]["val_top5"], "spec": to_dict(spec),
-                "created": datetime.now(UTC).isoformat(timespec="seconds"), "epochs": records}
-    write_text(path, json.dumps(baseline, indent=2) + "\n")
+    baseline = make_baseline(fingerprint, to_dict(spec), runs)
+    write_baseline(path, baseline)
     return baseline
 
 

@@ -20,6 +20,7 @@ from ray.tune.logger import TBXLoggerCallback
 from ray.tune.result import TIMESTEPS_TOTAL
 
 from ast_tune.config import columns
+from ast_tune.results.progress import epoch_line, number
 from ast_tune.tuning.worker import failure_reason
 
 JOURNAL = "journal.jsonl"
@@ -45,16 +46,16 @@ class Journal(tune.Callback):
             return
         record = {key: result.get(key) for key in columns.EPOCH_METRICS}
         self._append({"event": "epoch", "trial_id": trial.trial_id, "params": trial.config, **record})
-        print(f"trial {trial.trial_id} epoch {record['epoch']}/{self.epochs}: top1 {record['val_top1']:.2f}% "
-              f"act {record['activation_rate']:.3f} speedup {_times(record['speedup'])}", flush=True)
+        print(epoch_line(record, self.epochs, who=f"trial {trial.trial_id} "), flush=True)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
         status = "TERMINATED" if last.get("epoch", 0) >= self.epochs else "STOPPED"
         self._end(trial, status, None)
         print(f"trial {trial.trial_id} {status} after {last.get('epoch', 0)} epochs: top1 "
-              f"{last.get('val_top1', math.nan):.2f}% savings {100 * last.get('energy_savings', math.nan):.1f}% "
-              f"(counted) speedup {_times(last.get('speedup', math.nan))} (measured)", flush=True)
+              f"{number(last.get('val_top1'), '.2f', suffix='%')} savings "
+              f"{number(last.get('energy_savings'), '.1f', scale=100, suffix='%')} (counted) speedup "
+              f"{number(last.get('speedup'), '.2f', suffix='x')} (measured)", flush=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         reason = _error_reason(trial)
@@ -84,10 +85,6 @@ def _error_reason(trial: Any) -> str:
             return failure_reason(cloudpickle.load(handle))
     lines = [line for line in Path(text).read_text().splitlines() if line.strip()] if text else []
     return lines[-1].strip() if lines else "unknown error"
-
-
-def _times(value: float | None) -> str:
-    return f"{value:.2f}x" if value is not None and math.isfinite(value) else "n/a"
 
 
 def epochs_frame(entries: Sequence[dict[str, Any]]) -> pd.DataFrame:

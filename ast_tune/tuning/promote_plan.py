@@ -22,7 +22,7 @@ from ast_tune.config.presets import get_preset
 from ast_tune.config.run_spec import RunSpec
 from ast_tune.config.spec import SpecError, to_dict
 from ast_tune.config.sweep_spec import PromoteRule, SweepSpec, Workload, load_sweep
-from ast_tune.results.readers import read_baseline
+from ast_tune.results.baseline_file import read_baseline
 from ast_tune.results.tables import eligible, read_epochs, trials_table
 
 PROMOTED = "promoted"  # the promoted run's directory under results/<name>/

@@ -1,8 +1,10 @@
-"""Ray for a sweep: start it (or join a cluster) and size how many trials run on it at once.
+"""Ray for a sweep: start it (or join a cluster), the resources a trial holds, and how many fit at once.
 
-:func:`ray_session` starts a local Ray with its own temp dir and always shuts it down;
-:func:`concurrency` caps the trials at once so every running trial's resources fit, and
-:func:`in_threads` runs blocking calls so that Ctrl-C still reaches the main thread.
+:func:`ray_session` starts a local Ray with its own temp dir and always shuts it down; the
+resource arithmetic lives here only (:func:`worker_resources`, :func:`trial_resources`,
+:func:`trial_need`, :func:`torch_threads`); :func:`concurrency` caps the trials at once so every
+running trial's resources fit, and :func:`in_threads` runs blocking calls so that Ctrl-C still
+reaches the main thread.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import ray
 
 from ast_tune.config.spec import SpecError
-from ast_tune.config.sweep_spec import DRIVER_CPUS, SweepSpec
+from ast_tune.config.sweep_spec import DRIVER_CPUS, SweepSpec, Workload
 from ast_tune.tuning import ray_cleanup
 
 log = logging.getLogger(__name__)
@@ -64,15 +66,36 @@ def ray_session(*, verbose: bool) -> Iterator[dict[str, float]]:
                 os.environ[API_SERVER_VARIABLE] = api_server
 
 
+def worker_resources(workload: Workload) -> dict[str, float]:
+    """What one training worker (a DDP rank) holds: ``cpus_per_worker`` CPUs and, if any, its GPUs."""
+    return {"CPU": workload.cpus_per_worker, **({"GPU": workload.gpus_per_worker} if workload.gpus_per_worker else {})}
+
+
+def trial_resources(workload: Workload) -> dict[str, float]:
+    """What a Tune trial's own process holds: a one-worker run trains in it; a larger one only drives Train."""
+    if workload.workers > 1:
+        return {"CPU": DRIVER_CPUS}
+    return {"CPU": workload.cpus_per_worker + DRIVER_CPUS, "GPU": workload.gpus_per_worker}
+
+
+def trial_need(workload: Workload) -> dict[str, float]:
+    """Everything one running trial holds: its process and (more than one worker) its Train workers."""
+    return {"CPU": workload.workers * workload.cpus_per_worker + DRIVER_CPUS,
+            "GPU": workload.workers * workload.gpus_per_worker}
+
+
+def torch_threads(workload: Workload) -> int:
+    """Torch threads of one training worker: its CPUs, rounded, at least 1."""
+    return max(1, round(workload.cpus_per_worker))
+
+
 def concurrency(spec: SweepSpec, cluster: dict[str, float], *, autoscaling: bool) -> int:
     """Trials at once: ``search.max_concurrent``, capped so that every running trial's workers fit.
 
     Raises:
         SpecError: one trial does not fit a fixed (non-autoscaling) cluster.
     """
-    workload = spec.workload
-    need = {"CPU": workload.workers * workload.cpus_per_worker + DRIVER_CPUS,
-            "GPU": workload.workers * workload.gpus_per_worker}
+    need = trial_need(spec.workload)
     fits = min(math.floor(cluster[kind] / amount + 1e-9) for kind, amount in need.items() if amount > 0)
     if fits < 1 and not autoscaling:
         raise SpecError("workload", f"a trial needs {need['CPU']:g} CPUs and {need['GPU']:g} GPUs; this Ray "

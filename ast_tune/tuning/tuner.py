@@ -27,6 +27,7 @@ from ast_tune import atomic
 from ast_tune.config.sweep_space import Param
 from ast_tune.config.sweep_spec import SweepSpec
 from ast_tune.tuning.journal import EpochTBXLogger, Journal
+from ast_tune.tuning.ray_runtime import trial_resources
 from ast_tune.tuning.schedulers import make_scheduler
 from ast_tune.tuning.worker import (
     KEEP_CHECKPOINTS,
@@ -34,7 +35,6 @@ from ast_tune.tuning.worker import (
     TrialFailedError,
     run_in_trial,
     run_training,
-    trial_resources,
 )
 
 FAILED = "FAILED"  # in a Tune trial's working directory: the reason the trial failed

@@ -32,11 +32,12 @@ from ray.train.torch import TorchTrainer
 
 from ast_tune.config.run_spec import DataSpec, RunSpec
 from ast_tune.config.spec import build, to_dict
-from ast_tune.config.sweep_spec import DRIVER_CPUS, Workload
+from ast_tune.config.sweep_spec import Workload
 from ast_tune.core.checkpoint import CheckpointError
 from ast_tune.core.checkpoint import load as load_checkpoint
 from ast_tune.core.engine import NonFiniteLossError, default_device, fit
 from ast_tune.data.sources import Datasets, load_datasets
+from ast_tune.tuning.ray_runtime import torch_threads, worker_resources
 
 log = logging.getLogger(__name__)
 
@@ -187,14 +188,12 @@ def run_training(spec: RunSpec, *, workload: Workload, name: str, storage_path: 
     Raises:
         TrialFailedError: a worker raised (e.g. ``NonFiniteLossError``) or the run could not start.
     """
-    resources = {"CPU": workload.cpus_per_worker}
-    if workload.gpus_per_worker:
-        resources["GPU"] = workload.gpus_per_worker
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=_loop_config(spec, workload, baseline_epoch_seconds),
         scaling_config=ScalingConfig(num_workers=workload.workers, use_gpu=workload.gpus_per_worker > 0,
-                                     resources_per_worker=resources, placement_strategy=workload.placement),
+                                     resources_per_worker=worker_resources(workload),
+                                     placement_strategy=workload.placement),
         run_config=RunConfig(name=name, storage_path=str(storage_path),
                              checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
                              failure_config=FailureConfig(max_failures=WORKER_RETRIES), callbacks=list(callbacks)),
@@ -236,15 +235,8 @@ def run_in_trial(spec: RunSpec, *, workload: Workload, trial_dir: str,
     return result
 
 
-def trial_resources(workload: Workload) -> dict[str, float]:
-    """What a Tune trial's own process holds: a one-worker run trains in it; a larger one only drives Train."""
-    if workload.workers > 1:
-        return {"CPU": DRIVER_CPUS}
-    return {"CPU": workload.cpus_per_worker + DRIVER_CPUS, "GPU": workload.gpus_per_worker}
-
-
 def _loop_config(spec: RunSpec, workload: Workload, baseline_epoch_seconds: float | None) -> dict[str, Any]:
-    return {"run_spec": to_dict(spec), "threads": max(1, round(workload.cpus_per_worker)),
+    return {"run_spec": to_dict(spec), "threads": torch_threads(workload),
             "baseline_epoch_seconds": baseline_epoch_seconds}
 
 
