@@ -114,7 +114,7 @@ def _promoted_row(results: SweepResults) -> dict | None:
     if results.promoted_epochs is None:
         return None
     label = promoted_label(results.promoted_summary)
-    frame = results.promoted_epochs.assign(trial_id=label, status="TERMINATED")
+    frame = results.promoted_epochs.assign(trial_id=label, status=columns.TERMINATED)
     row = trials_table(frame, [("val_top1", "max")]).iloc[0].to_dict()
     return {**row, "run": label}
 

@@ -50,7 +50,7 @@ class Journal(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
-        status = "TERMINATED" if last.get("epoch", 0) >= self.epochs else "STOPPED"
+        status = columns.TERMINATED if last.get("epoch", 0) >= self.epochs else columns.STOPPED
         self._end(trial, status, None)
         print(f"trial {trial.trial_id} {status} after {last.get('epoch', 0)} epochs: top1 "
               f"{number(last.get('val_top1'), '.2f', suffix='%')} savings "
@@ -59,8 +59,8 @@ class Journal(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         reason = _error_reason(trial)
-        self._end(trial, "ERROR", reason)
-        print(f"trial {trial.trial_id} ERROR: {reason}", flush=True)
+        self._end(trial, columns.ERROR, reason)
+        print(f"trial {trial.trial_id} {columns.ERROR}: {reason}", flush=True)
 
     def _end(self, trial: Any, status: str, reason: str | None) -> None:
         self._append({"event": "end", "trial_id": trial.trial_id, "params": trial.config, "status": status,
@@ -107,7 +107,7 @@ def epochs_frame(entries: Sequence[dict[str, Any]]) -> pd.DataFrame:
     table = []
     for (trial_id, _), entry in sorted(rows.items(), key=lambda item: (order[item[0][0]], item[0][1])):
         end = ends.get(trial_id, {})
-        row = {"trial_id": trial_id, "status": end.get("status", "INTERRUPTED"), "reason": end.get("reason")}
+        row = {"trial_id": trial_id, "status": end.get("status", columns.INTERRUPTED), "reason": end.get("reason")}
         row.update({key: entry.get(key, math.nan) for key in columns.EPOCH_METRICS})
         row.update({f"{columns.PARAM_PREFIX}{k}": v for k, v in entry.get("params", {}).items()})
         table.append(row)
