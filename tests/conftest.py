@@ -1,13 +1,15 @@
 """Fixtures shared by the test modules: a local Ray cluster and tiny image-dataset trees.
 
 ``ray_cluster`` starts a 2-CPU Ray with a short temp dir of its own (unix socket paths are
-length-limited) and no dashboard, and always shuts it down. ``kaggle_tree_factory(root, ...)``
+length-limited) and no dashboard, on loopback with token auth like the sweep's
+(:func:`ast_tune.tuning.ray_runtime.local_ray`), and always shuts it down. ``kaggle_tree_factory(root, ...)``
 writes ImageNet's Kaggle layout with a few solid-colour JPEGs per class, so that a model can tell
 the classes apart within an epoch or two.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,11 +25,16 @@ _COLOURS = ((220, 40, 40), (40, 200, 60), (50, 60, 220), (200, 200, 40), (160, 6
 def ray_cluster() -> Iterator[None]:
     import ray
 
-    ray.init(num_cpus=2, _temp_dir=tempfile.mkdtemp(prefix="rt", dir="/tmp"), include_dashboard=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
+    from ast_tune.tuning.ray_runtime import local_ray
+
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    with local_ray():
+        ray.init(num_cpus=2, _temp_dir=temp_dir, include_dashboard=False)
+        try:
+            yield
+        finally:
+            ray.shutdown()
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def write_kaggle_tree(root: Path, *, wnids: tuple[str, ...] = TINY_WNIDS, train_per_class: int = 4,

@@ -1,6 +1,7 @@
 """Ray for a sweep: start it (or join a cluster), the resources a trial holds, and how many fit at once.
 
-:func:`ray_session` starts a local Ray with its own temp dir and always shuts it down; the
+:func:`ray_session` starts a local Ray with its own temp dir and always shuts it down
+(:func:`local_ray` makes every port of a local Ray listen on loopback only, behind a token); the
 resource arithmetic lives here only (:func:`worker_resources`, :func:`trial_resources`,
 :func:`trial_need`, :func:`torch_threads`); :func:`concurrency` caps the trials at once so every
 running trial's resources fit, and :func:`in_threads` runs blocking calls so that Ctrl-C still
@@ -13,6 +14,7 @@ import contextlib
 import logging
 import math
 import os
+import secrets
 import shutil
 import socket
 import tempfile
@@ -21,6 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import ray
+from ray._private import ray_constants
+from ray._raylet import AuthenticationTokenLoader, Config
 
 from ast_tune.config.spec import SpecError
 from ast_tune.config.sweep_spec import DRIVER_CPUS, SweepSpec, Workload
@@ -29,16 +33,51 @@ from ast_tune.tuning import ray_cleanup
 log = logging.getLogger(__name__)
 
 API_SERVER_VARIABLE = "RAY_API_SERVER_ADDRESS"  # where Ray's state API is asked (the dashboard)
+# A local Ray's environment: no multi-node cluster (every process takes 127.0.0.1 as the node's
+# address and binds its ports there) and token authentication, with a fresh token per session.
+LOCAL_RAY_VARIABLES = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
+
+@contextlib.contextmanager
+def local_ray() -> Iterator[None]:
+    """While it lasts, a ``ray.init()`` that starts a Ray binds it to 127.0.0.1 and turns on token auth.
+
+    Ray reads both settings from the environment (its processes inherit it): with
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` the node's address is the loopback one and the GCS, raylet,
+    agents and workers listen only there; ``RAY_AUTH_MODE=token`` with a ``RAY_AUTH_TOKEN`` made here
+    (never written to disk) makes every RPC carry it. The variables are restored afterwards.
+    """
+    saved = {name: os.environ.get(name) for name in LOCAL_RAY_VARIABLES}
+    os.environ.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="token",
+                      RAY_AUTH_TOKEN=secrets.token_hex(32))
+    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    cluster_flag, ray_constants.ENABLE_RAY_CLUSTER = ray_constants.ENABLE_RAY_CLUSTER, False  # read at import
+    _reload_auth()
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = cluster_flag
+        for name, value in saved.items():
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
+        _reload_auth()
+
+
+def _reload_auth() -> None:
+    """Make this process see the current ``RAY_AUTH_*`` variables (Ray caches them): config first, then token."""
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 @contextlib.contextmanager
 def ray_session(*, verbose: bool) -> Iterator[dict[str, float]]:
     """Start Ray (or join ``RAY_ADDRESS``) and always shut it down; yields the cluster's resources.
 
-    A local Ray gets its own short temp dir (unix socket paths are length-limited) and a dashboard
-    on 127.0.0.1: Ray Train's placement-group cleaner asks its state API whether a stopped trial's
-    controller is gone, and frees the trial's workers only then. The temp dir is marked with this
+    A local Ray (:func:`local_ray`: loopback only, token auth) gets its own short temp dir (unix
+    socket paths are length-limited) and a dashboard on 127.0.0.1: Ray Train's placement-group
+    cleaner asks its state API whether a stopped trial's controller is gone, and frees the trial's
+    workers only then. The temp dir is marked with this
     process (:mod:`ast_tune.tuning.ray_cleanup`), and the leftovers of marked Rays whose driver was killed
     are removed first.
     """
@@ -55,10 +94,13 @@ def ray_session(*, verbose: bool) -> Iterator[dict[str, float]]:
         options.update(_temp_dir=temp_dir, include_dashboard=True, dashboard_host="127.0.0.1",
                        dashboard_port=port)
     try:
-        ray.init(**options)
-        yield {"CPU": 0.0, "GPU": 0.0, **ray.cluster_resources()}
+        with local_ray() if temp_dir else contextlib.nullcontext():
+            try:
+                ray.init(**options)
+                yield {"CPU": 0.0, "GPU": 0.0, **ray.cluster_resources()}
+            finally:
+                ray.shutdown()
     finally:
-        ray.shutdown()
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
             os.environ.pop(API_SERVER_VARIABLE)
