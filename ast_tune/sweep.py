@@ -2,8 +2,11 @@
 
 Times (or reuses) the dense baseline, runs the Tune experiment of :mod:`ast_tune.tuning.tuner` (what a
 trial runs; the Optuna search and the scheduler), writes the tables, then promotes and reports.
-Re-running the same name (or ``--resume``) restores the Tune experiment: finished and errored
-trials are kept, unfinished ones continue from their checkpoints.
+``--resume`` restores the Tune experiment of that name: finished and errored trials are kept,
+unfinished ones continue from their checkpoints; it is refused (exit 2) unless the current user owns
+``results/<name>/`` alone and this version made it (:mod:`ast_tune.tuning.trust`). Running a name
+again without ``--resume`` restores nothing: a finished sweep of the same spec prints its front
+and exits 0; an unfinished one exits 2 naming ``--resume`` and ``--name``.
 
 Files under ``results/<name>/``: ``spec.yaml``, ``run.json``, ``baseline.json``, ``optuna.db``,
 ``scheduler_state.json``, ``tune/`` (the Tune experiment, with ``journal.jsonl``: every epoch and
@@ -26,6 +29,7 @@ import json
 import logging
 import os
 import platform
+import shlex
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -49,7 +53,8 @@ from ast_tune.tuning.baseline import ensure_baseline
 from ast_tune.tuning.journal import JOURNAL, Journal, epochs_frame
 from ast_tune.tuning.promote_plan import NoCandidateError
 from ast_tune.tuning.ray_runtime import concurrency, in_threads, ray_session, resources_line
-from ast_tune.tuning.tuner import make_tuner
+from ast_tune.tuning.trust import check_restorable
+from ast_tune.tuning.tuner import check_search, make_tuner
 from ast_tune.tuning.worker import failure_reason
 
 # --- results ---------------------------------------------------------------------------------
@@ -99,7 +104,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _check_results(spec: SweepSpec, results: Path, *, resume: bool) -> bool:
-    """Whether ``results`` holds a Tune experiment to restore; SpecError if it holds another spec."""
+    """Whether to restore the Tune experiment in ``results`` (only with ``resume``, and only one that
+    :func:`check_restorable` allows); SpecError if it holds another spec, or an unfinished sweep
+    and no ``resume``. Reads only YAML and JSON."""
     restorable = (results / "tune" / "tuner.pkl").is_file()
     if resume and not restorable:
         raise SpecError("--resume", f"{results / 'tune'} holds no sweep to resume")
@@ -107,7 +114,30 @@ def _check_results(spec: SweepSpec, results: Path, *, resume: bool) -> bool:
     if restorable and stored.is_file() and yaml.safe_load(stored.read_text()) != to_document(spec):
         raise SpecError(str(stored), f"sweep {spec.name!r} ran with another spec; resume it unchanged "
                                      "or start a new one with --name")
-    return restorable
+    if restorable and not resume and not _finished(results):
+        raise SpecError("--resume", f"{results} holds an unfinished sweep {spec.name!r}: continue it with "
+                                    "--resume, or start a new one with --name NEW")
+    if resume:
+        check_restorable(results)
+    return resume
+
+
+def _finished(results: Path) -> bool:
+    """Whether ``run.json`` says the sweep in ``results`` ran to its end."""
+    try:
+        return json.loads((results / "run.json").read_text()).get("status") == "done"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _show_finished(spec: SweepSpec, results: Path) -> int:
+    """A finished sweep run again without ``--resume``: its front (``pareto.md``) and how to run more; 0."""
+    front = results / "pareto.md"
+    if front.is_file():
+        print(front.read_text(), end="")
+    print(f"sweep {spec.name!r} already finished: results in {results} (nothing was run). To run it again, "
+          "start a new one with --name NEW; --resume restores it and rewrites its tables and report.")
+    return 0
 
 
 def _absolute(spec: SweepSpec) -> SweepSpec:
@@ -185,8 +215,8 @@ def _conclude(spec: SweepSpec, results: Path, journal: Journal, front: pd.DataFr
         print(export.front_markdown(front, [(o.metric, o.mode) for o in spec.objectives]))
     print(f"results: {results}", flush=True)
     if interrupted:
-        again = " ".join(a for a in argv if a != "--resume")
-        print(f"interrupted; continue with: python -m ast_tune.sweep {again} --resume", file=sys.stderr)
+        again = shlex.join(["python", "-m", "ast_tune.sweep", *(a for a in argv if a != "--resume"), "--resume"])
+        print(f"interrupted; continue with: {again}", file=sys.stderr)
         return 130
     if not export.eligible(epochs_frame(journal.read())).any():
         print("sweep failed: no trial finished; see the reason column of trials.csv", file=sys.stderr)
@@ -207,6 +237,8 @@ def _main(argv: list[str]) -> int:
         logging.getLogger().setLevel(logging.INFO)
     spec = _absolute(load_sweep(args.spec, args.set, name=args.name))
     results = Path(spec.storage.root) / spec.name
+    export.check_objectives([(o.metric, o.mode) for o in spec.objectives])
+    check_search(spec)  # all before the baseline is timed, and before results/<name>/ exists
     if args.dry_run:
         print(yaml.safe_dump(to_document(spec), sort_keys=False), end="")
         print(resources_line(spec))
@@ -216,6 +248,8 @@ def _main(argv: list[str]) -> int:
     except SpecError as err:
         raise err.within("workload") from None
     restore = _check_results(spec, results, resume=args.resume)
+    if not restore and (results / "tune" / "tuner.pkl").is_file():
+        return _show_finished(spec, results)
     if not args.verbose:  # our progress lines only
         logging.getLogger("ray").setLevel(logging.CRITICAL)
         optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -145,6 +145,7 @@ class RunSpec:
         check_workload_fields(self)
         check_range("grad_accum", self.grad_accum, low=1)
         check_range("warmup_epochs", self.warmup_epochs, low=0, high=self.epochs)
+        check_range("seed", self.seed, low=0, high=2**32 - 1)  # numpy's seed range
 
 
 def check_workload_fields(spec: RunSpec | object) -> None:

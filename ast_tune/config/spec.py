@@ -1,7 +1,7 @@
 """Specs: YAML and ``--set key.path=value`` overrides → frozen, validated dataclasses.
 
 Every config in ast_tune is a frozen dataclass built once, at the edge, by :func:`build`.
-Unknown keys, wrong types and out-of-range values raise :class:`SpecError` whose message
+Unknown keys, wrong types, NaN or ±inf and out-of-range values raise :class:`SpecError` whose message
 starts with the dotted key path, e.g. ``sparsity.kp: must be >= 0, got -1``. The CLIs turn
 it into one line on stderr and exit code 2.
 
@@ -13,6 +13,7 @@ argument parser (:class:`~ast_tune.config.cli.CliParser`) in :mod:`ast_tune.conf
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -52,11 +53,18 @@ def check_choice(key: str, value: Any, allowed: Sequence[Any]) -> None:
 
 def check_range(key: str, value: float, *, low: float | None = None, high: float | None = None,
                 low_open: bool = False, high_open: bool = False) -> None:
-    """Raise SpecError unless ``low <= value <= high`` (``<`` where the bound is open)."""
+    """Raise SpecError unless ``value`` is finite and ``low <= value <= high`` (``<`` where the bound is open)."""
+    check_finite(key, value)
     if low is not None and (value <= low if low_open else value < low):
         raise SpecError(key, f"must be {'>' if low_open else '>='} {low}, got {value}")
     if high is not None and (value >= high if high_open else value > high):
         raise SpecError(key, f"must be {'<' if high_open else '<='} {high}, got {value}")
+
+
+def check_finite(key: str, value: float) -> None:
+    """Raise SpecError if ``value`` is NaN or ±inf (YAML's ``.nan``, ``.inf``): no range holds them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpecError(key, f"must be a finite number, got {value}")
 
 
 # --- generic builder -------------------------------------------------------------------------
@@ -126,6 +134,8 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, float):
+        check_finite(key, value)
     if hint is bool and not isinstance(value, bool):
         raise SpecError(key, f"must be true or false, got {value!r}")
     if hint is int and isinstance(value, bool):

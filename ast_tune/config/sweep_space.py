@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ast_tune.config.run_spec import RunSpec
-from ast_tune.config.spec import SpecError
+from ast_tune.config.spec import SpecError, check_finite
 
 ALIASES = {
     "target_activation": "sparsity.target_activation",
@@ -82,10 +82,12 @@ def _parse_param(name: str, raw: Any) -> Param:
     if kind == "fixed":
         if not isinstance(value, str | int | float | bool):
             raise SpecError(key, f"must be a single number, string or boolean, got {value!r}")
+        _finite(key, [value])
         return Param(name, path, kind, (value,))
     if kind == "choice":
         if not isinstance(value, list) or not value:
             raise SpecError(key, f"must be a non-empty list of options, got {value!r}")
+        _finite(key, value)
         if len(set(map(repr, value))) != len(value):
             raise SpecError(key, f"options must differ, got {value}")
         return Param(name, path, kind, tuple(value))
@@ -98,12 +100,20 @@ def _range(key: str, kind: str, value: Any) -> tuple:
             or not all(isinstance(v, number) and not isinstance(v, bool) for v in value)):
         what = "integers" if kind == "int" else "numbers"
         raise SpecError(key, f"must be [low, high], two {what}; got {value!r}")
+    _finite(key, value)
     low, high = value
     if kind == "loguniform" and low <= 0:
         raise SpecError(key, f"low must be > 0, got {low}")
     if low >= high:
         raise SpecError(key, f"low must be < high (use fixed for one value), got [{low}, {high}]")
     return (low, high) if kind == "int" else (float(low), float(high))
+
+
+def _finite(key: str, values: list) -> None:
+    """SpecError naming ``key`` if a float among ``values`` is NaN or ±inf."""
+    for value in values:
+        if isinstance(value, float):
+            check_finite(key, value)
 
 
 def _field_path(name: str, key: str) -> str:

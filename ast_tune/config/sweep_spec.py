@@ -80,6 +80,7 @@ class SearchSpec:
             raise SpecError("sampler", "gp needs scipy, which is not installed; use tpe, nsga2 or random")
         check_range("num_trials", self.num_trials, low=1)
         check_range("max_concurrent", self.max_concurrent, low=1)
+        check_range("seed", self.seed, low=0, high=2**32 - 1)  # numpy's seed range, which Optuna's samplers use
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +99,7 @@ class SchedulerSpec:
         if self.mode is not None:
             check_choice("mode", self.mode, columns.MODES)
         check_range("grace_period", self.grace_period, low=1)
-        check_range("reduction_factor", self.reduction_factor, low=1, low_open=True)
+        check_range("reduction_factor", self.reduction_factor, low=2)  # η < 2: rungs without end
 
 
 @dataclasses.dataclass(frozen=True)

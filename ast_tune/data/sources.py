@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import default_loader, find_classes
+from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, find_classes
 
 from ast_tune.config.run_spec import DataSpec
 from ast_tune.config.spec import SpecError
@@ -156,10 +156,28 @@ def _imagenet_kaggle(spec: DataSpec) -> Datasets:
                     class_names=_class_names(root / "LOC_synset_mapping.txt", train.classes))
 
 
+_TRAIN_DIRS = {"imagefolder": ("train",), "imagenet": ("ILSVRC", "Data", "CLS-LOC", "train")}
+
+
 def check_root(spec: DataSpec) -> None:
-    """A cheap check before any output is written: the dataset root is a directory (digits needs none)."""
-    if spec.kind != "digits":
-        _directory(Path(spec.root))
+    """A cheap check before any output is written (digits needs none): the train folder has two or more
+    class folders and each holds an image (a listing that stops at each class's first image)."""
+    if spec.kind == "digits":
+        return
+    train = _directory(Path(spec.root)).joinpath(*_TRAIN_DIRS[spec.kind])
+    try:
+        classes = find_classes(_directory(train))[0]
+    except FileNotFoundError:
+        classes = []
+    if len(classes) < 2:
+        raise SpecError(_ROOT, f"{train} must hold two or more class folders; found {len(classes)}")
+    for name in classes:
+        if not any(_is_image(entry) for entry in os.scandir(train / name)):
+            raise SpecError(_ROOT, f"class folder {train / name} holds no image")
+
+
+def _is_image(entry: os.DirEntry) -> bool:
+    return entry.name.lower().endswith(IMG_EXTENSIONS) and entry.is_file()
 
 
 def _directory(path: Path) -> Path:
@@ -193,6 +211,8 @@ def _image_folder(path: Path, transform: Callable[[Any], Tensor], *,
         raise SpecError(_ROOT, str(err).splitlines()[0]) from None
     if not folder.samples:
         raise SpecError(_ROOT, f"no images in {path}")
+    if len(folder.classes) < 2:  # one class: loss 0 and top-1 100 % whatever the model does
+        raise SpecError(_ROOT, f"{path} must hold two or more class folders; found {len(folder.classes)}")
     return folder
 
 

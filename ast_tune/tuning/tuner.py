@@ -24,6 +24,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.search.optuna import OptunaSearch
 
 from ast_tune import atomic
+from ast_tune.config.spec import SpecError
 from ast_tune.config.sweep_space import Param
 from ast_tune.config.sweep_spec import SweepSpec
 from ast_tune.tuning.journal import EpochTBXLogger, Journal
@@ -103,16 +104,34 @@ def _sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
     return samplers[search.sampler](seed=search.seed)
 
 
+def _scheduler(spec: SweepSpec, *, state_file: Path | None) -> tune.schedulers.TrialScheduler:
+    return make_scheduler(spec.scheduler.kind, metric=spec.scheduler.metric, mode=spec.scheduler_mode,
+                          metrics=[o.metric for o in spec.objectives], modes=[o.mode for o in spec.objectives],
+                          grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor,
+                          max_t=spec.workload.epochs, state_file=state_file)
+
+
+def check_search(spec: SweepSpec) -> None:
+    """Build the sampler, the space's distributions and the scheduler once, before anything is timed.
+
+    Raises:
+        SpecError: one of them refuses the spec (key ``search``, ``space`` or ``scheduler``).
+    """
+    for key, build in (("search", lambda: _sampler(spec)), ("scheduler", lambda: _scheduler(spec, state_file=None)),
+                       ("space", lambda: [_distribution(p) for p in spec.space])):
+        try:
+            build()
+        except (ValueError, TypeError, OverflowError) as err:
+            raise SpecError(key, str(err)) from None
+
+
 def _new_tuner(spec: SweepSpec, results: Path, trainable: Any, journal: Journal, concurrency: int) -> tune.Tuner:
     metrics = [o.metric for o in spec.objectives]
     modes = [o.mode for o in spec.objectives]
     search = OptunaSearch(space={p.name: _distribution(p) for p in spec.space}, metric=metrics, mode=modes,
                           sampler=_sampler(spec), study_name=spec.name,
                           storage=optuna.storages.RDBStorage(f"sqlite:///{results / 'optuna.db'}"))
-    scheduler = make_scheduler(spec.scheduler.kind, metric=spec.scheduler.metric, mode=spec.scheduler_mode,
-                               metrics=metrics, modes=modes, grace_period=spec.scheduler.grace_period,
-                               reduction_factor=spec.scheduler.reduction_factor, max_t=spec.workload.epochs,
-                               state_file=results / "scheduler_state.json")
+    scheduler = _scheduler(spec, state_file=results / "scheduler_state.json")
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=spec.search.num_trials,

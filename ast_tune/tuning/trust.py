@@ -1,0 +1,86 @@
+"""Whether a sweep's Tune experiment may be restored: nothing the user did not make is unpickled.
+
+Restoring unpickles ``tune/tuner.pkl`` and the searcher's state, and the journal unpickles trials'
+errors: any code those pickles name would run. :func:`check_restorable` allows it only for a
+results directory that the current user owns and that nobody else can write (every directory and
+file in it, links not followed), and whose pickles name only modules this version of ast_tune has:
+a sweep made before the subpackage move names e.g. ``ast_tune.worker``. The pickles are read with
+:mod:`pickletools`, which lists what they would import without running any of it.
+"""
+
+from __future__ import annotations
+
+import grp
+import importlib.util
+import os
+import pickletools
+import pwd
+import re
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from ast_tune.config.spec import SpecError
+
+_OUR_MODULE = re.compile(r"ast_tune(\.[A-Za-z_]\w*)*")
+
+
+def _private_group(gid: int, uid: int) -> bool:
+    """Whether group ``gid`` is ``uid``'s own (named after the user, no other member): its write bit is safe."""
+    try:
+        group, user = grp.getgrgid(gid), pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return group.gr_name == user.pw_name and set(group.gr_mem) <= {user.pw_name}
+
+
+def stranger_writable(root: Path) -> str | None:
+    """Why ``root`` or something in it is not the current user's alone (another owner, writable by
+    another user), or None if it is."""
+    uid = os.getuid()
+    for path in [root, *root.rglob("*")]:
+        info = path.lstat()
+        if info.st_uid != uid:
+            return f"{path} is owned by uid {info.st_uid}, not by you (uid {uid})"
+        if info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and not _private_group(info.st_gid, uid)):
+            if not stat.S_ISLNK(info.st_mode):
+                return f"{path} can be written by other users (mode {stat.filemode(info.st_mode)})"
+    return None
+
+
+def _named_modules(pickle_file: Path) -> Iterator[str]:
+    """The ast_tune modules a pickle would import, read from its opcodes (nothing is unpickled)."""
+    with open(pickle_file, "rb") as handle:
+        for _, arg, _ in pickletools.genops(handle):
+            if isinstance(arg, str):
+                yield from (word for word in arg.split() if _OUR_MODULE.fullmatch(word))
+
+
+def missing_modules(tune_dir: Path) -> list[str]:
+    """The ast_tune modules named by the pickles under ``tune_dir`` that this version does not have."""
+    names = {name for path in tune_dir.rglob("*.pkl") for name in _named_modules(path)}
+    return sorted(name for name in names if not _importable(name))
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent is a module, not a package
+        return False
+
+
+def check_restorable(results: Path) -> None:
+    """Raise :class:`SpecError` (key ``--resume``) unless the Tune experiment under ``results`` may be unpickled."""
+    why = stranger_writable(results)
+    if why:
+        raise SpecError("--resume", f"not restoring a sweep you do not own alone: {why}; read it with "
+                                    "export or report, or run the spec again under a new --name")
+    try:
+        missing = missing_modules(results / "tune")
+    except (OSError, ValueError, EOFError) as err:  # pickletools raises ValueError on a torn pickle
+        raise SpecError("--resume", f"{results / 'tune'} holds an unreadable pickle ({err}); "
+                                    "start a new sweep with --name") from None
+    if missing:
+        raise SpecError("--resume", f"{results} was made by an older version of ast_tune (its Tune state "
+                                    f"names {', '.join(missing)}, which no longer exist); it cannot be "
+                                    "resumed: read it with export or report, or start a new sweep with --name")
