@@ -145,7 +145,7 @@ def _absolute(spec: SweepSpec) -> SweepSpec:
     data = spec.workload.data
     if data.root and not data.root.startswith(("/", "s3://", "gs://")):
         data = dataclasses.replace(data, root=str(Path(data.root).resolve()))
-    root = spec.storage.root if "://" in spec.storage.root else str(Path(spec.storage.root).resolve())
+    root = str(Path(spec.storage.root).resolve())  # a path: StorageSpec refuses URIs
     return dataclasses.replace(spec, workload=dataclasses.replace(spec.workload, data=data),
                                storage=dataclasses.replace(spec.storage, root=root))
 

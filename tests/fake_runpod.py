@@ -9,7 +9,9 @@ It serves what ``ast_tune.cluster.api`` sends:
 Pods live in memory. A pod's ``runtime`` is null for its first ``polls_before_ports`` list
 queries, as a starting pod's is; then it shows a public port-22 mapping. ``reset_pod`` moves
 that mapping, as a pod reset does. ``delay_s`` and ``fail_status`` make every answer slow or
-failing. Every request is recorded in ``requests`` as ``(path, body text)``.
+failing; ``pods_null`` makes the list answer ``pods: null``, and ``ssh_mapping[pod id] = (ip, port)``
+puts any values (even ones that do not parse) into a pod's port-22 mapping. Every request is
+recorded in ``requests`` as ``(path, body text)``.
 
 ``serving`` points the provider's environment at a running stand-in, and
 ``RecordingProcessRunner`` replaces the ``subprocess`` module Ray's command runners call, so
@@ -40,6 +42,8 @@ class FakeRunPod:
         self.polls_before_ports = polls_before_ports
         self.delay_s = 0.0
         self.fail_status: int | None = None
+        self.pods_null = False
+        self.ssh_mapping: dict[str, tuple[Any, Any]] = {}
         self.pods: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []
         self._ids = itertools.count(1)
@@ -112,7 +116,7 @@ class FakeRunPod:
             with self._lock:
                 live = [pod for pod in self.pods.values() if pod["desiredStatus"] != "TERMINATED"]
                 listed = [self._render(pod) for pod in live]
-            return {"data": {"myself": {"pods": listed}}}
+            return {"data": {"myself": {"pods": None if self.pods_null else listed}}}
         return {"errors": [{"message": "unknown query"}]}
 
     def _render(self, pod: dict[str, Any]) -> dict[str, Any]:
@@ -123,8 +127,9 @@ class FakeRunPod:
                 "ports": [
                     {"ip": "100.65.0.2", "isIpPublic": False, "privatePort": 8888, "publicPort": 60001,
                      "type": "http"},
-                    {"ip": "203.0.113.7", "isIpPublic": True, "privatePort": 22,
-                     "publicPort": pod["public_port"], "type": "tcp"},
+                    {"ip": self.ssh_mapping.get(pod["id"], ("203.0.113.7",))[0], "isIpPublic": True,
+                     "privatePort": 22, "type": "tcp",
+                     "publicPort": self.ssh_mapping.get(pod["id"], (None, pod["public_port"]))[1]},
                 ]
             }
         env = pod["body"].get("env") or {}

@@ -24,14 +24,17 @@ from ray.autoscaler.tags import (
 
 from ast_tune.cluster.api import RunPodAPIError
 from ast_tune.cluster.runpod import HEAD_API_KEY_FILE, RunPodNodeProvider
+from ast_tune.cluster.ssh import secret_script
+from ast_tune.cluster.tags import cluster_id
 
 API_KEY = "rpa_FAKE0123456789abcdefKEY"  # a made-up key; must never leak
 CLUSTER = "unit"
+CLUSTER_ID = cluster_id(NODE_PUBLIC_KEY := "ssh-ed25519 AAAAtest user@host")
 NODE_CONFIG = {
     "image_name": "runpod/pytorch:test",
     "gpu_type_ids": ["NVIDIA H100 80GB HBM3"],
     "gpu_count": 8,
-    "env": {"PUBLIC_KEY": "ssh-ed25519 AAAAtest user@host"},
+    "env": {"PUBLIC_KEY": NODE_PUBLIC_KEY},
 }
 
 
@@ -43,6 +46,7 @@ def provider_config(**overrides: object) -> dict:
         "api_timeout_s": 2,  # seconds per request
         "poll_interval_s": 0.01,  # seconds between polls for the SSH port
         "ssh_wait_s": 5,
+        "cluster_id": CLUSTER_ID,  # what bootstrap_config sets from auth's public key
     }
     config.update(overrides)
     return config
@@ -135,6 +139,69 @@ def test_pods_of_other_clusters_and_untagged_pods_are_ignored(api: FakeRunPod) -
     provider = RunPodNodeProvider(provider_config(), CLUSTER)
     (mine,) = provider.create_node(NODE_CONFIG, head_tags(), 1)
     assert provider.non_terminated_nodes({}) == [mine]
+
+
+def test_a_namesake_cluster_of_another_user_on_the_same_account_is_never_touched(api: FakeRunPod) -> None:
+    theirs = RunPodNodeProvider(provider_config(cluster_id=cluster_id("ssh-ed25519 AAAAother them@host")), CLUSTER)
+    (their_pod,) = theirs.create_node(NODE_CONFIG, head_tags(), 1)
+    mine = RunPodNodeProvider(provider_config(), CLUSTER)
+    (my_pod,) = mine.create_node(NODE_CONFIG, head_tags(), 1)
+    assert mine.non_terminated_nodes({}) == [my_pod] and theirs.non_terminated_nodes({}) == [their_pod]
+    for pod_id in mine.non_terminated_nodes({}):  # what `ray down` does
+        mine.terminate_node(pod_id)
+    assert api.pods[their_pod]["desiredStatus"] == "RUNNING" and api.pods[my_pod]["desiredStatus"] == "TERMINATED"
+
+
+def test_a_provider_without_a_cluster_id_is_refused(api: FakeRunPod) -> None:
+    with pytest.raises(ValueError, match="provider.cluster_id"):
+        RunPodNodeProvider(provider_config(cluster_id=None), CLUSTER)
+
+
+def test_a_null_pod_list_is_an_error_that_keeps_the_pods_tracked(api: FakeRunPod) -> None:
+    provider = RunPodNodeProvider(provider_config(), CLUSTER)
+    (pod_id,) = provider.create_node(NODE_CONFIG, head_tags(), 1)
+    assert provider.non_terminated_nodes({}) == [pod_id]
+    api.pods_null = True
+    with pytest.raises(RunPodAPIError, match="pods = None, not a list"):
+        provider.non_terminated_nodes({})
+    assert not provider.is_terminated(pod_id)  # still known: `ray down` will terminate it
+    api.pods_null = False
+    provider.terminate_node(pod_id)
+    assert api.pods[pod_id]["desiredStatus"] == "TERMINATED"
+
+
+@pytest.mark.parametrize(("ip", "port", "why"), [
+    ("203.0.113.7; rm -rf ~", 40001, "does not appear to be an IPv4 or IPv6 address"),
+    ("0.0.0.0", 40001, "not a host address"), ("203.0.113.7", "22x", "invalid literal"),
+    ("203.0.113.7", 70000, "not in 1-65535"),
+])
+def test_an_unusable_ssh_mapping_keeps_the_pod_tracked_and_never_reaches_ssh(
+    api: FakeRunPod, ip: object, port: object, why: str
+) -> None:
+    api.polls_before_ports = 0
+    provider = RunPodNodeProvider(provider_config(), CLUSTER)
+    (pod_id,) = provider.create_node(NODE_CONFIG, worker_tags(), 1)
+    api.ssh_mapping[pod_id] = (ip, port)
+    recorder = RecordingProcessRunner()
+    runner = provider.get_command_runner("", pod_id, {"ssh_user": "root"}, CLUSTER, recorder, False)
+    with pytest.raises(RunPodAPIError, match=why):
+        runner.run("uptime")
+    assert recorder.calls == [] and provider.non_terminated_nodes({}) == [pod_id]
+    assert provider.external_ip(pod_id) is None
+    provider.terminate_node(pod_id)
+    assert api.pods[pod_id]["desiredStatus"] == "TERMINATED"
+
+
+def test_the_head_key_file_ends_mode_600_even_when_it_existed_wider(tmp_path) -> None:
+    folder = tmp_path / ".ast_tune"
+    folder.mkdir(mode=0o755)
+    old = folder / "runpod_api_key"
+    old.write_text("old key")
+    old.chmod(0o644)
+    subprocess.run(["bash", "-c", secret_script(HEAD_API_KEY_FILE)], input=b"new key", check=True,
+                   env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert old.read_text() == "new key"
+    assert old.stat().st_mode & 0o777 == 0o600 and folder.stat().st_mode & 0o777 == 0o700
 
 
 # ---- failures ------------------------------------------------------------------------------

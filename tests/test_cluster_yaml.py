@@ -19,6 +19,7 @@ from ray.autoscaler.v2.instance_manager.node_provider import NodeProviderAdapter
 
 from ast_tune.cluster.podspec import PodSpec
 from ast_tune.cluster.runpod import HEAD_API_KEY_FILE, ProviderSettings, RunPodNodeProvider
+from ast_tune.cluster.tags import cluster_id
 
 CLUSTERS = Path(__file__).resolve().parent.parent / "clusters"
 YAMLS = ["runpod.yaml", "runpod-instant.yaml", "local.yaml"]
@@ -66,6 +67,15 @@ def test_runpod_pods_get_the_auth_public_key_and_expose_only_ssh(tmp_path: Path)
         assert body["ports"] == ["22/tcp"]
         assert body["env"]["PUBLIC_KEY"].startswith("ssh-ed25519 AAAAC3")
         assert body["globalNetworking"] is True and body["cloudType"] == "SECURE"
+    public = Path(bootstrapped["auth"]["ssh_private_key"] + ".pub").read_text()
+    assert bootstrapped["provider"]["cluster_id"] == cluster_id(public) and len(cluster_id(public)) == 16
+
+
+@pytest.mark.parametrize("name", YAMLS)
+def test_each_cluster_uses_a_key_made_for_it_not_a_personal_one(name: str) -> None:
+    key = load(name)["auth"]["ssh_private_key"]
+    assert key.startswith("~/.ssh/ast-tune-") and not re.search(r"id_(rsa|ed25519|ecdsa)$", key)
+    assert f"ssh-keygen -t ed25519 -N '' -f {key}" in (CLUSTERS / name).read_text()
 
 
 def test_bootstrap_without_a_public_key_names_the_auth_key(tmp_path: Path) -> None:

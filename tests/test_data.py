@@ -212,14 +212,14 @@ def test_file_loader_reads_only_the_chosen_indices() -> None:
     assert labels == [i % 3 for i in seen] and len(loader) == 2
 
 
-def test_corrupt_jpeg_is_skipped_with_a_warning_naming_it(folder_tree: Path, caplog) -> None:
+def test_corrupt_jpeg_is_replaced_by_the_next_sample_with_a_warning_naming_it(folder_tree: Path, caplog) -> None:
     broken = folder_tree / "train" / "cat" / "1.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     data = _load("imagefolder", folder_tree)
     bad = [path for path, _ in data.train.samples].index(str(broken))
-    with caplog.at_level(logging.WARNING, logger="ast_tune.data.sources"):
+    with caplog.at_level(logging.WARNING, logger="ast_tune.data.loaders"):
         batches = list(make_loader(data.train, batch_size=5, train=False, num_workers=0))
     (x, y, idx), = batches
-    assert idx.tolist() == [i for i in range(5) if i != bad] and len(x) == len(y) == 4
+    assert idx.tolist() == [bad + 1 if i == bad else i for i in range(5)] and len(x) == len(y) == 5
     assert y.tolist() == [data.train.targets[i] for i in idx.tolist()]
     assert str(broken) in caplog.text

@@ -14,6 +14,7 @@ Every request has a timeout. No error message or log line carries the API key.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -62,6 +63,8 @@ class Pod:
         env: the pod's environment variables.
         ssh_host: public IP of the port-22 mapping; None while the pod starts.
         ssh_port: public TCP port mapped to the pod's port 22; None while the pod starts.
+        endpoint_error: why the API's port-22 mapping is unusable (an IP that does not parse,
+            a port that is not 1-65535); the pod stays listed, so it can still be terminated.
     """
 
     id: str
@@ -70,6 +73,7 @@ class Pod:
     env: dict[str, str] = field(default_factory=dict)
     ssh_host: str | None = None
     ssh_port: int | None = None
+    endpoint_error: str | None = None
 
 
 def parse_pod(raw: dict[str, Any]) -> Pod:
@@ -83,19 +87,32 @@ def parse_pod(raw: dict[str, Any]) -> Pod:
     for item in raw.get("env") or []:
         key, _, value = str(item).partition("=")
         env[key] = value
-    host, port = None, None
+    endpoint: dict[str, Any] = {}
     for mapping in (raw.get("runtime") or {}).get("ports") or []:
         if mapping.get("privatePort") == 22 and mapping.get("isIpPublic") and mapping.get("publicPort"):
-            host, port = mapping.get("ip"), int(mapping["publicPort"])
+            endpoint = _ssh_endpoint(mapping.get("ip"), mapping["publicPort"])
             break
     return Pod(
         id=check_pod_id(raw.get("id")),
         name=str(raw.get("name") or ""),
         desired_status=str(raw.get("desiredStatus") or ""),
         env=env,
-        ssh_host=host,
-        ssh_port=port,
+        **endpoint,
     )
+
+
+def _ssh_endpoint(ip: object, port: object) -> dict[str, Any]:
+    """``ssh_host`` and ``ssh_port`` of a port-22 mapping, checked before they reach ssh; or its ``endpoint_error``."""
+    try:
+        address = ipaddress.ip_address(str(ip))
+        if address.is_unspecified or address.is_multicast:
+            raise ValueError(f"{address} is not a host address")
+        number = int(str(port), 10)
+        if not 1 <= number <= 65535:
+            raise ValueError(f"port {number} is not in 1-65535")
+    except ValueError as exc:
+        return {"endpoint_error": f"unusable SSH mapping ip={ip!r} port={port!r}: {exc}"}
+    return {"ssh_host": str(address), "ssh_port": number}
 
 
 class RunPodClient:
@@ -121,8 +138,10 @@ class RunPodClient:
             raw_pods = data["myself"]["pods"]
         except (KeyError, TypeError):
             raise RunPodAPIError("RunPod API: list pods answered without myself.pods") from None
+        if not isinstance(raw_pods, list):  # never read as "no pods": a listed pod would stop being terminated
+            raise RunPodAPIError(f"RunPod API: list pods answered myself.pods = {raw_pods!r}, not a list")
         pods = []
-        for raw in raw_pods or []:
+        for raw in raw_pods:
             try:
                 pods.append(parse_pod(raw))
             except ValueError as exc:  # not a pod this provider could have made

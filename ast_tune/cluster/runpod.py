@@ -7,9 +7,12 @@ How Ray's ``NodeProvider`` maps onto RunPod:
   provider asks for it, and carries the launch-time tags in ``AST_TUNE_RAY_TAGS`` (see
   :mod:`ast_tune.cluster.tags`).
 - ``non_terminated_nodes``: one GraphQL list of the account's pods, kept if their tags name
-  this cluster and they are not ``TERMINATED``. The result is cached for the single-node calls.
+  this cluster (its name and its ``cluster_id``: a digest of ``auth``'s public key, set by
+  ``bootstrap_config``) and they are not ``TERMINATED``. The result is cached for the
+  single-node calls; an answer that is not a list of pods is an error and keeps the cache.
 - ``node_tags``: the launch-time tags plus the ones Ray set since, kept in memory.
-- ``external_ip``: the public IP of the port-22 mapping; None until the pod has one.
+- ``external_ip``: the public IP of the port-22 mapping (checked with :mod:`ipaddress`); None
+  until the pod has one. A mapping that does not parse keeps the pod listed and makes SSH to it an error.
 - ``internal_ip``: ``<pod id>.runpod.internal`` with Global Networking, else ``external_ip``.
 - ``terminate_node``: GraphQL ``podTerminate``.
 - ``get_command_runner``: :class:`~ast_tune.cluster.ssh.RunPodCommandRunner`.
@@ -34,8 +37,17 @@ from ray.autoscaler.tags import TAG_RAY_CLUSTER_NAME, TAG_RAY_NODE_NAME, TAG_RAY
 
 from ast_tune.cluster.api import Pod, RunPodAPIError, RunPodClient
 from ast_tune.cluster.podspec import PodSpec
-from ast_tune.cluster.ssh import RunPodCommandRunner
-from ast_tune.cluster.tags import TAGS_ENV, check_cluster_name, decode_tags, encode_tags, matches
+from ast_tune.cluster.ssh import RunPodCommandRunner, public_key
+from ast_tune.cluster.tags import (
+    CLUSTER_ID_TAG,
+    TAGS_ENV,
+    check_cluster_id,
+    check_cluster_name,
+    cluster_id,
+    decode_tags,
+    encode_tags,
+    matches,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +68,9 @@ class ProviderSettings:
         ssh_wait_s: how long a pod may take to expose its SSH port, in seconds.
         api_key_file: where the API key is read from instead of ``RUNPOD_API_KEY``. Set on
             the head by :meth:`RunPodNodeProvider.prepare_for_head_node`; leave it unset.
+        cluster_id: the tag that tells this cluster's pods from others' of the same name
+            (:func:`~ast_tune.cluster.tags.cluster_id`). Set by
+            :meth:`RunPodNodeProvider.bootstrap_config`; leave it unset.
     """
 
     global_networking: bool = False
@@ -63,6 +78,7 @@ class ProviderSettings:
     poll_interval_s: float = 5.0
     ssh_wait_s: float = 900.0
     api_key_file: str | None = None
+    cluster_id: str | None = None
 
     @classmethod
     def from_provider_config(cls, config: dict[str, Any]) -> ProviderSettings:
@@ -80,6 +96,8 @@ class ProviderSettings:
             value = values.get(key, 1.0)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ValueError(f"provider.{key}: must be a number of seconds > 0, got {value!r}")
+        if values.get("cluster_id") is not None:
+            check_cluster_id(values["cluster_id"])
         return cls(**values)
 
 
@@ -90,6 +108,7 @@ class RunPodNodeProvider(NodeProvider):
         super().__init__(provider_config, cluster_name)
         check_cluster_name(cluster_name)
         self._settings = ProviderSettings.from_provider_config(provider_config)
+        self._cluster_id = check_cluster_id(self._settings.cluster_id)  # None: the config was not bootstrapped
         self._client = RunPodClient(api_key=self._api_key(), timeout_s=self._settings.api_timeout_s)
         self._lock = threading.Lock()
         self._pods: dict[str, Pod] = {}
@@ -156,6 +175,9 @@ class RunPodNodeProvider(NodeProvider):
             endpoint = self.ssh_endpoint(node_id, internal=internal)
             if endpoint is not None:
                 return endpoint
+            pod = self._pod(node_id)
+            if pod is not None and pod.endpoint_error:
+                raise RunPodAPIError(f"pod {node_id}: {pod.endpoint_error}")
             if self.is_terminated(node_id):
                 raise RunPodAPIError(f"pod {node_id} was terminated before it exposed SSH")
             if time.monotonic() >= deadline:
@@ -168,7 +190,7 @@ class RunPodNodeProvider(NodeProvider):
     def create_node(self, node_config: dict[str, Any], tags: dict[str, str], count: int) -> dict[str, Any]:
         node_type = tags.get(TAG_RAY_USER_NODE_TYPE, "?")
         spec = PodSpec.from_node_config(node_config, where=f"available_node_types.{node_type}.node_config")
-        launch_tags = {**tags, TAG_RAY_CLUSTER_NAME: self.cluster_name}
+        launch_tags = {**tags, TAG_RAY_CLUSTER_NAME: self.cluster_name, CLUSTER_ID_TAG: self._cluster_id}
         name = tags.get(TAG_RAY_NODE_NAME, f"ray-{self.cluster_name}")
         body = spec.rest_body(
             name=name,
@@ -218,16 +240,17 @@ class RunPodNodeProvider(NodeProvider):
 
     @staticmethod
     def bootstrap_config(cluster_config: dict[str, Any]) -> dict[str, Any]:
-        """Check every node type and give each pod the SSH public key of ``auth``."""
+        """Check every node type, give each pod the SSH public key of ``auth`` and tag the cluster by it."""
         config = copy.deepcopy(cluster_config)
         settings = ProviderSettings.from_provider_config(config["provider"])
-        public_key = _public_key(config.get("auth", {}))
+        key = public_key(config.get("auth", {}))
+        config["provider"]["cluster_id"] = cluster_id(key)
         for name, node_type in config["available_node_types"].items():
             where = f"available_node_types.{name}.node_config"
             spec = PodSpec.from_node_config(node_type["node_config"], where=where)
             if settings.global_networking and spec.cloud_type != "SECURE":
                 raise ValueError(f"{where}.cloud_type: provider.global_networking needs SECURE")
-            node_type["node_config"].setdefault("env", {})["PUBLIC_KEY"] = public_key
+            node_type["node_config"].setdefault("env", {})["PUBLIC_KEY"] = key
         return config
 
     def prepare_for_head_node(self, cluster_config: dict[str, Any]) -> dict[str, Any]:
@@ -258,7 +281,8 @@ class RunPodNodeProvider(NodeProvider):
         ours = {}
         for pod in self._client.list_pods():
             tags = decode_tags(pod.env.get(TAGS_ENV, ""))
-            if tags.get(TAG_RAY_CLUSTER_NAME) == self.cluster_name and pod.desired_status != "TERMINATED":
+            mine = tags.get(TAG_RAY_CLUSTER_NAME) == self.cluster_name and tags.get(CLUSTER_ID_TAG) == self._cluster_id
+            if mine and pod.desired_status != "TERMINATED":
                 ours[pod.id] = pod
         with self._lock:
             self._pods = ours
@@ -272,21 +296,3 @@ class RunPodNodeProvider(NodeProvider):
             with self._lock:
                 pod = self._pods.get(node_id)
         return pod
-
-
-def _public_key(auth: dict[str, Any]) -> str:
-    """The text of ``auth.ssh_public_key``, or of ``auth.ssh_private_key`` + ``.pub``."""
-    if "ssh_private_key" not in auth:
-        raise ValueError("auth.ssh_private_key: required (its .pub is installed on every pod)")
-    path = auth.get("ssh_public_key") or auth["ssh_private_key"] + ".pub"
-    try:
-        with open(os.path.expanduser(path)) as handle:
-            key = handle.read().strip()
-    except OSError:
-        raise ValueError(
-            f"auth: cannot read the public key {path}; set auth.ssh_public_key or run "
-            "ssh-keygen -t ed25519"
-        ) from None
-    if not key.startswith(("ssh-", "ecdsa-", "sk-")) or "PRIVATE KEY" in key:
-        raise ValueError(f"auth: {path} does not look like an OpenSSH public key")
-    return key

@@ -11,11 +11,13 @@ From the head to a worker on Global Networking, the endpoint is ``<pod id>.runpo
 on port 22.
 
 On the head only, :meth:`run_init` writes the RunPod API key to a file readable by its owner
-alone. The key goes through ssh's standard input: never into an argument, a YAML or a log.
+alone (:func:`secret_script`). The key goes through ssh's standard input: never into an argument,
+a YAML or a log. :func:`public_key` reads the cluster key's public half that every pod trusts.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 from collections.abc import Callable
@@ -72,10 +74,9 @@ class RunPodCommandRunner(SSHCommandRunner):
             self._write_secret(self._api_key_path, self._api_key_source())
 
     def _write_secret(self, remote_path: str, secret: str) -> None:
-        """Write ``secret`` to ``remote_path`` (mode 600) through ssh's standard input."""
+        """Write ``secret`` to ``remote_path`` (mode 600, its folder 700) through ssh's standard input."""
         host = self._get_ssh_target()
-        quoted = shlex.quote(remote_path.removeprefix("~/"))
-        script = f'umask 077 && cd ~ && mkdir -p "$(dirname {quoted})" && cat > {quoted}'
+        script = secret_script(remote_path)
         command = ["ssh", *self.ssh_options.to_ssh_options_list(timeout=60)]
         command += [f"{self.ssh_user}@{host}", script]
         self.process_runner.run(
@@ -86,3 +87,33 @@ class RunPodCommandRunner(SSHCommandRunner):
             stderr=subprocess.PIPE,
             timeout=120,
         )
+
+
+def secret_script(remote_path: str) -> str:
+    """The shell script that stores its standard input at ``remote_path`` (``~/`` = the home), mode 600.
+
+    A new file is written beside it and renamed over it, so an existing file of wider mode is
+    replaced, not rewritten in place with its old mode; its folder is made mode 700.
+    """
+    path = remote_path.removeprefix("~/")
+    quoted, folder, partial = shlex.quote(path), shlex.quote(os.path.dirname(path) or "."), shlex.quote(path + ".new")
+    return (f"umask 077 && cd ~ && mkdir -p {folder} && chmod 700 {folder} && cat > {partial} "
+            f"&& chmod 600 {partial} && mv -f {partial} {quoted}")
+
+
+def public_key(auth: dict[str, Any]) -> str:
+    """The text of ``auth.ssh_public_key``, or of ``auth.ssh_private_key`` + ``.pub``."""
+    if "ssh_private_key" not in auth:
+        raise ValueError("auth.ssh_private_key: required (its .pub is installed on every pod)")
+    path = auth.get("ssh_public_key") or auth["ssh_private_key"] + ".pub"
+    try:
+        with open(os.path.expanduser(path)) as handle:
+            key = handle.read().strip()
+    except OSError:
+        raise ValueError(
+            f"auth: cannot read the public key {path}; make a key for this cluster with "
+            f"ssh-keygen -t ed25519 -N '' -f {auth['ssh_private_key']}, or set auth.ssh_public_key"
+        ) from None
+    if not key.startswith(("ssh-", "ecdsa-", "sk-")) or "PRIVATE KEY" in key:
+        raise ValueError(f"auth: {path} does not look like an OpenSSH public key")
+    return key

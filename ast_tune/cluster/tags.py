@@ -12,10 +12,15 @@ and in any RunPod environment file; anything else is rejected with the tag's nam
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 
 TAGS_ENV = "AST_TUNE_RAY_TAGS"
+# Every pod also carries this tag: a digest of the cluster's SSH public key, so that two users of one
+# RunPod account who pick the same cluster_name still never list, update or terminate each other's pods.
+CLUSTER_ID_TAG = "ast-tune-cluster-id"
+_CLUSTER_ID = re.compile(r"[0-9a-f]{16}")
 
 _KEY = re.compile(r"[a-z][a-z0-9-]{0,63}")
 _VALUE = re.compile(r"[A-Za-z0-9._-]{0,128}")
@@ -65,3 +70,16 @@ def decode_tags(text: str) -> dict[str, str]:
 def matches(tags: Mapping[str, str], tag_filters: Mapping[str, str]) -> bool:
     """True if every filter key is present in ``tags`` with the same value."""
     return all(tags.get(key) == value for key, value in tag_filters.items())
+
+
+def cluster_id(public_key: str) -> str:
+    """The :data:`CLUSTER_ID_TAG` of a cluster whose pods trust ``public_key``: 16 hex digits of its SHA-256."""
+    return hashlib.sha256(public_key.strip().encode()).hexdigest()[:16]
+
+
+def check_cluster_id(value: object) -> str:
+    """Return ``value`` if it is a :func:`cluster_id`; ValueError naming ``provider.cluster_id`` otherwise."""
+    if not isinstance(value, str) or not _CLUSTER_ID.fullmatch(value):
+        raise ValueError("provider.cluster_id: must be 16 hex digits, set by `ray up` from auth's public key "
+                         f"(leave it unset); got {value!r}")
+    return value

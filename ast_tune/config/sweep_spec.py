@@ -143,6 +143,9 @@ class StorageSpec:
 
     def __post_init__(self) -> None:
         check_choice("baseline", self.baseline, ("auto", "none"))
+        if "://" in self.root:  # every result is written by atomic rename, the journal appended in place
+            raise SpecError("root", f"must be a directory path; URIs are not supported, got {self.root!r}: "
+                                    "mount the bucket or volume at the same path on every node instead")
 
 
 DEFAULT_OBJECTIVES = tuple(Objective(metric, mode) for metric, mode in columns.DEFAULT_OBJECTIVES)

@@ -3,7 +3,9 @@
 ``idx`` are the dataset indices of the samples, so ``skip`` mode can keep a score per sample and load
 only the samples it trains on. The split across DDP ranks follows ``DistributedSampler``: one
 permutation, identical on every rank, padded to equal shares. In-memory data (digits) is batched by
-indexing, without a DataLoader: per-batch Python overhead dominates the CPU speed benchmark.
+indexing, without a DataLoader: per-batch Python overhead dominates the CPU speed benchmark. An
+unreadable image is replaced by the next readable sample, so every batch keeps its size and the
+ranks of a DDP run stay in step.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from torch.utils.data import DataLoader, Dataset
 from ast_tune.data.sources import UNREADABLE, TensorImageDataset
 
 log = logging.getLogger(__name__)
+REPLACEMENT_TRIES = 64  # unreadable images in a row after which loading fails instead of searching on
+
 
 def make_loader(dataset: Dataset, *, batch_size: int, train: bool, seed: int = 0, epoch: int = 0,
                 indices: Sequence[int] | Tensor | None = None, rank: int = 0, world_size: int = 1,
@@ -29,8 +33,8 @@ def make_loader(dataset: Dataset, *, batch_size: int, train: bool, seed: int = 0
 
     Only the samples in ``indices`` (default: all) are loaded; see :func:`shard_indices` for the order
     and the split across ranks. ``len()`` of the result is its number of batches. An unreadable image
-    file is left out of its batch with a warning; a batch whose every image is unreadable comes out
-    empty (``len(y) == 0``, ``x`` of shape ``[0]``).
+    file is replaced, with a warning, by the next readable sample of the dataset (index + 1, + 2, …,
+    wrapping), whose index ``idx`` then names: no batch is empty or smaller than its share says.
 
     Args:
         batch_size: samples per batch; the last batch of the share may be smaller.
@@ -44,7 +48,7 @@ def make_loader(dataset: Dataset, *, batch_size: int, train: bool, seed: int = 0
         return _TensorBatches(dataset, order, batch_size=batch_size, pin_memory=pin_memory)
     workers = _auto_workers() if num_workers < 0 else num_workers
     return DataLoader(_Indexed(dataset), batch_size=batch_size, sampler=order.tolist(),
-                      num_workers=workers, collate_fn=_collate_readable, pin_memory=pin_memory,
+                      num_workers=workers, collate_fn=_collate, pin_memory=pin_memory,
                       persistent_workers=workers > 0,
                       generator=seeded_generator(seed, epoch, rank))
 
@@ -115,7 +119,7 @@ class _TensorBatches:
 
 
 class _Indexed(Dataset):
-    """Items become ``(x, y, index)``, or None, with a warning, when the image cannot be read."""
+    """Items become ``(x, y, index)``; an unreadable image is replaced by the next readable sample."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -123,20 +127,22 @@ class _Indexed(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int, int] | None:
-        try:
-            x, y = self.dataset[index]
-        except UNREADABLE as err:
-            samples = getattr(self.dataset, "samples", None)
-            name = samples[index][0] if samples is not None else f"sample {index}"
-            log.warning("skipping unreadable image %s: %s", name, err)
-            return None
-        return x, y, index
+    def __getitem__(self, index: int) -> tuple[Tensor, int, int]:
+        for tried in range(min(REPLACEMENT_TRIES, len(self.dataset))):
+            candidate = (index + tried) % len(self.dataset)
+            try:
+                x, y = self.dataset[candidate]
+            except UNREADABLE as err:
+                log.warning("unreadable image %s replaced by the next sample: %s", self._name(candidate), err)
+                continue
+            return x, y, candidate
+        raise RuntimeError(f"{REPLACEMENT_TRIES} images in a row from {self._name(index)} on are unreadable")
+
+    def _name(self, index: int) -> str:
+        samples = getattr(self.dataset, "samples", None)
+        return samples[index][0] if samples is not None else f"sample {index}"
 
 
-def _collate_readable(items: list[tuple[Tensor, int, int] | None]) -> tuple[Tensor, Tensor, Tensor]:
-    kept = [item for item in items if item is not None]
-    if not kept:
-        return torch.empty(0), torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.int64)
-    return (torch.stack([x for x, _, _ in kept]), torch.tensor([y for _, y, _ in kept], dtype=torch.int64),
-            torch.tensor([i for _, _, i in kept], dtype=torch.int64))
+def _collate(items: list[tuple[Tensor, int, int]]) -> tuple[Tensor, Tensor, Tensor]:
+    return (torch.stack([x for x, _, _ in items]), torch.tensor([y for _, y, _ in items], dtype=torch.int64),
+            torch.tensor([i for _, _, i in items], dtype=torch.int64))

@@ -4,7 +4,8 @@
 are ``(image, label)``: a float tensor ``[C, H, W]`` and an int. Batching lives in :mod:`ast_tune.data.loaders`.
 
 Bad data on disk raises a one-line :class:`~ast_tune.config.spec.SpecError` naming ``data.root``. An image
-that cannot be read while loading is skipped with a logged warning that names the file.
+that cannot be read while loading is replaced by the next readable one (:mod:`ast_tune.data.loaders`)
+with a logged warning that names the file.
 """
 
 from __future__ import annotations

@@ -42,9 +42,9 @@ def stranger_writable(root: Path) -> str | None:
         info = path.lstat()
         if info.st_uid != uid:
             return f"{path} is owned by uid {info.st_uid}, not by you (uid {uid})"
-        if info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and not _private_group(info.st_gid, uid)):
-            if not stat.S_ISLNK(info.st_mode):
-                return f"{path} can be written by other users (mode {stat.filemode(info.st_mode)})"
+        others = info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and not _private_group(info.st_gid, uid))
+        if others and not stat.S_ISLNK(info.st_mode):  # a link's own mode bits mean nothing
+            return f"{path} can be written by other users (mode {stat.filemode(info.st_mode)})"
     return None
 
 
