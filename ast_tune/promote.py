@@ -178,6 +178,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("results", type=Path, help="the sweep's results/<name> directory")
     parser.add_argument("--trial", help="promote this finished trial instead of the rule's choice")
     parser.add_argument("--epochs", type=int, help="epochs of the promoted run (default: the spec's promote.epochs)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the choice and the plan; read only Parquet, JSON and YAML, run nothing")
     return parser.parse_args(argv)
 
 
@@ -192,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = parse_args(argv)
+    if args.dry_run:
+        plan = plan_promotion(args.results, trial=args.trial, epochs=args.epochs)
+        print(plan.why, json.dumps(plan.document(), indent=2), sep="\n", flush=True)
+        return 0
     out = promote(args.results, trial=args.trial, epochs=args.epochs, progress=lambda line: print(line, flush=True))
     print(f"done: {out}/epochs.parquet, summary.json, plots/", flush=True)
     return 0

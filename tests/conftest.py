@@ -1,16 +1,15 @@
 """Fixtures shared by the test modules: a local Ray cluster and tiny image-dataset trees.
 
-``ray_cluster`` starts a 2-CPU Ray with a short temp dir of its own (unix socket paths are
-length-limited) and no dashboard, on loopback with token auth like the sweep's
-(:func:`ast_tune.tuning.ray_runtime.local_ray`), and always shuts it down. ``kaggle_tree_factory(root, ...)``
+``ray_cluster`` starts a 2-CPU Ray the way the sweep does (:func:`ast_tune.tuning.ray_runtime.ray_session`:
+a short temp dir of its own, loopback only, token auth, and a dashboard on 127.0.0.1 whose state API
+Ray Train's placement-group cleaner asks, even while other Rays run on the machine), and always
+shuts it down. ``kaggle_tree_factory(root, ...)``
 writes ImageNet's Kaggle layout with a few solid-colour JPEGs per class, so that a model can tell
 the classes apart within an epoch or two.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,18 +22,10 @@ _COLOURS = ((220, 40, 40), (40, 200, 60), (50, 60, 220), (200, 200, 40), (160, 6
 
 @pytest.fixture
 def ray_cluster() -> Iterator[None]:
-    import ray
+    from ast_tune.tuning.ray_runtime import ray_session
 
-    from ast_tune.tuning.ray_runtime import local_ray
-
-    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
-    with local_ray():
-        ray.init(num_cpus=2, _temp_dir=temp_dir, include_dashboard=False)
-        try:
-            yield
-        finally:
-            ray.shutdown()
-            shutil.rmtree(temp_dir, ignore_errors=True)
+    with ray_session(verbose=False, num_cpus=2):
+        yield
 
 
 def write_kaggle_tree(root: Path, *, wnids: tuple[str, ...] = TINY_WNIDS, train_per_class: int = 4,

@@ -20,7 +20,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import yaml
 from PIL import Image
+from test_promote import results  # noqa: F401 (the fixture: a sweep's tables, no Tune state)
 
+from ast_tune import export as export_cli
+from ast_tune import promote as promote_cli
+from ast_tune import report as report_cli
 from ast_tune import sweep as sweep_cli
 from ast_tune.config.run_spec import DataSpec, RunSpec, SparsitySpec
 from ast_tune.config.spec import build, to_dict
@@ -100,7 +104,7 @@ def test_empty_or_one_class_data_exits_2_before_results_exist(tmp_path, capsys, 
     assert not root.exists()
 
 
-# --- results from elsewhere ---------------------------------------------------------------------------
+# --- results from elsewhere --------------------------------------------------------------------------
 
 
 def _stored_sweep(tmp_path: Path, *, status: str, pickled: bytes = b"\x80\x04N.") -> tuple[list[str], Path]:
@@ -108,17 +112,17 @@ def _stored_sweep(tmp_path: Path, *, status: str, pickled: bytes = b"\x80\x04N."
     root = tmp_path / "results"
     argv = [str(QUICKSTART), "--set", f"storage.root={root}"]
     spec = load_sweep(QUICKSTART, [f"storage.root={root}"])
-    results = root / spec.name
-    (results / "tune").mkdir(parents=True)
-    (results / "spec.yaml").write_text(yaml.safe_dump(to_document(sweep_cli._absolute(spec)), sort_keys=False))
-    (results / "run.json").write_text(json.dumps({"status": status}))
-    (results / "pareto.md").write_text("| trial | val_top1 |\n")
-    (results / "tune" / "tuner.pkl").write_bytes(pickled)
-    return argv, results
+    stored = root / spec.name
+    (stored / "tune").mkdir(parents=True)
+    (stored / "spec.yaml").write_text(yaml.safe_dump(to_document(sweep_cli._absolute(spec)), sort_keys=False))
+    (stored / "run.json").write_text(json.dumps({"status": status}))
+    (stored / "pareto.md").write_text("| trial | val_top1 |\n")
+    (stored / "tune" / "tuner.pkl").write_bytes(pickled)
+    return argv, stored
 
 
 def test_a_finished_sweep_run_again_shows_its_front_and_restores_nothing(tmp_path, capsys):
-    argv, results = _stored_sweep(tmp_path, status="done")
+    argv, stored = _stored_sweep(tmp_path, status="done")
     assert sweep_cli.main(argv) == 0  # `make demo` twice in a row
     out = capsys.readouterr().out
     assert "| trial | val_top1 |" in out and "already finished" in out and "--name" in out
@@ -132,16 +136,16 @@ def test_an_unfinished_sweep_is_not_restored_without_resume(tmp_path, capsys):
 
 
 def test_resume_refuses_results_others_can_write(tmp_path, capsys):
-    argv, results = _stored_sweep(tmp_path, status="interrupted")
-    (results / "tune" / "tuner.pkl").chmod(0o646)
+    argv, stored = _stored_sweep(tmp_path, status="interrupted")
+    (stored / "tune" / "tuner.pkl").chmod(0o646)
     assert sweep_cli.main([*argv, "--resume"]) == 2
     assert "tuner.pkl can be written by other users" in _one_line(capsys)
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="giving a file to another user needs root")
 def test_resume_refuses_results_another_user_owns(tmp_path, capsys):
-    argv, results = _stored_sweep(tmp_path, status="interrupted")
-    os.chown(results / "tune" / "tuner.pkl", 65534, 65534)
+    argv, stored = _stored_sweep(tmp_path, status="interrupted")
+    os.chown(stored / "tune" / "tuner.pkl", 65534, 65534)
     assert sweep_cli.main([*argv, "--resume"]) == 2
     assert "owned by uid 65534" in _one_line(capsys)
 
@@ -157,9 +161,9 @@ BOMB = Path("/tmp/ast_tune_bad_input_bomb")
 def test_resume_of_a_sweep_made_before_the_move_exits_2_without_unpickling(tmp_path, capsys):
     BOMB.unlink(missing_ok=True)
     old = b"\x80\x02cast_tune.worker\nrun_training\nq\x00."  # a function of the flat layout, by reference
-    argv, results = _stored_sweep(tmp_path, status="interrupted", pickled=old)
-    (results / "tune" / "searcher-state.pkl").write_bytes(pickle.dumps([_Bomb()]))
-    assert trust.missing_modules(results / "tune") == ["ast_tune.worker"]
+    argv, stored = _stored_sweep(tmp_path, status="interrupted", pickled=old)
+    (stored / "tune" / "searcher-state.pkl").write_bytes(pickle.dumps([_Bomb()]))
+    assert trust.missing_modules(stored / "tune") == ["ast_tune.worker"]
     assert sweep_cli.main([*argv, "--resume"]) == 2
     err = _one_line(capsys)
     assert "made by an older version" in err and "ast_tune.worker" in err, err
@@ -196,3 +200,16 @@ def test_unreadable_images_never_empty_a_batch_on_two_gloo_ranks(tmp_path):
                 process.kill()
     assert [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)] == [[1], [1]]
     shutil.rmtree(tree)
+
+
+def test_export_report_and_promote_dry_run_on_foreign_results_unpickle_nothing(results, capsys):  # noqa: F811
+    BOMB.unlink(missing_ok=True)
+    (results / "tune").mkdir()
+    for name in ("tune/tuner.pkl", "tune/searcher-state.pkl", "tune/error.pkl"):
+        (results / name).write_bytes(pickle.dumps(_Bomb()))
+    before = sorted(results.rglob("*"))
+    assert promote_cli.main([str(results), "--dry-run"]) == 0
+    assert '"trial_id": "t0"' in capsys.readouterr().out and sorted(results.rglob("*")) == before
+    assert export_cli.main([str(results), "--format", "md"]) == 0
+    assert report_cli.main([str(results)]) == 0
+    assert not BOMB.exists()

@@ -71,7 +71,7 @@ def _reload_auth() -> None:
 
 
 @contextlib.contextmanager
-def ray_session(*, verbose: bool) -> Iterator[dict[str, float]]:
+def ray_session(*, verbose: bool, num_cpus: int | None = None) -> Iterator[dict[str, float]]:
     """Start Ray (or join ``RAY_ADDRESS``) and always shut it down; yields the cluster's resources.
 
     A local Ray (:func:`local_ray`: loopback only, token auth) gets its own short temp dir (unix
@@ -79,7 +79,7 @@ def ray_session(*, verbose: bool) -> Iterator[dict[str, float]]:
     cleaner asks its state API whether a stopped trial's controller is gone, and frees the trial's
     workers only then. The temp dir is marked with this
     process (:mod:`ast_tune.tuning.ray_cleanup`), and the leftovers of marked Rays whose driver was killed
-    are removed first.
+    are removed first. ``num_cpus``: the CPUs a local Ray offers (default: all).
     """
     temp_dir, api_server = None, os.environ.get(API_SERVER_VARIABLE)
     options: dict[str, Any] = {"log_to_driver": verbose, "configure_logging": verbose}
@@ -92,7 +92,7 @@ def ray_session(*, verbose: bool) -> Iterator[dict[str, float]]:
             port = probe.getsockname()[1]
         os.environ[API_SERVER_VARIABLE] = f"http://127.0.0.1:{port}"  # Ray's processes inherit it
         options.update(_temp_dir=temp_dir, include_dashboard=True, dashboard_host="127.0.0.1",
-                       dashboard_port=port)
+                       dashboard_port=port, num_cpus=num_cpus)
     try:
         with local_ray() if temp_dir else contextlib.nullcontext():
             try:
