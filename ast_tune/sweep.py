@@ -237,8 +237,7 @@ def _main(argv: list[str]) -> int:
         logging.getLogger().setLevel(logging.INFO)
     spec = _absolute(load_sweep(args.spec, args.set, name=args.name))
     results = Path(spec.storage.root) / spec.name
-    export.check_objectives([(o.metric, o.mode) for o in spec.objectives])
-    check_search(spec)  # all before the baseline is timed, and before results/<name>/ exists
+    check_search(spec)  # sampler, space and scheduler: before the baseline is timed and results/<name>/ exists
     if args.dry_run:
         print(yaml.safe_dump(to_document(spec), sort_keys=False), end="")
         print(resources_line(spec))
