@@ -7,13 +7,14 @@ removes the leftovers (:mod:`ast_tune.tuning.ray_cleanup`), and every test here 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -25,6 +26,8 @@ from ast_tune import export
 from ast_tune import report as report_cli
 from ast_tune import sweep as sweep_cli
 from ast_tune import train as train_cli
+from ast_tune.config.spec import SpecError
+from ast_tune.core import checkpoint
 from ast_tune.results import tables
 from ast_tune.tuning import ray_cleanup
 from ast_tune.tuning.journal import Journal, epochs_frame
@@ -234,6 +237,124 @@ def test_sigkill_during_export_never_leaves_a_truncated_table(tmp_path):
             assert set(pd.read_csv(tmp_path / name)["trial_id"]) <= {"a", "b"}
 
 
+def test_a_torn_journal_line_is_skipped_with_a_warning_and_never_swallows_the_next_record(tmp_path, caplog):
+    journal = Journal(tmp_path / "journal.jsonl", epochs=2)
+    journal._append({"event": "end", "trial_id": "a", "status": "TERMINATED"})
+    with journal.path.open("a") as handle:  # a kill (or a full disk) mid-write
+        handle.write('{"event": "epoch", "trial_id": "b", "ep')
+    journal._append({"event": "end", "trial_id": "b", "status": "ERROR"})
+    lines = journal.path.read_text().splitlines()
+    assert lines[1] == '{"event": "epoch", "trial_id": "b", "ep' and json.loads(lines[2])["trial_id"] == "b"
+    with journal.path.open("a") as handle:  # torn, then a record on the same line (an older writer)
+        handle.write('{"event": "ep' + json.dumps({"event": "end", "trial_id": "c", "status": "STOPPED"}) + "\n")
+    with caplog.at_level("WARNING"):
+        entries = journal.read()
+    assert [(e["trial_id"], e["status"]) for e in entries] == [("a", "TERMINATED"), ("b", "ERROR"), ("c", "STOPPED")]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and "line 2 is torn" in warnings[0] and "line 4 is torn" in warnings[1]
+    assert str(journal.path) in warnings[0]
+
+
+# --- one driver per sweep ---------------------------------------------------------------------------
+
+HOLD = """
+import sys
+from pathlib import Path
+from ast_tune.tuning import lock
+with lock.hold(Path(sys.argv[1]), say=print):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_a_second_sweep_of_the_same_name_exits_2_naming_the_driver_that_holds_it(tmp_path, capsys):
+    import platform
+
+    results = tmp_path / "results"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(results / "quickstart")], cwd=ROOT, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert sweep_cli.main([str(QUICKSTART), "--set", f"storage.root={results}"]) == 2
+        err = _one_line(capsys)
+        assert f"driver.lock: this sweep is run by pid {holder.pid} on {platform.node()}" in err, err
+        assert [p.name for p in (results / "quickstart").iterdir()] == ["driver.lock"]  # nothing else written
+    finally:
+        holder.communicate("\n", timeout=30)
+    assert not (results / "quickstart").exists()  # the holder removed its lock, and the directory it made
+
+
+def test_a_lock_left_by_a_dead_driver_on_this_host_is_taken_over_and_said_so(tmp_path):
+    import platform
+
+    from ast_tune.tuning import lock
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / lock.LOCK_FILE).write_text(json.dumps({"pid": dead.pid, "host": platform.node(), "since": "x"}))
+    said: list[str] = []
+    with lock.hold(tmp_path, say=said.append):
+        assert json.loads((tmp_path / lock.LOCK_FILE).read_text())["pid"] == os.getpid()
+        with lock.hold(tmp_path, say=said.append):  # the same process again (a sweep's own promotion)
+            pass
+        assert (tmp_path / lock.LOCK_FILE).is_file()
+    assert said == [f"lock: {tmp_path / lock.LOCK_FILE} was held by pid {dead.pid} on {platform.node()}, which is "
+                    "gone; taking it over"]
+    assert not (tmp_path / lock.LOCK_FILE).exists()
+    (tmp_path / lock.LOCK_FILE).write_text(json.dumps({"pid": dead.pid, "host": "another-host", "since": "x"}))
+    with pytest.raises(SpecError, match=f"run by pid {dead.pid} on another-host"), lock.hold(tmp_path, say=said.append):
+        pass  # a pid of another host cannot be checked: never taken over
+
+
+# --- a full disk while a checkpoint is written ------------------------------------------------------
+
+
+def test_a_full_disk_while_a_checkpoint_is_written_keeps_the_previous_one_and_fails_the_trial_saying_why(
+        tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    import torch
+    from ray import tune
+
+    from ast_tune.config.run_spec import DataSpec, RunSpec
+    from ast_tune.config.spec import to_dict
+    from ast_tune.tuning import worker
+
+    run_dir, reports = tmp_path / "trial", []
+
+    def report(record, checkpoint=None):  # as Tune's session does: the checkpoint is copied to the run's storage
+        reports.append(record["epoch"])
+        if checkpoint is not None:
+            shutil.copytree(checkpoint.path, run_dir / f"checkpoint_{len(list(run_dir.glob('checkpoint_*'))):06d}")
+
+    session = worker.Session(lambda: None, report, tune.Checkpoint, lambda: torch.device("cpu"))
+    spec = RunSpec(data=DataSpec(kind="digits", image_size=16), model="small_resnet", batch_size=256, epochs=3,
+                   warmup_epochs=1, checkpoint_every=1)
+    config = {"run_spec": to_dict(spec), "threads": 1, "baseline_epoch_seconds": None, "run_dir": str(run_dir)}
+    real_save, saves = torch.save, []
+
+    def save_until_the_disk_is_full(state, path, *args, **kwargs):
+        saves.append(path)
+        if len(saves) == 2:
+            Path(path).write_bytes(b"half a checkpoint")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(state, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_until_the_disk_is_full)
+    run_dir.mkdir()
+    result = worker.train_loop(config, session)
+    assert result["error"].startswith("CheckpointError: ") and "No space left on device" in result["error"]
+    assert "the previous checkpoint is kept" in result["error"]
+    assert reports == [1] and [p.name for p in run_dir.iterdir()] == ["checkpoint_000000"]
+    assert checkpoint.load(run_dir / "checkpoint_000000")["epoch"] == 1  # whole, and loadable
+    assert not list(Path(saves[1]).parent.glob("*.tmp"))  # no half-written file left beside it
+    monkeypatch.setattr(torch, "save", real_save)  # space freed: the run continues from that checkpoint
+    assert "error" not in worker.train_loop(config, session)
+    assert reports == [1, 1, 2, 3]  # epoch 1 re-reported from the checkpoint, not trained again
+
+
 # --- killed drivers and workers, corrupt checkpoints, NaN (each starts Ray) ---------------------------
 
 
@@ -349,6 +470,24 @@ def _processes(driver: subprocess.Popen, title: str) -> list[psutil.Process]:
     return [p for p in children if title in " ".join(p.cmdline() or [p.name()])]
 
 
+@contextlib.contextmanager
+def frozen(driver: subprocess.Popen, title: str) -> Iterator[list[psutil.Process]]:
+    """The driver's processes named ``title`` (its trials, its Train workers) stopped for the block (SIGSTOP).
+
+    A test that interrupts a run at a state freezes it there first, so the run cannot end before the
+    signal lands however fast it is (or however slow the test is).
+    """
+    victims = _processes(driver, title)
+    for victim in victims:
+        victim.suspend()
+    try:
+        yield victims
+    finally:
+        for victim in victims:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                victim.resume()
+
+
 @pytest.mark.ray
 @pytest.mark.parametrize(("workers", "title"), [(1, "ImplicitFunc"), (2, "RayTrainWorker")],
                          ids=["trial-process", "ddp-train-worker"])
@@ -381,8 +520,10 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     process = _start(argv, log)
     try:
         _wait(process, lambda: any(e.get("epoch") == 3 for e in _journal(results)))
-        process.send_signal(signal.SIGINT)  # Tune saves which checkpoint is the trial's newest
-        assert process.wait(timeout=120) == 130
+        with frozen(process, "ImplicitFunc") as trials:
+            assert trials and not any(e.get("epoch") == 4 for e in _journal(results))
+            process.send_signal(signal.SIGINT)  # Tune saves which checkpoint is the trial's newest
+            assert process.wait(timeout=300) == 130
         held = {p: json.loads((p / "history.json").read_text())[-1]["epoch"] for p in _checkpoints(results)}
         newest = max(held, key=held.get)  # maybe newer than the one Tune recorded: resume looks at them all
         broken = held[newest]
@@ -424,3 +565,132 @@ def test_nan_trials_are_errors_off_the_front_and_failed_in_optuna(tmp_path):
     states = [t.state.name for t in study.trials]
     assert states.count("FAIL") == len(errors) and states.count("COMPLETE") == len(trials) - len(errors)
     assert all(t.values is None for t in study.trials if t.state.name == "FAIL")
+
+
+# --- many kills at seeded moments: nothing lost, repeated or left open ---------------------------
+
+KILL_SEED = int(os.environ.get("AST_TUNE_KILL_SEED", "13"))  # another seed: other moments, same assertions
+
+
+def _started(results: Path) -> int:
+    """Trials whose directory exists (Tune makes it as the trial starts), journaled or not."""
+    return len([p for p in (results / "quickstart" / "tune").glob("trial_*") if p.is_dir()])
+
+
+def _epoch_records(results: Path) -> int:
+    return len({(e["trial_id"], e["epoch"]) for e in _journal(results) if e["event"] == "epoch"})
+
+
+KILL_STATES = {  # name: the count a kill waits for to grow (by 1..3, the seed chooses)
+    "trial starting": _started, "epoch reported": _epoch_records, "checkpoint written": lambda r: len(_checkpoints(r)),
+}
+
+
+def _checkpointed_epochs(results: Path) -> dict[str, int]:
+    """Per trial, the most epochs a checkpoint of it that loads holds (its history file is written with it)."""
+    held: dict[str, int] = {}
+    for path in _checkpoints(results):
+        try:
+            epochs = len(json.loads((path / "history.json").read_text()))
+            checkpoint.load(path)
+        except (OSError, ValueError, checkpoint.CheckpointError):
+            continue
+        trial_id = path.parent.name.removeprefix("trial_")
+        held[trial_id] = max(held.get(trial_id, 0), epochs)
+    return held
+
+
+def _non_dominated(trials: pd.DataFrame, objectives: list[str]) -> set[str]:
+    """Finished trials no other finished trial beats on every objective (all maximised), by brute force."""
+    done = trials[trials["status"].isin(FINISHED)]
+    points = {row["trial_id"]: [row[o] for o in objectives] for _, row in done.iterrows()}
+    return {t for t, p in points.items()
+            if not any(all(a >= b for a, b in zip(q, p, strict=True)) and q != p for q in points.values())}
+
+
+@pytest.mark.ray
+def test_driver_killed_at_seeded_moments_keeps_every_trial_once_and_closes_every_optuna_trial(tmp_path):
+    import random
+
+    results, log = tmp_path / "results", tmp_path / "sweep.log"
+    argv = _sweep_argv(results, "workload.epochs=4", "search.num_trials=12", "scheduler.grace_period=2",
+                       "scheduler.reduction_factor=2")
+    rng = random.Random(KILL_SEED)
+    kinds = ["trial starting", *rng.choices(sorted(KILL_STATES), k=2)]
+    rng.shuffle(kinds)
+    moments, held = [], []
+    try:
+        for number, kind in enumerate(kinds):
+            process = _start([*argv, "--resume"] if number else argv, log)
+            count = KILL_STATES[kind]
+            target = count(results) + rng.randint(1, 3)
+            _wait(process, lambda c=count, t=target: c(results) >= t)
+            _sigkill(process)
+            moments.append(f"{kind} #{target}")
+            held.append(_checkpointed_epochs(results))
+        print(f"kill seed {KILL_SEED}: killed at {moments}")  # shown with -s, and on failure
+        final = subprocess.run([*argv, "--resume"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               capture_output=True, text=True, timeout=600)
+    finally:
+        ray_cleanup.reap_stale("/tmp")
+    assert final.returncode == 0, (moments, final.stdout[-3000:] + final.stderr[-3000:])
+    sweep = results / "quickstart"
+    trials = pd.read_parquet(sweep / "trials.parquet")
+    assert len(trials) == 12 and trials["trial_id"].is_unique, (moments, trials["trial_id"].tolist())
+    assert sorted(p.name for p in (sweep / "tune").glob("trial_*")) == sorted(f"trial_{t}" for t in trials["trial_id"])
+    assert set(trials["status"]) <= {*FINISHED, "ERROR"}
+    everything = _journal(results)
+    first = {}
+    for entry in everything:  # a trial keeps the configuration it started with, through every restore
+        assert entry["params"] == first.setdefault(entry["trial_id"], entry["params"]), (moments, entry)
+    for _, row in trials.iterrows():
+        assert {k: row[f"param.{k}"] for k in first[row["trial_id"]]} == first[row["trial_id"]]
+    seen = _epochs(everything)
+    for checkpointed in held:  # no epoch that a checkpoint held at a kill was trained again
+        for trial_id, epochs in checkpointed.items():
+            for epoch in range(1, epochs + 1):
+                assert len(set(seen[trial_id, epoch])) == 1, (moments, trial_id, epoch, seen[trial_id, epoch])
+    study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    states = {t.user_attrs.get("tune_trial_id"): t.state.name for t in study.trials}
+    assert len(study.trials) == 12 and set(states) == set(trials["trial_id"]), (moments, states)
+    for _, row in trials.iterrows():
+        assert states[row["trial_id"]] == ("FAIL" if row["status"] == "ERROR" else "COMPLETE"), (moments, row)
+    front = set(pd.read_parquet(sweep / "pareto.parquet")["trial_id"])
+    assert front == _non_dominated(trials, ["val_top1", "energy_savings"]), moments
+
+
+# --- a resumed sweep keeps the baseline it started with ---------------------------------------------
+
+
+def test_a_sweep_resumed_on_another_device_warns_and_keeps_its_baseline(tmp_path, monkeypatch, caplog):
+    from ast_tune.config.sweep_spec import load_sweep
+    from ast_tune.tuning import baseline
+
+    spec = load_sweep(QUICKSTART, TINY)
+    stored = {**baseline.baseline_fingerprint(spec, "cpu: the first machine", runs_at_once=2)}
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps({"fingerprint": stored, "epoch_seconds": 2.0, "val_top1": 90.0}))
+    before = path.read_text()
+    monkeypatch.setattr(baseline, "probe_device", lambda workload: "cpu: another machine")
+    with caplog.at_level("WARNING"):
+        kept = baseline.ensure_baseline(spec, path, storage_path=tmp_path / "train", runs_at_once=1, stored="keep")
+    assert kept["epoch_seconds"] == 2.0 and path.read_text() == before
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "device 'cpu: the first machine' -> 'cpu: another machine'" in warning
+    assert "runs_at_once 2 -> 1" in warning and "keeps it" in warning and "--new-baseline" in warning
+    current = baseline.baseline_fingerprint(spec, "cpu: another machine")
+    assert baseline._cached(path, current, keep=False) is None  # a new sweep would time its own
+
+
+def test_every_speedup_in_the_tables_divides_the_one_baseline_of_the_sweep(tmp_path):
+    from ast_tune.config.sweep_spec import load_sweep
+
+    spec = load_sweep(QUICKSTART, TINY)
+    journal = Journal(tmp_path / "tune" / "journal.jsonl", epochs=1)
+    for trial_id, speedup, seconds in (("a", 1.0, 2.0), ("b", 3.0, 4.0)):  # each timed against another baseline
+        journal._append({"event": "epoch", "trial_id": trial_id, "params": {}, "epoch": 1, "train_seconds": seconds,
+                         "speedup": speedup, "val_top1": 50.0 + seconds, "energy_savings": 0.5})
+        journal._append({"event": "end", "trial_id": trial_id, "params": {}, "status": "TERMINATED", "reason": None})
+    sweep_cli._write_tables(spec, tmp_path, journal, 8.0)
+    trials = pd.read_parquet(tmp_path / "trials.parquet").set_index("trial_id")
+    assert trials.loc["a", "speedup"] == pytest.approx(4.0) and trials.loc["b", "speedup"] == pytest.approx(2.0)
