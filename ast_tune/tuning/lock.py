@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ast_tune import atomic
 from ast_tune.config.spec import SpecError
 
 LOCK_FILE = "driver.lock"
@@ -31,15 +32,17 @@ def hold(directory: Path, *, say: Callable[[str], None]) -> Iterator[None]:
     Raises:
         SpecError: a live process (or one on another host) holds it.
     """
-    path, existed = Path(directory) / LOCK_FILE, Path(directory).is_dir()
-    taken = _acquire(path, say)
+    directory = Path(directory)
+    made = [p for p in (directory, *directory.parents) if not p.exists()]  # by the lock, unless more is written
+    taken = _acquire(directory / LOCK_FILE, say)
     try:
         yield
     finally:
-        if taken and _is_mine(_read(path)):
-            path.unlink(missing_ok=True)
-            if not existed and not any(path.parent.iterdir()):  # bad input found under the lock: nothing left
-                path.parent.rmdir()
+        if taken and _is_mine(_read(directory / LOCK_FILE)):
+            (directory / LOCK_FILE).unlink(missing_ok=True)
+            for empty in made:  # bad input found under the lock leaves nothing behind
+                with contextlib.suppress(OSError):
+                    empty.rmdir()
 
 
 def _acquire(path: Path, say: Callable[[str], None]) -> bool:
@@ -50,6 +53,8 @@ def _acquire(path: Path, say: Callable[[str], None]) -> bool:
             continue
         if _is_mine(holder):
             return False
+        if not holder:
+            raise SpecError(str(path), "unreadable (left by a crash?); remove it if no other driver runs this sweep")
         if holder.get("host") != platform.node() or _alive(holder.get("pid")):
             raise SpecError(str(path), f"this sweep is run by pid {holder.get('pid')} on {holder.get('host')} "
                                        f"since {holder.get('since')}; wait for it to end, or stop it")
@@ -70,7 +75,7 @@ def _link(path: Path, holder: dict[str, Any]) -> bool:
     """Create ``path`` holding ``holder`` if it does not exist; whether this call created it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{holder['host']}.{holder['pid']}.tmp")
-    tmp.write_text(json.dumps(holder) + "\n", encoding="utf-8")
+    atomic.write_text(tmp, json.dumps(holder) + "\n")  # whole and on disk before it is linked
     try:
         os.link(tmp, path)
         return True
