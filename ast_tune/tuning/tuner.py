@@ -89,7 +89,7 @@ def _run_trial(config: dict[str, Any], context: _TrialContext) -> None:
 def _ended(journal: Path, trial_id: str) -> dict[str, Any] | None:
     """The last epoch record of ``trial_id`` if the journal holds its end (finished or stopped), else None."""
     entries = [e for e in Journal(journal, epochs=0).read() if e["trial_id"] == trial_id]
-    if not any(e["event"] == "end" and e["status"] in ("TERMINATED", "STOPPED") for e in entries):
+    if not any(e["event"] == "end" and columns.may_rank(e["status"]) for e in entries):
         return None
     epochs = [e for e in entries if e["event"] == "epoch"]
     return max(epochs, key=lambda e: e["epoch"]) if epochs else None
