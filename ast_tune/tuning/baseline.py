@@ -94,7 +94,7 @@ def ensure_baseline(sweep: SweepSpec, path: Path, *, storage_path: Path, runs_at
     return baseline
 
 
-def _cached(path: Path, fingerprint: dict[str, Any], *, keep: bool) -> dict[str, Any] | None:
+def _cached(path: Path, fingerprint: dict[str, Any], *, keep: bool = False) -> dict[str, Any] | None:
     """The baseline cached at ``path``, if timed for ``fingerprint`` (or at all, with ``keep``); else None.
 
     A file :func:`read_baseline` rejects (not JSON, numbers missing) is logged, naming it, and treated
