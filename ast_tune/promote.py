@@ -43,6 +43,7 @@ from ast_tune.config.cli import CliParser, run_main
 from ast_tune.results.plots import write_run_plots
 from ast_tune.results.progress import epoch_line
 from ast_tune.results.tables import write_epochs
+from ast_tune.tuning import lock
 from ast_tune.tuning.baseline import probe_device
 from ast_tune.tuning.promote_plan import PLAN_FILE, NoCandidateError, Plan, plan_promotion
 from ast_tune.tuning.ray_runtime import in_threads, ray_session
@@ -77,22 +78,24 @@ def promote(results_dir: Path, *, trial: str | None = None, epochs: int | None =
         progress: called with each progress line (the choice, then one per epoch); default: log.
 
     Raises:
-        SpecError: bad input (see :func:`plan_promotion`); nothing is written.
+        SpecError: bad input (see :func:`plan_promotion`), nothing written; or another driver holds
+            the sweep (:mod:`ast_tune.tuning.lock`).
         NoCandidateError: the rule finds no trial.
         TrialFailedError: the run failed; ``summary.json`` says so, with the reason.
     """
     plan = plan_promotion(results_dir, trial=trial, epochs=epochs)
     say = progress or log.info
-    say(plan.why)
-    summary_path = plan.out / "summary.json"
-    if summary_path.is_file() and json.loads(summary_path.read_text()).get("status") == "finished":
-        say(f"trial {plan.trial_id} was promoted before: {summary_path}")
-        return plan.out
-    if ray.is_initialized():
-        _train(plan, say)
-    else:
-        with ray_session(verbose=False):
+    with lock.hold(results_dir, say=say):  # one driver per sweep; a sweep's own promotion holds it already
+        say(plan.why)
+        summary_path = plan.out / "summary.json"
+        if summary_path.is_file() and json.loads(summary_path.read_text()).get("status") == "finished":
+            say(f"trial {plan.trial_id} was promoted before: {summary_path}")
+            return plan.out
+        if ray.is_initialized():
             _train(plan, say)
+        else:
+            with ray_session(verbose=False):
+                _train(plan, say)
     return plan.out
 
 

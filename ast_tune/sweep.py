@@ -16,8 +16,10 @@ the baseline's and multi-worker trials'), and the tables
 of :func:`ast_tune.results.tables.write_tables`; then ``promoted/`` (``promote.enabled``: see
 :mod:`ast_tune.promote`) and ``report/`` (unless ``--no-report``). On a multi-node cluster (``RAY_ADDRESS`` set)
 ``storage.root`` must be a filesystem every node mounts: Train runs persist checkpoints there.
-Exit codes: 0 done, 1 runtime failure, 2 bad input (one line naming the key path or file; nothing
-written), 130 interrupted (``--resume`` continues).
+One driver runs a sweep at a time (``driver.lock``, :mod:`ast_tune.tuning.lock`). A resumed sweep keeps
+the baseline it started with (``--new-baseline`` times another, and every speedup in the tables then
+uses it). Exit codes: 0 done, 1 runtime failure, 2 bad input (one line naming the key path or file;
+nothing written) or another driver holds the sweep, 130 interrupted (``--resume`` continues).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from ast_tune.data.sources import check_root
 from ast_tune.promote import promote
 from ast_tune.results import tables as export
 from ast_tune.results.page import write_report
+from ast_tune.tuning import lock
 from ast_tune.tuning.baseline import ensure_baseline
 from ast_tune.tuning.journal import JOURNAL, Journal, epochs_frame
 from ast_tune.tuning.promote_plan import NoCandidateError
@@ -60,11 +63,17 @@ from ast_tune.tuning.worker import failure_reason
 # --- results ---------------------------------------------------------------------------------
 
 
-def _write_tables(spec: SweepSpec, results: Path, journal: Journal) -> pd.DataFrame | None:
-    """Hand the epochs table to :func:`ast_tune.results.tables.write_tables`; the front, or None if no trial ran."""
+def _write_tables(spec: SweepSpec, results: Path, journal: Journal,
+                  baseline_seconds: float | None) -> pd.DataFrame | None:
+    """Hand the epochs table to :func:`ast_tune.results.tables.write_tables`; the front, or None if no trial ran.
+
+    Every ``speedup`` is this session's baseline over the epoch's train seconds: one table, one baseline.
+    """
     epochs = epochs_frame(journal.read())
     if epochs.empty:
         return None
+    if baseline_seconds:
+        epochs = epochs.assign(speedup=baseline_seconds / epochs["train_seconds"])
     return export.write_tables(results, epochs, [(o.metric, o.mode) for o in spec.objectives])
 
 
@@ -97,6 +106,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="override a spec field, e.g. --set search.num_trials=8 (repeatable)")
     parser.add_argument("--name", help="the sweep's name (results/<name>); default: the spec's name")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted sweep of this name")
+    parser.add_argument("--new-baseline", action="store_true",
+                        help="time the dense baseline again (a resumed sweep keeps the one it started with)")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved spec and trial resources")
     parser.add_argument("--no-report", action="store_true", help="skip the HTML report (report/index.html)")
     parser.add_argument("--verbose", action="store_true", help="show Ray's own logs")
@@ -151,8 +162,10 @@ def _absolute(spec: SweepSpec) -> SweepSpec:
 
 
 def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, float], argv: Sequence[str],
-          report: bool = True) -> int:
+          report: bool = True, new_baseline: bool = False) -> int:
     """Baseline, Tune, tables, then (when every trial ended and one finished) promotion and report.
+
+    A restored sweep keeps the baseline it started with unless ``new_baseline``.
 
     Returns:
         The exit code: 0 done, 1 no trial finished, 130 interrupted.
@@ -167,16 +180,18 @@ def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, f
                "trials_at_once": trials_at_once}
     _write_run(results, session)
     journal = Journal(results / "tune" / JOURNAL, epochs=spec.workload.epochs)
-    status = "interrupted"
+    status, seconds = "interrupted", None
+    stored = "retime" if new_baseline else "keep" if restore else "match"
     try:
-        seconds = _baseline(spec, results, trials_at_once, session) if spec.storage.baseline == "auto" else None
+        if spec.storage.baseline == "auto":
+            seconds = _baseline(spec, results, trials_at_once, session, stored=stored)
         tuner = make_tuner(spec, results, restore=restore, journal=journal, concurrency=trials_at_once,
                            baseline_epoch_seconds=seconds)
         tuner.fit()
         ended = {e["trial_id"] for e in journal.read() if e["event"] == "end"}
         status = "done" if len(ended) >= spec.search.num_trials else "interrupted"
     finally:
-        front = _write_tables(spec, results, journal)
+        front = _write_tables(spec, results, journal, seconds)
         _write_run(results, {**session, "end": datetime.now(UTC).isoformat(timespec="seconds"), "status": status})
     code = _conclude(spec, results, journal, front, interrupted=status == "interrupted", argv=argv)
     if code == 0:
@@ -195,12 +210,13 @@ def _after_trials(spec: SweepSpec, results: Path, *, report: bool) -> None:
         print(f"report: {write_report(results)}", flush=True)
 
 
-def _baseline(spec: SweepSpec, results: Path, trials_at_once: int, session: dict[str, Any]) -> float:
-    """Time (or reuse) the dense baseline; its median seconds per epoch."""
+def _baseline(spec: SweepSpec, results: Path, trials_at_once: int, session: dict[str, Any], *, stored: str) -> float:
+    """Time (or reuse: ``stored``, see :func:`ensure_baseline`) the dense baseline; its median seconds per epoch."""
     print("baseline: timing the dense baseline (or reusing baseline.json)", flush=True)
     side_by_side = 1 if spec.workload.gpus_per_worker else trials_at_once  # CPU trials share the cores
     (baseline,) = in_threads([functools.partial(ensure_baseline, spec, results / "baseline.json",
-                                                storage_path=results / "train", runs_at_once=side_by_side)])
+                                                storage_path=results / "train", runs_at_once=side_by_side,
+                                                stored=stored)])
     device = baseline["fingerprint"]["device"]
     session["hardware"]["device"] = device
     print(f"baseline: {baseline['epoch_seconds']:.3f} s per epoch (median of {baseline['epochs_timed']}), "
@@ -246,15 +262,17 @@ def _main(argv: list[str]) -> int:
         check_root(spec.workload.data)
     except SpecError as err:
         raise err.within("workload") from None
-    restore = _check_results(spec, results, resume=args.resume)
-    if not restore and (results / "tune" / "tuner.pkl").is_file():
-        return _show_finished(spec, results)
-    if not args.verbose:  # our progress lines only
-        logging.getLogger("ray").setLevel(logging.CRITICAL)
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's legacy reporter: silent at verbose=0
-    with ray_session(verbose=args.verbose) as cluster:
-        return sweep(spec, results, restore=restore, cluster=cluster, argv=argv, report=not args.no_report)
+    with lock.hold(results, say=lambda line: print(line, flush=True)):  # one driver per sweep
+        restore = _check_results(spec, results, resume=args.resume)
+        if not restore and (results / "tune" / "tuner.pkl").is_file():
+            return _show_finished(spec, results)
+        if not args.verbose:  # our progress lines only
+            logging.getLogger("ray").setLevel(logging.CRITICAL)
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's legacy reporter: silent at verbose=0
+        with ray_session(verbose=args.verbose) as cluster:
+            return sweep(spec, results, restore=restore, cluster=cluster, argv=argv, report=not args.no_report,
+                         new_baseline=args.new_baseline)
 
 
 if __name__ == "__main__":

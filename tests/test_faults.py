@@ -7,13 +7,14 @@ removes the leftovers (:mod:`ast_tune.tuning.ray_cleanup`), and every test here 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -25,6 +26,7 @@ from ast_tune import export
 from ast_tune import report as report_cli
 from ast_tune import sweep as sweep_cli
 from ast_tune import train as train_cli
+from ast_tune.core import checkpoint
 from ast_tune.results import tables
 from ast_tune.tuning import ray_cleanup
 from ast_tune.tuning.journal import Journal, epochs_frame
@@ -234,6 +236,72 @@ def test_sigkill_during_export_never_leaves_a_truncated_table(tmp_path):
             assert set(pd.read_csv(tmp_path / name)["trial_id"]) <= {"a", "b"}
 
 
+def test_a_torn_journal_line_is_skipped_with_a_warning_and_never_swallows_the_next_record(tmp_path, caplog):
+    journal = Journal(tmp_path / "journal.jsonl", epochs=2)
+    journal._append({"event": "end", "trial_id": "a", "status": "TERMINATED"})
+    with journal.path.open("a") as handle:  # a kill (or a full disk) mid-write
+        handle.write('{"event": "epoch", "trial_id": "b", "ep')
+    journal._append({"event": "end", "trial_id": "b", "status": "ERROR"})
+    lines = journal.path.read_text().splitlines()
+    assert lines[1] == '{"event": "epoch", "trial_id": "b", "ep' and json.loads(lines[2])["trial_id"] == "b"
+    with journal.path.open("a") as handle:  # torn, then a record on the same line (an older writer)
+        handle.write('{"event": "ep' + json.dumps({"event": "end", "trial_id": "c", "status": "STOPPED"}) + "\n")
+    with caplog.at_level("WARNING"):
+        entries = journal.read()
+    assert [(e["trial_id"], e["status"]) for e in entries] == [("a", "TERMINATED"), ("b", "ERROR"), ("c", "STOPPED")]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and "line 2 is torn" in warnings[0] and "line 4 is torn" in warnings[1]
+    assert str(journal.path) in warnings[0]
+
+
+# --- a full disk while a checkpoint is written ------------------------------------------------------
+
+
+def test_a_full_disk_while_a_checkpoint_is_written_keeps_the_previous_one_and_fails_the_trial_saying_why(
+        tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    import torch
+    from ray import tune
+
+    from ast_tune.config.run_spec import DataSpec, RunSpec
+    from ast_tune.config.spec import to_dict
+    from ast_tune.tuning import worker
+
+    run_dir, reports = tmp_path / "trial", []
+
+    def report(record, checkpoint=None):  # as Tune's session does: the checkpoint is copied to the run's storage
+        reports.append(record["epoch"])
+        if checkpoint is not None:
+            shutil.copytree(checkpoint.path, run_dir / f"checkpoint_{len(list(run_dir.glob('checkpoint_*'))):06d}")
+
+    session = worker.Session(lambda: None, report, tune.Checkpoint, lambda: torch.device("cpu"))
+    spec = RunSpec(data=DataSpec(kind="digits", image_size=16), model="small_resnet", batch_size=256, epochs=3,
+                   warmup_epochs=1, checkpoint_every=1)
+    config = {"run_spec": to_dict(spec), "threads": 1, "baseline_epoch_seconds": None, "run_dir": str(run_dir)}
+    real_save, saves = torch.save, []
+
+    def save_until_the_disk_is_full(state, path, *args, **kwargs):
+        saves.append(path)
+        if len(saves) == 2:
+            Path(path).write_bytes(b"half a checkpoint")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(state, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_until_the_disk_is_full)
+    run_dir.mkdir()
+    result = worker.train_loop(config, session)
+    assert result["error"].startswith("CheckpointError: ") and "No space left on device" in result["error"]
+    assert "the previous checkpoint is kept" in result["error"]
+    assert reports == [1] and [p.name for p in run_dir.iterdir()] == ["checkpoint_000000"]
+    assert checkpoint.load(run_dir / "checkpoint_000000")["epoch"] == 1  # whole, and loadable
+    assert not list(Path(saves[1]).parent.glob("*.tmp"))  # no half-written file left beside it
+    monkeypatch.setattr(torch, "save", real_save)  # space freed: the run continues from that checkpoint
+    assert "error" not in worker.train_loop(config, session)
+    assert reports == [1, 1, 2, 3]  # epoch 1 re-reported from the checkpoint, not trained again
+
+
 # --- killed drivers and workers, corrupt checkpoints, NaN (each starts Ray) ---------------------------
 
 
@@ -349,6 +417,24 @@ def _processes(driver: subprocess.Popen, title: str) -> list[psutil.Process]:
     return [p for p in children if title in " ".join(p.cmdline() or [p.name()])]
 
 
+@contextlib.contextmanager
+def frozen(driver: subprocess.Popen, title: str) -> Iterator[list[psutil.Process]]:
+    """The driver's processes named ``title`` (its trials, its Train workers) stopped for the block (SIGSTOP).
+
+    A test that interrupts a run at a state freezes it there first, so the run cannot end before the
+    signal lands however fast it is (or however slow the test is).
+    """
+    victims = _processes(driver, title)
+    for victim in victims:
+        victim.suspend()
+    try:
+        yield victims
+    finally:
+        for victim in victims:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                victim.resume()
+
+
 @pytest.mark.ray
 @pytest.mark.parametrize(("workers", "title"), [(1, "ImplicitFunc"), (2, "RayTrainWorker")],
                          ids=["trial-process", "ddp-train-worker"])
@@ -381,8 +467,10 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     process = _start(argv, log)
     try:
         _wait(process, lambda: any(e.get("epoch") == 3 for e in _journal(results)))
-        process.send_signal(signal.SIGINT)  # Tune saves which checkpoint is the trial's newest
-        assert process.wait(timeout=120) == 130
+        with frozen(process, "ImplicitFunc") as trials:
+            assert trials and not any(e.get("epoch") == 4 for e in _journal(results))
+            process.send_signal(signal.SIGINT)  # Tune saves which checkpoint is the trial's newest
+            assert process.wait(timeout=300) == 130
         held = {p: json.loads((p / "history.json").read_text())[-1]["epoch"] for p in _checkpoints(results)}
         newest = max(held, key=held.get)  # maybe newer than the one Tune recorded: resume looks at them all
         broken = held[newest]

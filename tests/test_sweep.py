@@ -14,6 +14,8 @@ import optuna
 import pandas as pd
 import pytest
 
+from tests.test_faults import frozen
+
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ROOT / "search_spaces"
 pytestmark = pytest.mark.ray
@@ -82,13 +84,14 @@ def test_interrupted_sweep_resumes_without_rerunning_or_repeating_trials(tmp_pat
     journal = results / "quickstart" / "tune" / "journal.jsonl"
     process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if journal.is_file() and '"epoch": 1' in journal.read_text():
-            break
-        time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
+    deadline = time.monotonic() + 600  # a safety net for a broken run, not a speed
+    while not (journal.is_file() and '"epoch": 1' in journal.read_text()):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+        time.sleep(0.1)
+    with frozen(process, "ImplicitFunc") as trials:  # held at this state: the sweep cannot end before Ctrl-C
+        assert trials
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=300)
     assert process.returncode == 130, err[-3000:]
     assert "--resume" in err
     baseline = (results / "quickstart" / "baseline.json").read_text()

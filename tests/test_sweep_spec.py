@@ -141,6 +141,7 @@ def test_concurrency_is_capped_so_every_running_trial_fits():
     with pytest.raises(SpecError, match="^workload: a trial needs 64.05 CPUs and 8 GPUs"):
         concurrency(pi, {"CPU": 2.0, "GPU": 0.0}, autoscaling=False)
     assert concurrency(pi, {"CPU": 2.0, "GPU": 0.0}, autoscaling=True) == 4
+    assert concurrency(pi, {"CPU": 72.0, "GPU": 8.0}, autoscaling=True) == 4  # one trial's pod up: the rest wait
 
 
 def test_baseline_fingerprint_changes_with_what_its_timing_depends_on():

@@ -23,7 +23,7 @@ STATE_FILE = "state.pt"
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be loaded (truncated, garbage, or not weights-only)."""
+    """A checkpoint that cannot be loaded (truncated, garbage, or not weights-only), or written (a full disk)."""
 
 
 def epoch_dir(root: str | Path, epoch: int) -> Path:
@@ -32,10 +32,19 @@ def epoch_dir(root: str | Path, epoch: int) -> Path:
 
 
 def save(directory: str | Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``directory/state.pt``."""
+    """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``directory/state.pt``.
+
+    Raises:
+        CheckpointError: it could not be written (e.g. the disk is full); no part of it is left,
+            and earlier checkpoints are untouched.
+    """
     path = Path(directory) / STATE_FILE
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except OSError as err:
+        raise CheckpointError(f"{path}: not written ({err.strerror or err}); the previous checkpoint is kept") \
+            from None
     return Path(directory)
 
 

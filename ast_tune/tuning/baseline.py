@@ -4,7 +4,9 @@ A trial's ``speedup`` is the baseline's median train seconds per epoch over the 
 the baseline runs on the trials' hardware: a slot with one training worker's resources
 (:func:`probe_device` names it), the same world size, and on CPUs as many copies side by side as
 trials run at once. The cache is keyed by :func:`baseline_fingerprint`; any change times it again,
-and so does a cache file that :func:`~ast_tune.results.baseline_file.read_baseline` rejects.
+and so does a cache file that :func:`~ast_tune.results.baseline_file.read_baseline` rejects, except in a
+resumed sweep, which keeps the baseline it started with (and warns when the setup has changed) so
+that its trials all divide by one baseline; ``stored="retime"`` times a new one whatever is stored.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import json
 import logging
 import platform
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +62,16 @@ def baseline_fingerprint(sweep: SweepSpec, device: str, *, runs_at_once: int = 1
             "gpus_per_worker": workload.gpus_per_worker, "device": device, "runs_at_once": runs_at_once}
 
 
-def ensure_baseline(sweep: SweepSpec, path: Path, *, storage_path: Path, runs_at_once: int = 1) -> dict[str, Any]:
-    """The cached dense baseline at ``path`` (``baseline.json``), timed again if it is stale or unreadable.
+STORED = ("match", "keep", "retime")  # what ensure_baseline does with a stored baseline
+
+
+def ensure_baseline(sweep: SweepSpec, path: Path, *, storage_path: Path, runs_at_once: int = 1,
+                    stored: str = "match") -> dict[str, Any]:
+    """The cached dense baseline at ``path`` (``baseline.json``), or a newly timed one.
+
+    ``stored`` (one of :data:`STORED`): ``match`` reuses the stored baseline if its fingerprint
+    matches, else times it again; ``keep`` (a resumed sweep) reuses any readable stored one, with a
+    warning naming what differs; ``retime`` always times a new one.
 
     The baseline trains ``sweep.baseline_spec()`` (base preset + workload, dense) for the workload's
     epochs through :func:`run_training`, on the trials' hardware. CPU trials that run side by side
@@ -69,10 +80,12 @@ def ensure_baseline(sweep: SweepSpec, path: Path, *, storage_path: Path, runs_at
     is that over its own epoch time. ``epochs`` holds the first copy's epoch records.
     """
     fingerprint = baseline_fingerprint(sweep, probe_device(sweep.workload), runs_at_once=runs_at_once)
-    cached = _cached(path, fingerprint)
+    cached = None if stored == "retime" else _cached(path, fingerprint, keep=stored == "keep")
     if cached is not None:
         return cached
     digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
+    if stored == "retime":  # a fresh Train run: the same name would continue the old one
+        digest += "_" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     spec = sweep.baseline_spec()
     runs = in_threads([functools.partial(_time_run, spec, sweep.workload, storage_path / f"baseline_{digest}_{i}")
                        for i in range(runs_at_once)])
@@ -81,8 +94,8 @@ def ensure_baseline(sweep: SweepSpec, path: Path, *, storage_path: Path, runs_at
     return baseline
 
 
-def _cached(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
-    """The baseline cached at ``path`` if it was timed for ``fingerprint``; None if absent, stale or unreadable.
+def _cached(path: Path, fingerprint: dict[str, Any], *, keep: bool = False) -> dict[str, Any] | None:
+    """The baseline cached at ``path``, if timed for ``fingerprint`` (or at all, with ``keep``); else None.
 
     A file :func:`read_baseline` rejects (not JSON, numbers missing) is logged, naming it, and treated
     as stale, so the sweep times the baseline again instead of failing.
@@ -95,7 +108,15 @@ def _cached(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
     if cached is None:
         return None
     if cached.get("fingerprint") != fingerprint:
-        log.warning("baseline: %s was timed for another setup; timing the dense baseline again", path)
+        old = cached.get("fingerprint") or {}
+        changed = ", ".join(f"{key} {old.get(key)!r} -> {value!r}" for key, value in fingerprint.items()
+                            if old.get(key) != value)
+        if keep:
+            log.warning("baseline: %s was timed for another setup (%s); this resumed sweep keeps it, so that all "
+                        "its trials divide by one baseline (time a new one with --new-baseline, or use a new "
+                        "--name)", path, changed)
+            return cached
+        log.warning("baseline: %s was timed for another setup (%s); timing the dense baseline again", path, changed)
         return None
     return cached
 

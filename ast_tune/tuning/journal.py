@@ -1,4 +1,4 @@
-"""The sweep's journal: every reported epoch and trial end, appended to ``tune/journal.jsonl``.
+"""The sweep's journal: every trial start, reported epoch and trial end, appended to ``tune/journal.jsonl``.
 
 Tune rewrites a restored trial's own result files, so the journal is the history of record;
 :func:`epochs_frame` turns it into the epochs table that :func:`ast_tune.results.tables.write_tables`
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,11 +25,13 @@ from ast_tune.config import columns
 from ast_tune.results.progress import epoch_line, number
 from ast_tune.tuning.worker import failure_reason
 
+log = logging.getLogger(__name__)
+
 JOURNAL = "journal.jsonl"
 
 
 class Journal(tune.Callback):
-    """Appends one JSON line per reported epoch and per finished trial, and prints a progress line.
+    """Appends one JSON line per started trial, reported epoch and finished trial, and prints a progress line.
 
     Tune rewrites a restored trial's own result files, so this file is the history of record.
     A trial's end is ``TERMINATED`` (all epochs), ``STOPPED`` (by the scheduler) or ``ERROR``.
@@ -37,9 +41,16 @@ class Journal(tune.Callback):
         self.path, self.epochs = path, epochs
 
     def _append(self, entry: dict[str, Any]) -> None:
+        """One line; it starts on a line of its own even after a line torn by a kill or a full disk."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry, default=str) + "\n")
+        with self.path.open("a+b") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            torn = size > 0 and handle.seek(size - 1) >= 0 and handle.read(1) != b"\n"
+            handle.write((("\n" if torn else "") + json.dumps(entry, default=str) + "\n").encode())
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._append({"event": "start", "trial_id": trial.trial_id, "params": trial.config})
+        print(f"trial {trial.trial_id} started", flush=True)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "epoch" not in result:
@@ -67,14 +78,33 @@ class Journal(tune.Callback):
                       "reason": reason})
 
     def read(self) -> list[dict[str, Any]]:
-        """Every complete line; a line cut short by a kill is skipped."""
+        """Every whole record; a line torn by a kill is skipped with a warning naming it.
+
+        A record written straight after a torn line (by a journal that did not start it on a new
+        line) is still read.
+        """
         if not self.path.is_file():
             return []
         entries = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            with contextlib.suppress(json.JSONDecodeError):
-                entries.append(json.loads(line))
+        for line_number, line in enumerate(self.path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            record, torn = _parse(line) if line.strip() else (None, None)
+            if torn is not None:
+                log.warning("journal %s line %d is torn (a kill or a full disk mid-write); skipped: %.80s",
+                            self.path, line_number, torn)
+            if record is not None:
+                entries.append(record)
         return entries
+
+
+def _parse(line: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The record on ``line`` (None if none) and the torn text before it (None if the line is whole)."""
+    with contextlib.suppress(json.JSONDecodeError):
+        return json.loads(line), None
+    start = line.find('{"event"', 1)
+    if start > 0:
+        with contextlib.suppress(json.JSONDecodeError):
+            return json.loads(line[start:]), line[:start]
+    return None, line
 
 
 def _error_reason(trial: Any) -> str:

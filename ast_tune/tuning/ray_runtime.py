@@ -134,6 +134,9 @@ def torch_threads(workload: Workload) -> int:
 def concurrency(spec: SweepSpec, cluster: dict[str, float], *, autoscaling: bool) -> int:
     """Trials at once: ``search.max_concurrent``, capped so that every running trial's workers fit.
 
+    On an autoscaling cluster it is ``search.max_concurrent`` whatever is up now: trials that do
+    not fit yet wait for the nodes they make the autoscaler add.
+
     Raises:
         SpecError: one trial does not fit a fixed (non-autoscaling) cluster.
     """
@@ -142,7 +145,7 @@ def concurrency(spec: SweepSpec, cluster: dict[str, float], *, autoscaling: bool
     if fits < 1 and not autoscaling:
         raise SpecError("workload", f"a trial needs {need['CPU']:g} CPUs and {need['GPU']:g} GPUs; this Ray "
                                     f"cluster has {cluster['CPU']:g} CPUs and {cluster['GPU']:g} GPUs")
-    if fits < 1:  # an autoscaling cluster may grow
+    if autoscaling:  # the cluster grows for the trials that wait
         return spec.search.max_concurrent
     if fits < spec.search.max_concurrent:
         log.info("search.max_concurrent %d capped to %d: that many trials fit", spec.search.max_concurrent, fits)

@@ -9,11 +9,13 @@ space is given to OptunaSearch, never to ``param_space``) and stores its study i
 ``results/<name>/optuna.db``; the scheduler (ASHA on one metric, or multi-objective ASHA) stops
 trials in ``epoch`` units and keeps its rungs in ``scheduler_state.json``. :func:`make_tuner`
 builds the Tuner, or restores it from ``results/<name>/tune``: finished and errored trials are
-kept, unfinished ones continue from their checkpoints (Tune's, or their Train run's).
+kept, unfinished ones continue from their checkpoints (Tune's, or their Train run's), and trials that
+Tune's saved state missed are handed back to it under their own ids (:mod:`ast_tune.tuning.reconcile`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -24,11 +26,13 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.search.optuna import OptunaSearch
 
 from ast_tune import atomic
+from ast_tune.config import columns
 from ast_tune.config.spec import SpecError
 from ast_tune.config.sweep_space import Param
 from ast_tune.config.sweep_spec import SweepSpec
-from ast_tune.tuning.journal import EpochTBXLogger, Journal
+from ast_tune.tuning.journal import JOURNAL, EpochTBXLogger, Journal
 from ast_tune.tuning.ray_runtime import trial_resources
+from ast_tune.tuning.reconcile import ReconcilingSearch, trial_dirname
 from ast_tune.tuning.schedulers import make_scheduler
 from ast_tune.tuning.worker import (
     KEEP_CHECKPOINTS,
@@ -54,14 +58,21 @@ def _run_trial(config: dict[str, Any], context: _TrialContext) -> None:
 
     A one-worker trial trains in this process; a larger one as Train run ``trial_<id>``. Tune
     restarts a trial whose process died, but a trial that failed (e.g. a NaN loss) leaves its
-    reason in ``FAILED`` in its working directory and fails again at once instead of training again.
+    reason in ``FAILED`` in its working directory and fails again at once instead of training again;
+    a trial the journal saw end (after Tune's last save of its state) reports its last epoch again
+    and ends without training.
     """
     context_tune = tune.get_context()
     failed = Path(context_tune.get_trial_dir()) / FAILED
     if failed.is_file():
         raise TrialFailedError(failed.read_text())
+    trial_id = context_tune.get_trial_id()
+    last = _ended(Path(context.tune_storage) / JOURNAL, trial_id)
+    if last is not None:
+        tune.report({key: last.get(key) for key in columns.EPOCH_METRICS})
+        return
     spec, workload = context.sweep.trial_spec(config), context.sweep.workload
-    name = _dirname(context_tune.get_trial_id())
+    name = trial_dirname(trial_id)
     try:
         if workload.workers == 1:
             run_in_trial(spec, workload=workload, trial_dir=f"{context.tune_storage}/{name}",
@@ -71,17 +82,22 @@ def _run_trial(config: dict[str, Any], context: _TrialContext) -> None:
                          storage_path=context.train_storage, baseline_epoch_seconds=context.baseline_epoch_seconds,
                          callbacks=[TuneReportCallback()])
     except TrialFailedError as err:
-        atomic.write_text(failed, str(err))
+        with contextlib.suppress(OSError):  # a full disk must not hide the reason
+            atomic.write_text(failed, str(err))
         raise
 
 
-def _dirname(trial_id: str) -> str:
-    """A trial's directory in the Tune experiment, and the name of its Train run."""
-    return f"trial_{trial_id}"
+def _ended(journal: Path, trial_id: str) -> dict[str, Any] | None:
+    """The last epoch record of ``trial_id`` if the journal holds its end (finished or stopped), else None."""
+    entries = [e for e in Journal(journal, epochs=0).read() if e["trial_id"] == trial_id]
+    if not any(e["event"] == "end" and columns.may_rank(e["status"]) for e in entries):
+        return None
+    epochs = [e for e in entries if e["event"] == "epoch"]
+    return max(epochs, key=lambda e: e["epoch"]) if epochs else None
 
 
 def _trial_dirname(trial: tune.experiment.Trial) -> str:
-    return _dirname(trial.trial_id)
+    return trial_dirname(trial.trial_id)
 
 
 def _distribution(param: Param) -> optuna.distributions.BaseDistribution:
@@ -128,14 +144,15 @@ def check_search(spec: SweepSpec) -> None:
 def _new_tuner(spec: SweepSpec, results: Path, trainable: Any, journal: Journal, concurrency: int) -> tune.Tuner:
     metrics = [o.metric for o in spec.objectives]
     modes = [o.mode for o in spec.objectives]
-    search = OptunaSearch(space={p.name: _distribution(p) for p in spec.space}, metric=metrics, mode=modes,
-                          sampler=_sampler(spec), study_name=spec.name,
-                          storage=optuna.storages.RDBStorage(f"sqlite:///{results / 'optuna.db'}"))
+    optuna_search = OptunaSearch(space={p.name: _distribution(p) for p in spec.space}, metric=metrics, mode=modes,
+                                 sampler=_sampler(spec), study_name=spec.name,
+                                 storage=optuna.storages.RDBStorage(f"sqlite:///{results / 'optuna.db'}"))
     scheduler = _scheduler(spec, state_file=results / "scheduler_state.json")
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=spec.search.num_trials,
-                                    max_concurrent_trials=concurrency, trial_dirname_creator=_trial_dirname,
+        tune_config=tune.TuneConfig(search_alg=ReconcilingSearch(optuna_search, max_concurrent=concurrency),
+                                    scheduler=scheduler, num_samples=spec.search.num_trials,
+                                    trial_dirname_creator=_trial_dirname,
                                     reuse_actors=spec.workload.workers == 1),  # a Train run's end outlasts reuse
         run_config=tune.RunConfig(name="tune", storage_path=str(results), verbose=0,
                                   callbacks=[journal, EpochTBXLogger()],

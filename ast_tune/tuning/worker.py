@@ -76,8 +76,9 @@ def train_loop(config: dict[str, Any], session: Session) -> dict[str, Any]:
     not have passed the last of them on to Tune. ``records`` holds every epoch of the run. A
     checkpoint that does not load (truncated, garbage, not weights-only) is skipped with a warning
     for the one holding the next most epochs, and the one resumed from is logged. A non-finite
-    loss is returned as ``{"error": reason}`` instead of raised, so the retries (meant for dead
-    workers) are not spent repeating it.
+    loss, or a checkpoint that cannot be written (a full disk: the previous one stays), is returned
+    as ``{"error": reason}`` instead of raised, so the retries (meant for dead workers) are not
+    spent repeating it.
 
     Args:
         config: ``run_spec`` (a RunSpec as a mapping), ``threads`` (torch CPU threads),
@@ -104,7 +105,7 @@ def train_loop(config: dict[str, Any], session: Session) -> dict[str, Any]:
         if candidates:
             log.warning("no checkpoint of this run loads; training from epoch 0")
         return _fit_and_report(spec, config, session, resume_from=None, history=[])
-    except NonFiniteLossError as err:
+    except (NonFiniteLossError, CheckpointError) as err:
         return {"error": f"{type(err).__name__}: {err}"}
 
 
@@ -159,11 +160,15 @@ def _fit_and_report(spec: RunSpec, config: dict[str, Any], session: Session, *, 
 
     def report(record: dict, checkpoint_dir: Path | None) -> None:
         records.append(record)
-        checkpoint = None
-        if checkpoint_dir is not None:  # the records so far travel with the checkpoint
+        if checkpoint_dir is None:
+            session.report(dict(record), checkpoint=None)
+            return
+        try:  # the records so far travel with the checkpoint, which the session copies to the run's storage
             (Path(checkpoint_dir) / HISTORY_FILE).write_text(json.dumps(records))
-            checkpoint = session.checkpoint_type.from_directory(checkpoint_dir)
-        session.report(dict(record), checkpoint=checkpoint)
+            session.report(dict(record), checkpoint=session.checkpoint_type.from_directory(checkpoint_dir))
+        except OSError as err:
+            raise CheckpointError(f"epoch {record['epoch']}: checkpoint not written ({err.strerror or err}); "
+                                  "the previous checkpoint is kept") from None
 
     summary = fit(spec, report=report, resume_from=resume_from, device=session.device(),
                   baseline_epoch_seconds=config["baseline_epoch_seconds"], datasets=_datasets(spec.data))
