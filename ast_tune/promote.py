@@ -14,6 +14,9 @@ trained by :func:`ast_tune.tuning.worker.run_training` as Train run ``promoted_<
 ``results/<name>/promoted/``. Ray Train keeps its newest checkpoint there, so the same command
 continues an interrupted run. ``speedup`` divides the sweep's baseline epoch time by this run's;
 on CPU that baseline was timed beside the other trials while this run runs alone, so it reads high.
+With ``promote.workload`` (the full task after a proxy sweep) the run trains on that workload, a
+dense baseline of it is timed first (``promoted/baseline.json``, cached) and gives the speedup, and
+``summary.json``'s ``transfer`` sets the run beside its proxy trial (:mod:`ast_tune.tuning.transfer`).
 
 ``promoted/`` holds ``plan.json`` (trial, params, RunSpec; a later call must ask for the same),
 ``epochs.parquet`` (one row per epoch, rewritten every epoch), ``summary.json`` (trial, params,
