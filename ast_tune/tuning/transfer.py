@@ -16,6 +16,7 @@ from typing import Any
 
 from ast_tune.config.spec import to_dict
 from ast_tune.tuning.baseline import ensure_baseline
+from ast_tune.tuning.estimate import describe
 from ast_tune.tuning.promote_plan import Plan
 
 BASELINE_FILE = "baseline.json"  # under promoted/: the dense baseline on the promoted workload
@@ -44,12 +45,8 @@ def workload_record(plan: Plan) -> dict[str, Any]:
 
 def workload_line(plan: Plan) -> str:
     """One line naming the promoted run's workload."""
-    data = plan.run_spec.data
-    subset = f"subset of {data.subset.classes} classes" if data.subset else "every class"
-    where = f"{data.kind} {data.root}" if data.root else data.kind
     source = "promote.workload" if plan.full_sweep is not None else "the sweep's workload"
-    return (f"workload ({source}): {where}, {subset}, {data.image_size} px, {plan.run_spec.epochs} epochs, "
-            f"{plan.workload.workers} worker(s)")
+    return f"workload ({source}): {describe(plan.workload)}"
 
 
 def transfer_check(plan: Plan, records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
