@@ -136,6 +136,10 @@ def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, f
         The exit code: 0 done, 1 no trial finished, 130 interrupted.
     """
     trials_at_once = concurrency(spec, cluster, autoscaling=bool(os.environ.get("RAY_ADDRESS")))
+    try:
+        classes = subset_classes(spec.workload.data)  # a subset larger than the data fails here
+    except SpecError as err:
+        raise err.within("workload") from None
     results.mkdir(parents=True, exist_ok=True)  # only now: bad input has been ruled out
     atomic.write_text(results / "spec.yaml", yaml.safe_dump(to_document(spec), sort_keys=False))
     session = {"command": [sys.executable, "-m", "ast_tune.sweep", *argv], "cwd": os.getcwd(),
@@ -143,7 +147,7 @@ def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, f
                "versions": _versions(), "hardware": {"host": platform.node(), "cpus": cluster["CPU"],
                                                        "gpus": cluster["GPU"]},
                "trials_at_once": trials_at_once, "estimate": estimate,
-               "subset_classes": subset_classes(spec.workload.data)}
+               "subset_classes": classes}
     _write_run(results, session)
     journal = Journal(results / "tune" / JOURNAL, epochs=spec.workload.epochs)
     status = "interrupted"
