@@ -14,6 +14,9 @@ trained by :func:`ast_tune.tuning.worker.run_training` as Train run ``promoted_<
 ``results/<name>/promoted/``. Ray Train keeps its newest checkpoint there, so the same command
 continues an interrupted run. ``speedup`` divides the sweep's baseline epoch time by this run's;
 on CPU that baseline was timed beside the other trials while this run runs alone, so it reads high.
+With ``promote.workload`` (the full task after a proxy sweep) the run trains on that workload, a
+dense baseline of it is timed first (``promoted/baseline.json``, cached) and gives the speedup, and
+``summary.json``'s ``transfer`` sets the run beside its proxy trial (:mod:`ast_tune.tuning.transfer`).
 
 ``promoted/`` holds ``plan.json`` (trial, params, RunSpec; a later call must ask for the same),
 ``epochs.parquet`` (one row per epoch, rewritten every epoch), ``summary.json`` (trial, params,
@@ -40,6 +43,7 @@ from ray.util.queue import Queue
 
 from ast_tune import atomic
 from ast_tune.config.cli import CliParser, run_main
+from ast_tune.core.metrics import data_bound_warning
 from ast_tune.results.plots import write_run_plots
 from ast_tune.results.progress import epoch_line
 from ast_tune.results.tables import write_epochs
@@ -47,6 +51,7 @@ from ast_tune.tuning import lock
 from ast_tune.tuning.baseline import probe_device
 from ast_tune.tuning.promote_plan import PLAN_FILE, NoCandidateError, Plan, plan_promotion
 from ast_tune.tuning.ray_runtime import in_threads, ray_session
+from ast_tune.tuning.transfer import transfer_check, transfer_lines, with_full_baseline, workload_line, workload_record
 from ast_tune.tuning.worker import TrialFailedError, failure_reason, run_training
 
 log = logging.getLogger(__name__)
@@ -102,6 +107,9 @@ def promote(results_dir: Path, *, trial: str | None = None, epochs: int | None =
 def _train(plan: Plan, say: Callable[[str], None]) -> None:
     plan.out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(plan.out / PLAN_FILE, json.dumps(plan.document(), indent=2) + "\n")
+    plan = with_full_baseline(plan, say)
+    say(workload_line(plan))
+    warned = []
     _warn_about_baseline(plan)
     rows: dict[int, dict[str, Any]] = {}  # by epoch: a resumed run first reports its checkpoint's epochs again
     shown = _shown_before(plan.out / "epochs.parquet")
@@ -111,6 +119,9 @@ def _train(plan: Plan, say: Callable[[str], None]) -> None:
         write_epochs(plan.out / "epochs.parquet", list(rows.values()))
         if shown.get(record["epoch"]) != record["train_seconds"]:  # not a re-report of an earlier call's epoch
             say(epoch_line(record, plan.run_spec.epochs, who=f"promoted trial {plan.trial_id} "))
+            if not warned and (warning := data_bound_warning(record)):
+                warned.append(warning)
+                say(warning)
 
     summary: dict[str, Any] = {"trial_id": plan.trial_id, "params": plan.params, "status": "finished"}
     try:
@@ -121,7 +132,10 @@ def _train(plan: Plan, say: Callable[[str], None]) -> None:
         records = [rows[epoch] for epoch in sorted(rows)]
         summary.update(status="failed", reason=str(err), epochs_done=len(records))
     summary.update(train_seconds=sum(r["train_seconds"] for r in records),
-                   baseline_epoch_seconds=plan.baseline_seconds)
+                   baseline_epoch_seconds=plan.baseline_seconds, workload=workload_record(plan),
+                   transfer=transfer_check(plan, records))
+    for line in transfer_lines(plan.trial_id, summary["transfer"]):
+        say(line)
     if records:
         write_epochs(plan.out / "epochs.parquet", records)
         write_run_plots(pd.DataFrame(records), plan.out / "plots", summary=summary)

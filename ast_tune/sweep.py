@@ -46,13 +46,17 @@ import yaml
 from ast_tune import atomic
 from ast_tune.config.cli import CliParser, run_main
 from ast_tune.config.spec import SpecError
-from ast_tune.config.sweep_spec import SweepSpec, load_sweep, to_document
+from ast_tune.config.sweep_spec import SweepSpec, Workload, load_sweep, to_document
+from ast_tune.data.inventory import subset_classes
 from ast_tune.data.sources import check_root
 from ast_tune.promote import promote
 from ast_tune.results import tables as export
 from ast_tune.results.page import write_report
 from ast_tune.tuning import lock
 from ast_tune.tuning.baseline import ensure_baseline
+from ast_tune.tuning.epoch_cost import PROBE_STEPS, epoch_costs, probe
+from ast_tune.tuning.estimate import actuals, count_trial_epochs, describe, estimate_lines, promoted_epochs
+from ast_tune.tuning.estimate import estimate as estimate_cost
 from ast_tune.tuning.journal import JOURNAL, Journal, epochs_frame
 from ast_tune.tuning.promote_plan import NoCandidateError
 from ast_tune.tuning.ray_runtime import concurrency, in_threads, ray_session, resources_line
@@ -108,7 +112,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue the interrupted sweep of this name")
     parser.add_argument("--new-baseline", action="store_true",
                         help="time the dense baseline again (a resumed sweep keeps the one it started with)")
-    parser.add_argument("--dry-run", action="store_true", help="print the resolved spec and trial resources")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the resolved spec, trial resources, the workloads and the cost estimate")
+    parser.add_argument("--probe", nargs="?", const=PROBE_STEPS, type=int, metavar="STEPS",
+                        help=f"time STEPS (default {PROBE_STEPS}) training steps of one worker here for the "
+                             "cost estimate, instead of the spec's cost figures")
     parser.add_argument("--no-report", action="store_true", help="skip the HTML report (report/index.html)")
     parser.add_argument("--verbose", action="store_true", help="show Ray's own logs")
     return parser.parse_args(argv)
@@ -162,7 +170,7 @@ def _absolute(spec: SweepSpec) -> SweepSpec:
 
 
 def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, float], argv: Sequence[str],
-          report: bool = True, new_baseline: bool = False) -> int:
+          report: bool = True, new_baseline: bool = False, estimate: dict[str, Any] | None = None) -> int:
     """Baseline, Tune, tables, then (when every trial ended and one finished) promotion and report.
 
     A restored sweep keeps the baseline it started with unless ``new_baseline``.
@@ -171,13 +179,18 @@ def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, f
         The exit code: 0 done, 1 no trial finished, 130 interrupted.
     """
     trials_at_once = concurrency(spec, cluster, autoscaling=bool(os.environ.get("RAY_ADDRESS")))
+    try:
+        classes = subset_classes(spec.workload.data)  # a subset larger than the data fails here
+    except SpecError as err:
+        raise err.within("workload") from None
     results.mkdir(parents=True, exist_ok=True)  # only now: bad input has been ruled out
     atomic.write_text(results / "spec.yaml", yaml.safe_dump(to_document(spec), sort_keys=False))
     session = {"command": [sys.executable, "-m", "ast_tune.sweep", *argv], "cwd": os.getcwd(),
                "start": datetime.now(UTC).isoformat(timespec="seconds"), "end": None, "status": "running",
                "versions": _versions(), "hardware": {"host": platform.node(), "cpus": cluster["CPU"],
                                                        "gpus": cluster["GPU"]},
-               "trials_at_once": trials_at_once}
+               "trials_at_once": trials_at_once, "estimate": estimate,
+               "subset_classes": classes}
     _write_run(results, session)
     journal = Journal(results / "tune" / JOURNAL, epochs=spec.workload.epochs)
     status, seconds = "interrupted", None
@@ -196,7 +209,19 @@ def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, f
     code = _conclude(spec, results, journal, front, interrupted=status == "interrupted", argv=argv)
     if code == 0:
         _after_trials(spec, results, report=report)
+    _record_actuals(results, session, journal, spec.workload, trials_at_once)
     return code
+
+
+def _record_actuals(results: Path, session: dict[str, Any], journal: Journal, workload: Workload,
+                    trials_at_once: int) -> None:
+    """``run.json``'s ``actual`` beside its ``estimate``: trial-epochs, wall time (promotion included), GPU-hours."""
+    start = datetime.fromisoformat(session["start"])
+    wall = (datetime.now(UTC) - start).total_seconds()
+    stored = json.loads((results / "run.json").read_text())
+    stored["actual"] = actuals(trial_epochs=count_trial_epochs(journal.read()), wall_seconds=wall,
+                               workload=workload, trials_at_once=trials_at_once)
+    atomic.write_text(results / "run.json", json.dumps(stored, indent=2) + "\n")
 
 
 def _after_trials(spec: SweepSpec, results: Path, *, report: bool) -> None:
@@ -257,11 +282,13 @@ def _main(argv: list[str]) -> int:
     if args.dry_run:
         print(yaml.safe_dump(to_document(spec), sort_keys=False), end="")
         print(resources_line(spec))
+        _print_estimate(spec, args.probe)
         return 0
     try:
         check_root(spec.workload.data)
     except SpecError as err:
         raise err.within("workload") from None
+    estimate = _estimate(spec, args.probe)
     with lock.hold(results, say=lambda line: print(line, flush=True)):  # one driver per sweep
         restore = _check_results(spec, results, resume=args.resume)
         if not restore and (results / "tune" / "tuner.pkl").is_file():
@@ -272,7 +299,33 @@ def _main(argv: list[str]) -> int:
             os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's legacy reporter: silent at verbose=0
         with ray_session(verbose=args.verbose) as cluster:
             return sweep(spec, results, restore=restore, cluster=cluster, argv=argv, report=not args.no_report,
-                         new_baseline=args.new_baseline)
+                         new_baseline=args.new_baseline, estimate=estimate)
+
+
+def _estimate(spec: SweepSpec, probe_steps: int | None) -> dict[str, Any]:
+    """The cost estimate (:mod:`ast_tune.tuning.estimate`), or ``{"unavailable": why}`` without figures."""
+    if probe_steps is not None:
+        check_root(spec.workload.data)
+        print(f"probe: timing {probe_steps} training steps of one worker here", flush=True)
+    try:
+        return estimate_cost(spec, epoch_costs(spec, probe(spec, steps=probe_steps) if probe_steps else None))
+    except SpecError as err:
+        if probe_steps is not None:
+            raise
+        return {"unavailable": str(err)}
+
+
+def _print_estimate(spec: SweepSpec, probe_steps: int | None) -> None:
+    """``--dry-run``: the sweep's (proxy) workload, the promoted one, and the cost table."""
+    print(f"sweep workload: {describe(spec.workload)}")
+    if spec.promote.enabled:
+        source = "promote.workload" if spec.promote.workload else "the sweep's workload"
+        print(f"promoted workload ({source}): {describe(spec.promoted_sweep(promoted_epochs(spec)).workload)}")
+    result = _estimate(spec, probe_steps)
+    if "unavailable" in result:
+        print(f"cost estimate: unavailable: {result['unavailable']}")
+        return
+    print("\n".join(estimate_lines(result)))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from ast_tune.config.run_spec import RunSpec
 from ast_tune.config.spec import SpecError, apply_overrides, to_dict
 from ast_tune.core import checkpoint
 from ast_tune.core.engine import NonFiniteLossError, fit
+from ast_tune.core.metrics import data_bound_warning
 from ast_tune.data.sources import load_datasets
 from ast_tune.results.plots import write_run_plots
 from ast_tune.results.progress import epoch_line
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     resume = checkpoint.latest_valid(ckpt_root) if args.resume else None
     if not args.resume and ckpt_root.exists():
         raise SpecError("--out", f"{out} already holds a run; pass --resume or another --out")
-    rows = []
+    rows, warned = [], []
     if resume is not None and (out / "epochs.parquet").exists():
         done = resume[0]["epoch"]
         rows = [r for r in pd.read_parquet(out / "epochs.parquet").to_dict("records") if r["epoch"] <= done]
@@ -67,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
         rows.append(record)
         write_epochs(out / "epochs.parquet", rows)
         print(epoch_line(record, spec.epochs), flush=True)
+        if not warned and (warning := data_bound_warning(record)):
+            warned.append(warning)
+            print(warning, file=sys.stderr, flush=True)
 
     summary = {"status": "finished"}
     try:

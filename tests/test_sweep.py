@@ -37,13 +37,15 @@ def _run(argv: list[str], timeout: float = 400) -> subprocess.CompletedProcess:
 
 
 def test_pi_gains_on_a_tiny_kaggle_tree_runs_ddp_trials_and_writes_every_result(tmp_path, kaggle_tree_factory):
+    """Two DDP trials on a 2-class proxy at 12 px; the winner is promoted onto all 3 classes at 16 px."""
     tree = kaggle_tree_factory(tmp_path / "imagenet", size=16)
     results = tmp_path / "results"
     done = _run(_argv("pi_gains.yaml", results, *SMALL_CPU, f"workload.data.root={tree}",
-                      "workload.data.image_size=16", "workload.batch_size=4", "workload.epochs=2",
-                      "workload.workers=2", "space.warmup_epochs.int=[0, 1]", "search.num_trials=2",
-                      "scheduler.grace_period=1", "promote.epochs=2", "promote.checkpoint_every=1",
-                      "promote.rule.max_accuracy_drop=100"), timeout=700)
+                      "workload.data.image_size=12", "workload.data.subset={classes: 2}", "workload.batch_size=4",
+                      "workload.epochs=2", "workload.workers=2", "space.warmup_epochs.int=[0, 1]",
+                      "search.num_trials=2", "scheduler.grace_period=1", "promote.epochs=2",
+                      "promote.checkpoint_every=1", "promote.rule.max_accuracy_drop=100",
+                      "promote.workload={image_size: 16, workers: 2, num_workers: 0}"), timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     sweep = results / "pi_gains"
     for name in ("spec.yaml", "run.json", "baseline.json", "trials.parquet", "trials.csv", "epochs.parquet",
@@ -61,6 +63,19 @@ def test_pi_gains_on_a_tiny_kaggle_tree_runs_ddp_trials_and_writes_every_result(
     baseline = json.loads((sweep / "baseline.json").read_text())
     assert baseline["fingerprint"]["world_size"] == 2 and len(baseline["epochs"]) == 2
     assert "epoch 1/2: top1" in done.stdout and "| trial |" in done.stdout
+    classes = json.loads((sweep / "run.json").read_text())["subset_classes"]
+    assert len(classes) == 2 and set(classes) < {"n01440764", "n01443537", "n01484850"}
+    assert baseline["spec"]["data"]["subset"]["classes"] == 2
+    summary = json.loads((sweep / "promoted" / "summary.json").read_text())
+    assert summary["workload"]["data"]["subset"] is None and summary["workload"]["data"]["image_size"] == 16
+    assert len(summary["per_class_top1"]) == 3  # the full tree
+    full = json.loads((sweep / "promoted" / "baseline.json").read_text())
+    assert full["spec"]["data"]["subset"] is None and full["epochs_timed"] == 2
+    assert summary["baseline_epoch_seconds"] == full["epoch_seconds"]
+    check = summary["transfer"]
+    assert check["promoted"]["baseline_top1"] == full["val_top1"]
+    assert check["proxy_trial"]["baseline_top1"] == baseline["val_top1"]
+    assert "transfer check" in done.stdout and "workload (promote.workload)" in done.stdout
 
 
 def test_non_finite_loss_ends_the_trial_as_error_with_its_reason(tmp_path):

@@ -22,6 +22,7 @@ EPOCH_METRICS = (
     "threshold",  # nats, at the end of the epoch
     "energy_savings",  # counted
     "train_seconds",  # wall clock of the training phase only
+    "data_seconds",  # of train_seconds, the time the loop waited on the loader (measured)
     "samples_per_second",  # samples seen (loaded) per train second
     "speedup",  # measured; NaN when no baseline was timed
     "energy_j",  # NVML energy of the epoch, GPU only
@@ -34,7 +35,7 @@ EPOCH_TABLE_KEYS = ("trial_id", "status")
 #: ``trials.parquet`` / ``trials.csv``: one row per trial, plus every ``param.<name>``.
 TRIAL_COLUMNS = (
     "trial_id", "status", "epochs_done", "val_top1", "val_top5", "energy_savings", "speedup",
-    "activation_rate", "train_seconds", "energy_j", "pareto_rank", "on_front",
+    "activation_rate", "train_seconds", "data_seconds", "energy_j", "pareto_rank", "on_front",
 )
 
 PARAM_PREFIX = "param."

@@ -24,6 +24,25 @@ PRECISIONS = ("fp32", "amp")
 
 
 @dataclasses.dataclass(frozen=True)
+class SubsetSpec:
+    """A proxy of a classification data set: some of its classes, and some train images of each.
+
+    The classes are a seeded choice among the train class folders (sorted by name), the same in
+    train and val; val keeps every image of them, train ``per_class`` images of each (a seeded
+    choice; all of them when None). Labels are renumbered ``0 .. classes - 1`` in name order.
+    """
+
+    classes: int  # how many classes to keep
+    per_class: int | None = None  # train images kept per class; None = all
+    seed: int = 0  # seeds the choice of classes and of images
+
+    def __post_init__(self) -> None:
+        check_range("classes", self.classes, low=1)
+        if self.per_class is not None:
+            check_range("per_class", self.per_class, low=1)
+
+
+@dataclasses.dataclass(frozen=True)
 class DataSpec:
     """Where the samples come from.
 
@@ -37,6 +56,7 @@ class DataSpec:
     image_size: int = 32  # px, side of the square network input (224 for ImageNet)
     num_workers: int = -1  # DataLoader worker processes per training worker; -1 = auto
     val_fraction: float = 0.2  # digits only: share of the 1,797 images held out for validation
+    subset: SubsetSpec | None = None  # a class subset (a proxy task); None = every class
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, DATA_KINDS)

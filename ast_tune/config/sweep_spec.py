@@ -2,7 +2,8 @@
 
 Sections: ``name``, ``workload`` (what every trial trains, and on what), ``base`` (a preset),
 ``space`` (what the search varies; parsed by :mod:`ast_tune.config.sweep_space`), ``search``,
-``scheduler``, ``objectives``, ``promote``, ``storage``. Unknown keys, wrong types, empty or
+``scheduler``, ``objectives``, ``promote`` (with ``promote.workload``: the promoted run's own
+workload), ``storage``, ``cost`` (figures for ``--dry-run``'s estimate). Unknown keys, wrong types, empty or
 inverted ranges, an unknown preset or metric raise :class:`~ast_tune.config.spec.SpecError` naming the
 key path, e.g. ``space.kp.loguniform: low must be > 0, got -1``.
 
@@ -22,6 +23,7 @@ from typing import Any
 
 from ast_tune.config import columns
 from ast_tune.config.presets import PRESETS, get_preset
+from ast_tune.config.proxy_spec import CostSpec, PromoteWorkload
 from ast_tune.config.run_spec import DataSpec, RunSpec, check_workload_fields
 from ast_tune.config.spec import (
     SpecError,
@@ -128,6 +130,7 @@ class PromoteSpec:
     epochs: int | None = None  # None = the base preset's epochs
     checkpoint_every: int = 10
     rule: PromoteRule = PromoteRule()
+    workload: PromoteWorkload | None = None  # None: the promoted run trains on the sweep's workload
 
     def __post_init__(self) -> None:
         if self.epochs is not None:
@@ -164,6 +167,7 @@ class SweepSpec:
     objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES
     promote: PromoteSpec = PromoteSpec()
     storage: StorageSpec = StorageSpec()
+    cost: CostSpec = CostSpec()
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
@@ -207,6 +211,17 @@ class SweepSpec:
         for param in self.space:
             document = set_path(document, param.path, params.get(param.name, param.values[0]))
         return build(RunSpec, document)
+
+    def promoted_sweep(self, epochs: int) -> SweepSpec:
+        """This sweep on the promoted run's workload (``promote.workload``) for ``epochs``, without a scheduler.
+
+        Its :meth:`trial_spec` is a promoted run's RunSpec, its :meth:`baseline_spec` that run's dense baseline.
+        """
+        workload = self.promote.workload.apply(self.workload) if self.promote.workload else self.workload
+        return dataclasses.replace(self, workload=dataclasses.replace(workload, epochs=epochs),
+                                   scheduler=SchedulerSpec(kind="fifo", metric=self.scheduler.metric,
+                                                           mode=self.scheduler_mode),
+                                   promote=dataclasses.replace(self.promote, enabled=False))
 
     def baseline_spec(self) -> RunSpec:
         """The dense baseline: base preset + workload, ``sparsity.mode: dense``, no search values."""

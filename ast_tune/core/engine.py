@@ -25,6 +25,7 @@ from ast_tune.core.distributed import all_reduce_, all_reduce_sum, rank_and_worl
 from ast_tune.core.lr_schedule import lr_at
 from ast_tune.core.metrics import (
     EnergyMeter,
+    LoaderWait,
     Stopwatch,
     counted_energy_savings,
     epoch_record,
@@ -124,7 +125,8 @@ def train_one_epoch(run: RunState, epoch: int) -> dict[str, float]:
     clock, energy = Stopwatch(run.device), EnergyMeter(run.device)
     clock.start()
     energy.start()
-    for step, (x, y, idx) in enumerate(loader):
+    waits = LoaderWait(loader, run.device)
+    for step, (x, y, idx) in enumerate(waits):
         x, y = run.to_device(x), y.to(run.device, non_blocking=True)
         run.set_lr(lr_at(spec.optim, progress=epoch + step / steps, epochs=spec.epochs,
                          warmup_epochs=spec.warmup_epochs))
@@ -149,7 +151,8 @@ def train_one_epoch(run: RunState, epoch: int) -> dict[str, float]:
     return {"phase": "ast" if phase == "ast" else "warmup", "train_loss": loss_total / trained,
             "activation_rate": active / total,
             "energy_savings": counted_energy_savings(active=active, total=total),
-            "train_seconds": seconds, "samples_per_second": total / seconds, "energy_j": joules}
+            "train_seconds": seconds, "data_seconds": waits.seconds, "samples_per_second": total / seconds,
+            "energy_j": joules}
 
 
 def _refresh_lookup(size: int, indices, refresh_of) -> torch.Tensor | None:

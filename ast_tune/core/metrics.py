@@ -1,7 +1,8 @@
 """Per-epoch bookkeeping: wall-clock timing, memory, NVML energy, and counted savings.
 
 Measured and counted are kept apart on purpose: ``train_seconds`` and ``samples_per_second`` are
-wall-clock measurements (CUDA synchronised before the clock is read); ``energy_savings`` is only
+wall-clock measurements (CUDA synchronised before the clock is read), and so is ``data_seconds``,
+the share of the train seconds the loop waited on its loader; ``energy_savings`` is only
 counted from sample tallies, with the seed's definition; ``energy_j`` comes from the GPU's own
 energy counter and is NaN where there is none (CPU), never estimated.
 """
@@ -12,7 +13,9 @@ import logging
 import math
 import resource
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -115,6 +118,47 @@ class Stopwatch:
     def stop(self) -> float:
         synchronise(self.device)
         return time.perf_counter() - self._t0
+
+
+class LoaderWait:
+    """Iterates ``loader``; :attr:`seconds` adds up the wall time spent waiting for its batches.
+
+    CUDA is synchronised before each wait starts, as :class:`Stopwatch` does, so the time counts
+    only while the device has nothing queued: the loop truly waited on data.
+    """
+
+    def __init__(self, loader: Iterable, device: torch.device) -> None:
+        self.loader = loader
+        self.device = device
+        self.seconds = 0.0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator:
+        batches = iter(self.loader)
+        while True:
+            synchronise(self.device)
+            start = time.perf_counter()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            finally:
+                self.seconds += time.perf_counter() - start
+            yield batch
+
+
+DATA_BOUND = 1 / 3  # share of an epoch's train seconds spent waiting on data above which a run is loader-bound
+
+
+def data_bound_warning(record: Mapping[str, Any]) -> str | None:
+    """One line when more than :data:`DATA_BOUND` of the epoch's train seconds waited on the loader, else None."""
+    waited, total = record.get("data_seconds", math.nan), record.get("train_seconds", math.nan)
+    if not (math.isfinite(waited) and math.isfinite(total) and total > 0 and waited > DATA_BOUND * total):
+        return None
+    return (f"warning: epoch {record.get('epoch')} waited {waited:.1f} of its {total:.1f} train seconds "
+            f"({100 * waited / total:.0f}%) on the data loader; raise data.num_workers (and the CPUs per worker)")
 
 
 def epoch_record(**values: float | str) -> dict[str, float | str]:

@@ -27,8 +27,9 @@ from torchvision import transforms
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, find_classes
 
-from ast_tune.config.run_spec import DataSpec
+from ast_tune.config.run_spec import DataSpec, SubsetSpec
 from ast_tune.config.spec import SpecError
+from ast_tune.data.subsets import chosen_labels, kept_indices
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,8 @@ def load_datasets(spec: DataSpec) -> Datasets:
         SpecError: a missing folder or file, or val labels that train does not have.
     """
     sources = {"digits": _digits, "imagefolder": _imagefolder, "imagenet": _imagenet_kaggle}
-    return sources[spec.kind](spec)
+    data = sources[spec.kind](spec)
+    return data if spec.subset is None else take_subset(data, spec.subset)
 
 
 def photo_transform(image_size: int, *, train: bool) -> Callable[[Any], Tensor]:
@@ -108,6 +110,31 @@ def photo_transform(image_size: int, *, train: bool) -> Callable[[Any], Tensor]:
             [transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip(), *to_tensor])
     return transforms.Compose(
         [transforms.Resize(round(image_size / 0.875)), transforms.CenterCrop(image_size), *to_tensor])
+
+
+# --- proxy subsets -----------------------------------------------------------------------------
+
+
+def take_subset(data: Datasets, subset: SubsetSpec) -> Datasets:
+    """The classes ``subset`` keeps, renumbered ``0 .. classes - 1``; ``per_class`` train images of each."""
+    keep = chosen_labels(data.num_classes, subset)
+    new_label = {old: new for new, old in enumerate(keep)}
+    return Datasets(train=_restricted(data.train, new_label, per_class=subset.per_class, seed=subset.seed),
+                    val=_restricted(data.val, new_label, per_class=None, seed=subset.seed),
+                    num_classes=len(keep), in_channels=data.in_channels,
+                    class_names=tuple(data.class_names[label] for label in keep))
+
+
+def _restricted(dataset: Dataset, new_label: dict[int, int], *, per_class: int | None, seed: int) -> Dataset:
+    """``dataset``'s items of the labels in ``new_label``, relabelled; at most ``per_class`` of each (seeded)."""
+    labels = dataset.labels.tolist() if isinstance(dataset, TensorImageDataset) else list(dataset.targets)
+    kept = kept_indices(labels, new_label, per_class=per_class, seed=seed)
+    if isinstance(dataset, TensorImageDataset):
+        index = torch.as_tensor(kept, dtype=torch.int64)
+        relabel = torch.as_tensor([new_label[labels[i]] for i in kept], dtype=torch.int64)
+        return TensorImageDataset(dataset.images[index].contiguous(), relabel)
+    samples = dataset.samples
+    return ImageList([(samples[i][0], new_label[labels[i]]) for i in kept], dataset.transform)
 
 
 # --- sources ---------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ COMPARISON_COLUMNS = (
     ("energy_savings", "energy savings, counted (%)", ".1f", 100),
     ("speedup", "speedup, measured (×)", ".2f", 1),
     ("train_seconds", "train time (s)", ".1f", 1),
+    ("data_seconds", "of which waiting on data (s)", ".1f", 1),
     ("energy_j", "energy (J)", ".0f", 1),
 )
 
@@ -74,7 +75,7 @@ def _baseline_row(baseline: Mapping) -> dict:
             row[key] = value
     if curve is not None:
         row.setdefault("epochs_done", int(curve["epoch"].max()))
-        for key in ("train_seconds", "energy_j"):
+        for key in ("train_seconds", "data_seconds", "energy_j"):
             if key in curve and key not in baseline:
                 row[key] = curve[key].sum(skipna=False)
     return row

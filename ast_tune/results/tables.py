@@ -110,6 +110,7 @@ def _per_trial_metrics(epochs: pd.DataFrame) -> pd.DataFrame:
         "speedup": baseline_seconds.sum(skipna=False) / seconds.where(seconds > 0),
         "activation_rate": by["activation_rate"].mean(),
         "train_seconds": by["train_seconds"].sum(min_count=1),
+        "data_seconds": by["data_seconds"].sum(min_count=1) if "data_seconds" in rows else np.nan,
         "energy_j": by["energy_j"].sum(skipna=False),
     })
 

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from ray.tune.logger import TBXLoggerCallback
 from ray.tune.result import TIMESTEPS_TOTAL
 
 from ast_tune.config import columns
+from ast_tune.core.metrics import data_bound_warning
 from ast_tune.results.progress import epoch_line, number
 from ast_tune.tuning.worker import failure_reason
 
@@ -39,6 +41,7 @@ class Journal(tune.Callback):
 
     def __init__(self, path: Path, *, epochs: int) -> None:
         self.path, self.epochs = path, epochs
+        self.warned_data = False  # the data-bound warning is printed once per sweep session
 
     def _append(self, entry: dict[str, Any]) -> None:
         """One line; it starts on a line of its own even after a line torn by a kill or a full disk."""
@@ -58,6 +61,9 @@ class Journal(tune.Callback):
         record = {key: result.get(key) for key in columns.EPOCH_METRICS}
         self._append({"event": "epoch", "trial_id": trial.trial_id, "params": trial.config, **record})
         print(epoch_line(record, self.epochs, who=f"trial {trial.trial_id} "), flush=True)
+        if not self.warned_data and (warning := data_bound_warning(record)):
+            self.warned_data = True
+            print(f"trial {trial.trial_id} {warning}", file=sys.stderr, flush=True)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}

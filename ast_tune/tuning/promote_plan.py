@@ -75,11 +75,15 @@ class Plan:
     baseline: Mapping | None  # baseline.json
     out: Path  # results/<name>/promoted, absolute
     why: str  # one line: which trial and why
+    trial_row: Mapping = dataclasses.field(default_factory=dict)  # the trial's trials-table row in the sweep
+    full_sweep: SweepSpec | None = None  # promote.workload: the sweep on the promoted workload and epochs
+    full_baseline: Mapping | None = None  # its dense baseline (promoted/baseline.json), once timed
 
     @property
     def baseline_seconds(self) -> float | None:
-        """The dense baseline's train seconds per epoch, or None (then speedup is NaN)."""
-        return self.baseline["epoch_seconds"] if self.baseline else None
+        """The dense baseline's train seconds per epoch on this run's workload, or None (then speedup is NaN)."""
+        baseline = self.full_baseline if self.full_sweep is not None else self.baseline
+        return baseline["epoch_seconds"] if baseline else None
 
     def document(self) -> dict[str, Any]:
         """``plan.json``: what a later call must ask for again to continue this run."""
@@ -115,11 +119,12 @@ def plan_promotion(results_dir: Path, *, trial: str | None = None, epochs: int |
         why = "asked for with --trial"
     row = trials[trials["trial_id"] == trial].to_dict("records")[0]
     params = {k.removeprefix(columns.PARAM_PREFIX): v for k, v in row.items() if k.startswith(columns.PARAM_PREFIX)}
-    spec = _promoted_spec(sweep, params, epochs, results_dir / "spec.yaml")
-    plan = Plan(trial, params, spec, sweep.workload, baseline, (results_dir / PROMOTED).resolve(),
+    spec, promoted = _promoted_spec(sweep, params, epochs, results_dir / "spec.yaml")
+    plan = Plan(trial, params, spec, promoted.workload, baseline, (results_dir / PROMOTED).resolve(),
                 f"promoting trial {trial} ({why}): top-1 {row['val_top1']:.2f}%, savings "
                 f"{100 * row['energy_savings']:.1f}% (counted), {spec.epochs} epochs, a checkpoint every "
-                f"{spec.checkpoint_every}")
+                f"{spec.checkpoint_every}", trial_row=row,
+                full_sweep=promoted if sweep.promote.workload is not None else None)
     _check_previous(plan)
     return plan
 
@@ -140,13 +145,16 @@ def _check_requested(trials: pd.DataFrame, trial: str) -> None:
                                    f"({', '.join(FRONT_STATUSES)}) can be promoted")
 
 
-def _promoted_spec(sweep: SweepSpec, params: dict[str, Any], epochs: int | None, spec_path: Path) -> RunSpec:
-    """The trial's RunSpec, run for the promotion's epochs with its checkpoint interval."""
+def _promoted_spec(sweep: SweepSpec, params: dict[str, Any], epochs: int | None,
+                   spec_path: Path) -> tuple[RunSpec, SweepSpec]:
+    """The trial's RunSpec on the promoted workload (:meth:`SweepSpec.promoted_sweep`, also returned), run
+    for the promotion's epochs with its checkpoint interval."""
     key = "--epochs" if epochs is not None else f"{spec_path}: promote.epochs"
     epochs = epochs if epochs is not None else sweep.promote.epochs or get_preset(sweep.base).epochs
     try:
-        return dataclasses.replace(sweep.trial_spec(params), epochs=epochs,
-                                   checkpoint_every=sweep.promote.checkpoint_every)
+        promoted = sweep.promoted_sweep(epochs)
+        return dataclasses.replace(promoted.trial_spec(params), epochs=epochs,
+                                   checkpoint_every=sweep.promote.checkpoint_every), promoted
     except SpecError as err:  # e.g. fewer epochs than the trial's warm-up
         raise SpecError(key, f"the trial's RunSpec with {epochs} epochs is invalid: {err}") from None
 
