@@ -56,6 +56,9 @@ PARAM_PREFIX = "param."
 #: them there) AND a column of the trials table (the Pareto front ranks them there).
 OBJECTIVE_METRICS = ("val_top1", "val_top5", "energy_savings", "speedup", "activation_rate",
                      "train_seconds", "energy_j")
+#: What an objective may name: those, and the outcome metrics known once a trial has ended (Optuna
+#: is told them then; the schedulers, which rank every rung, may not name them).
+RANKED_METRICS = (*OBJECTIVE_METRICS, *OUTCOME_METRICS)
 #: How an objective is optimised.
 MODES = ("min", "max")
 #: Objectives when a sweep spec names none.

@@ -116,3 +116,7 @@ def criteria_from(document: Mapping, *, source: str = "") -> Criteria:
         raise SpecError(f"{source}: {err.key}" if source else err.key, err.message) from None
     rule = ((document.get("promote") or {}).get("rule") or {})
     return Criteria(sections.success, sections.constraints, float(rule.get("max_accuracy_drop", 1.0)))
+
+
+#: The seed's levels, no constraints, the default 1-point target: what a spec without the sections means.
+SEED_CRITERIA = Criteria()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ast_tune.config import columns
+from ast_tune.config.criteria import Constraint, Criteria, SuccessSpec
 from ast_tune.config.presets import PRESETS, get_preset
 from ast_tune.config.run_spec import DataSpec, RunSpec, check_workload_fields
 from ast_tune.config.spec import (
@@ -38,6 +39,7 @@ from ast_tune.config.sweep_space import WORKLOAD_OWNED, Param, parse_space
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
 SCHEDULER_KINDS = ("fifo", "asha", "moasha")
 PLACEMENTS = ("STRICT_PACK", "PACK", "SPREAD")
+_NEEDS_BASELINE = ("speedup", "top1_drop", "speedup_to_target")
 DRIVER_CPUS = 0.05  # CPU share of a trial's driver (the Tune function that runs the TorchTrainer)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -109,7 +111,7 @@ class Objective:
     mode: str = "max"
 
     def __post_init__(self) -> None:
-        check_choice("metric", self.metric, columns.OBJECTIVE_METRICS)
+        check_choice("metric", self.metric, columns.RANKED_METRICS)
         check_choice("mode", self.mode, columns.MODES)
 
 
@@ -127,11 +129,13 @@ class PromoteSpec:
     epochs: int | None = None  # None = the base preset's epochs
     checkpoint_every: int = 10
     rule: PromoteRule = PromoteRule()
+    seeds: int = 1  # runs of the promoted configuration, seeds seed, seed + 1, ...: mean ± std over them
 
     def __post_init__(self) -> None:
         if self.epochs is not None:
             check_range("epochs", self.epochs, low=1)
         check_range("checkpoint_every", self.checkpoint_every, low=1)
+        check_range("seeds", self.seeds, low=1)
         check_range("rule.max_accuracy_drop", self.rule.max_accuracy_drop, low=0)
 
 
@@ -160,6 +164,8 @@ class SweepSpec:
     objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES
     promote: PromoteSpec = PromoteSpec()
     storage: StorageSpec = StorageSpec()
+    success: SuccessSpec = SuccessSpec()  # the seed's levels (ast_tune.config.criteria)
+    constraints: tuple[Constraint, ...] = ()  # trials breaking one stay in the tables, off the front
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
@@ -179,14 +185,25 @@ class SweepSpec:
         for i, metric in enumerate(metrics):
             if metric in metrics[:i]:
                 raise SpecError(f"objectives[{i}].metric", f"{metric} is named twice")
-            if metric == "speedup" and self.storage.baseline == "none":
-                raise SpecError(f"objectives[{i}].metric", "speedup needs storage.baseline: auto")
+            if metric in _NEEDS_BASELINE and self.storage.baseline == "none":
+                raise SpecError(f"objectives[{i}].metric", f"{metric} needs storage.baseline: auto")
+            if metric in columns.OUTCOME_METRICS and self.scheduler.kind == "moasha":
+                raise SpecError(f"objectives[{i}].metric", f"{metric} is known only when a trial ends, so "
+                                "moasha cannot rank trials on it per epoch; use scheduler.kind asha or fifo")
+        for i, constraint in enumerate(self.constraints):
+            if constraint.metric in _NEEDS_BASELINE and self.storage.baseline == "none":
+                raise SpecError(f"constraints[{i}].metric", f"{constraint.metric} needs storage.baseline: auto")
         scheduler = self.scheduler
         if scheduler.kind == "asha" and scheduler.mode is None and scheduler.metric not in metrics:
             raise SpecError("scheduler.mode", f"required: {self.scheduler.metric} is not an objective")
         if self.promote.enabled and self.promote.rule.prefer not in metrics:
             raise SpecError("promote.rule.prefer", f"must be one of the objectives {', '.join(metrics)}; "
                             f"got {self.promote.rule.prefer!r}")
+
+    @property
+    def criteria(self) -> Criteria:
+        """The success levels, constraints and time-to-accuracy target the result tables judge trials by."""
+        return Criteria(self.success, self.constraints, self.promote.rule.max_accuracy_drop)
 
     @property
     def scheduler_mode(self) -> str:

@@ -23,17 +23,19 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from ast_tune.config import columns
 from ast_tune.config.criteria import LEVELS, NO_LEVEL, VERDICTS, Criteria, Level
 
 #: Slack on every comparison (points, fractions, ×): a bound met to rounding is met.
 TOLERANCE = 1e-9
 
 
-def target_top1(baseline_top1: float | None, criteria: Criteria) -> float | None:
-    """The time-to-accuracy target (%): ``success.target_top1``, else baseline's − ``max_accuracy_drop``."""
+def target_top1(baseline: Mapping | None, criteria: Criteria) -> float | None:
+    """The time-to-accuracy target (%): ``success.target_top1``, else the baseline's final top-1 −
+    ``max_accuracy_drop``; None without either."""
     if criteria.success.target_top1 is not None:
         return criteria.success.target_top1
-    return None if baseline_top1 is None else baseline_top1 - criteria.max_accuracy_drop
+    return None if baseline is None else float(baseline["val_top1"]) - criteria.max_accuracy_drop
 
 
 def baseline_epochs(baseline: Mapping | None) -> pd.DataFrame | None:
@@ -62,7 +64,12 @@ def speedup_to(rows: pd.DataFrame, baseline_rows: pd.DataFrame | None, target: f
 
 
 def tracking_error(rows: pd.DataFrame) -> tuple[float, float]:
-    """Mean and max |activation_rate − target_activation| over the ``phase == "ast"`` rows, in points."""
+    """Mean and max |activation_rate − target_activation| over the ``phase == "ast"`` rows, in points.
+
+    NaN for a run with no AST epoch, or rows without ``phase`` / ``target_activation`` (older tables).
+    """
+    if not {"phase", "target_activation"} <= set(rows.columns):
+        return math.nan, math.nan
     ast = rows[rows["phase"] == "ast"]
     gap = 100 * (ast["activation_rate"].astype(float) - ast["target_activation"].astype(float)).abs()
     return (float(gap.mean()), float(gap.max())) if gap.notna().any() else (math.nan, math.nan)
@@ -95,7 +102,7 @@ def outcome(rows: pd.DataFrame, baseline: Mapping | None, criteria: Criteria) ->
     ``tracking_error_mean`` / ``_max`` (points) and ``verdict``; ``rows`` has at least one epoch."""
     base_top1 = None if baseline is None else float(baseline["val_top1"])
     base_rows = baseline_epochs(baseline)
-    target = target_top1(base_top1, criteria)
+    target = target_top1(baseline, criteria)
     drop = math.nan if base_top1 is None else base_top1 - float(rows["val_top1"].iloc[-1])
     mean_error, max_error = tracking_error(rows)
     speedups = level_speedups(rows, base_rows, base_top1, criteria)
@@ -107,8 +114,25 @@ def outcome(rows: pd.DataFrame, baseline: Mapping | None, criteria: Criteria) ->
 
 def outcomes(rows: pd.DataFrame, baseline: Mapping | None, criteria: Criteria) -> pd.DataFrame:
     """:func:`outcome` per ``trial_id`` of ``rows`` (one row per trial × epoch, in epoch order), indexed by it."""
+    if rows.empty:
+        return pd.DataFrame(columns=[*columns.OUTCOME_METRICS, "verdict"], dtype=float)
     return pd.DataFrame.from_dict({trial_id: outcome(group, baseline, criteria)
                                    for trial_id, group in rows.groupby("trial_id", sort=False)}, orient="index")
+
+
+def feasible(trials: pd.DataFrame, criteria: Criteria) -> np.ndarray:
+    """Whether each row of ``trials`` meets every one of ``criteria.constraints`` (a NaN value breaks one)."""
+    ok = np.ones(len(trials), dtype=bool)
+    for constraint in criteria.constraints:
+        ok &= np.array([constraint.violation(v) <= 0 for v in trials[constraint.metric].astype(float)], dtype=bool)
+    return ok
+
+
+def target_caption(target: float | None) -> str:
+    """The sentence that says what "target" and "verdict" mean in a table's caption (``target`` in %)."""
+    where = f"{target:.2f}% top-1" if target is not None else "the target (no baseline: not measured)"
+    return (f"Speedup to target: the dense baseline's train time to {where} / the trial's (time-to-accuracy); "
+            "verdict: the highest of the seed's levels (stretch, publication, minimum) the trial meets.")
 
 
 def common_level(verdicts: Iterable[str]) -> str:
