@@ -14,6 +14,7 @@ With the baseline at 98.5 % and a 1-point drop, modest and thrifty qualify.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -187,3 +188,38 @@ def test_interrupted_promotion_continues_from_its_checkpoint_and_then_is_done(re
     assert "was promoted before" in capsys.readouterr().out
     assert main([str(results), "--epochs", "4"]) == 2  # another length would mix two LR schedules
     assert "plan.json: " in capsys.readouterr().err
+
+
+def _seed_rows(top1s: list[float], *, savings: float) -> dict[int, dict]:
+    rows = {}
+    for epoch, top1 in enumerate(top1s, start=1):
+        row = dict.fromkeys(columns.EPOCH_METRICS, math.nan)
+        row.update(epoch=epoch, phase="ast", val_top1=top1, energy_savings=savings, activation_rate=0.45,
+                   target_activation=0.4, speedup=3.0, train_seconds=1.0)
+        rows[epoch] = row
+    return rows
+
+
+def test_summary_of_several_seeds_gives_mean_std_and_the_level_every_seed_meets(results):
+    from ast_tune.promote import promoted_summary, summary_line
+    from ast_tune.tuning.promote_plan import plan_promotion
+
+    plan = dataclasses.replace(plan_promotion(results, trial="t0", epochs=2), seeds=(0, 1),
+                               baseline={"val_top1": 98.0, "epoch_seconds": 3.0,
+                                         "epochs": [{"epoch": 1, "val_top1": 90.0, "train_seconds": 3.0},
+                                                    {"epoch": 2, "val_top1": 98.0, "train_seconds": 3.0}]})
+    # seed 0: 97.5 % (0.5 below), 65 % savings, 6 s / 2 s = 3x to 97 %: publication; seed 1: 96.5 %: minimum
+    rows = {0: _seed_rows([97.0, 97.5], savings=0.65), 1: _seed_rows([90.0, 96.5], savings=0.61)}
+    summary = promoted_summary(plan, rows, {0: {"per_class_top1": [1.0]}, 1: {}}, {})
+    assert summary["seeds"]["0"]["verdict"] == "publication" and summary["seeds"]["1"]["verdict"] == "minimum"
+    assert summary["verdict"] == "minimum" and summary["status"] == "finished"
+    assert summary["per_class_top1"] == [1.0]  # the first seed's engine summary
+    assert summary["mean"]["val_top1"] == pytest.approx(97.0)
+    assert summary["std"]["val_top1"] == pytest.approx(math.sqrt(0.5))  # sample std of 97.5, 96.5
+    assert summary["mean"]["energy_savings"] == pytest.approx(0.63)
+    line = summary_line(plan, summary)
+    assert "top1 97.00 ± 0.71%" in line and "(mean ± std over 2 seeds)" in line
+    assert line.endswith("verdict minimum (every seed)")
+    failed = promoted_summary(plan, rows, {0: {}}, {1: "NonFiniteLossError: loss is nan"})
+    assert failed["status"] == "failed" and failed["reason"].startswith("NonFiniteLossError")
+    assert failed["verdict"] == "none"

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ast_tune.config import columns
 from ast_tune.config.columns import FRONT_STATUSES, may_rank
+from ast_tune.config.criteria import SEED_CRITERIA, Criteria
 from ast_tune.config.presets import get_preset
 from ast_tune.config.run_spec import RunSpec
 from ast_tune.config.spec import SpecError, to_dict
@@ -75,6 +76,12 @@ class Plan:
     baseline: Mapping | None  # baseline.json
     out: Path  # results/<name>/promoted, absolute
     why: str  # one line: which trial and why
+    criteria: Criteria = SEED_CRITERIA  # the spec's success levels: the verdict of the promoted run
+    seeds: tuple[int, ...] = (0,)  # one run per seed (promote.seeds of them, from the trial's own seed on)
+
+    def run_name(self, seed: int) -> str:
+        """The Train run of ``seed``: ``promoted_<trial>`` for the first seed, ``..._seed<seed>`` for the others."""
+        return f"promoted_{self.trial_id}" + ("" if seed == self.seeds[0] else f"_seed{seed}")
 
     @property
     def baseline_seconds(self) -> float | None:
@@ -83,8 +90,9 @@ class Plan:
 
     def document(self) -> dict[str, Any]:
         """``plan.json``: what a later call must ask for again to continue this run."""
+        seeds = {"seeds": list(self.seeds)} if len(self.seeds) > 1 else {}
         return json.loads(json.dumps({"trial_id": self.trial_id, "params": self.params,
-                                      "run_spec": to_dict(self.run_spec)}))
+                                      "run_spec": to_dict(self.run_spec), **seeds}))
 
 
 def plan_promotion(results_dir: Path, *, trial: str | None = None, epochs: int | None = None) -> Plan:
@@ -117,10 +125,12 @@ def plan_promotion(results_dir: Path, *, trial: str | None = None, epochs: int |
     row = trials[trials["trial_id"] == trial].to_dict("records")[0]
     params = {k.removeprefix(columns.PARAM_PREFIX): v for k, v in row.items() if k.startswith(columns.PARAM_PREFIX)}
     spec = _promoted_spec(sweep, params, epochs, results_dir / "spec.yaml")
+    seeds = tuple(range(spec.seed, spec.seed + sweep.promote.seeds))
     plan = Plan(trial, params, spec, sweep.workload, baseline, (results_dir / PROMOTED).resolve(),
                 f"promoting trial {trial} ({why}): top-1 {row['val_top1']:.2f}%, savings "
                 f"{100 * row['energy_savings']:.1f}% (counted), {spec.epochs} epochs, a checkpoint every "
-                f"{spec.checkpoint_every}")
+                f"{spec.checkpoint_every}" + (f", seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else ""),
+                sweep.criteria, seeds)
     _check_previous(plan)
     return plan
 
