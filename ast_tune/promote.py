@@ -118,10 +118,10 @@ class _Progress(tune.Callback):
         if "epoch" not in result:
             return
         seed = trial.config["seed"]
+        if not result.get(REPLAYED):  # printed first: a line is never missing for an epoch on file
+            self.say(progress_line(self.plan, seed, result))
         self.rows[seed][result["epoch"]] = {key: result.get(key, math.nan) for key in columns.EPOCH_METRICS}
         _write_epochs(self.plan, self.rows)
-        if not result.get(REPLAYED):
-            self.say(progress_line(self.plan, seed, result))
 
 
 def _run_seed(config: dict[str, Any], plan: Plan) -> None:
@@ -145,7 +145,7 @@ def _train(plan: Plan, say: Callable[[str], None]) -> None:
         tune_config=tune.TuneConfig(trial_dirname_creator=lambda trial: f"seed_{trial.config['seed']}"),
         run_config=tune.RunConfig(name="tune", storage_path=str(plan.out), verbose=0, callbacks=[progress]))
     (grid,) = in_threads([tuner.fit])  # off the main thread: Ctrl-C stays a KeyboardInterrupt (exit 130)
-    errors = {seed: failure_reason(r.error) for seed, r in zip(plan.seeds, grid, strict=True) if r.error}
+    errors = {r.config["seed"]: failure_reason(r.error) for r in grid if r.error}
     done = {seed: plan.out / f"{plan.run_name(seed)}.json" for seed in plan.seeds}
     if not errors and not all(path.is_file() for path in done.values()):
         raise KeyboardInterrupt  # stopped before every seed finished: the same command continues

@@ -159,7 +159,7 @@ def test_interrupted_promotion_continues_from_its_checkpoint_and_then_is_done(re
     process = subprocess.Popen(argv, cwd=ROOT, env=_own_ray_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     epochs_path = results / "promoted" / "epochs.parquet"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 900  # a safety net for a broken run, not a speed
     while time.monotonic() < deadline and process.poll() is None and not epochs_path.is_file():
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
