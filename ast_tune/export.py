@@ -1,4 +1,4 @@
-"""Rebuild a sweep's result tables from its ``epochs.parquet`` (and ``baseline.json``) and print (or write) the front.
+"""Rebuild a sweep's result tables from its ``epochs.parquet`` and ``baseline.json``; print (or write) the front.
 
     python -m ast_tune.export results/quickstart                  # the front as Markdown
     python -m ast_tune.export results/quickstart --format csv --out front.csv
@@ -31,6 +31,7 @@ from ast_tune.results.tables import (
     write_frame,
     write_tables,
 )
+from ast_tune.results.verdict import target_top1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,9 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _render(front: pd.DataFrame, objectives: Sequence[Objective], fmt: str) -> str:
+def _render(front: pd.DataFrame, objectives: Sequence[Objective], fmt: str, target: float | None) -> str:
     if fmt == "md":
-        return front_markdown(front, objectives)
+        return front_markdown(front, objectives, target=target)
     if fmt == "csv":
         return front.to_csv(index=False)
     return front.to_json(orient="records", indent=1) + "\n"
@@ -69,14 +70,15 @@ def _main(argv: Sequence[str] | None) -> int:
     spec_path = args.results / "spec.yaml"
     objectives = read_objectives(spec_path)
     criteria = criteria_from(load_yaml(spec_path) if spec_path.exists() else {}, source=str(spec_path))
-    front = write_tables(args.results, epochs, objectives, baseline=read_baseline(args.results / "baseline.json"),
-                         criteria=criteria)
+    baseline = read_baseline(args.results / "baseline.json")
+    front = write_tables(args.results, epochs, objectives, baseline=baseline, criteria=criteria)
+    target = target_top1(baseline, criteria)
     if args.out is None:
-        sys.stdout.write(_render(front, objectives, args.format))
+        sys.stdout.write(_render(front, objectives, args.format, target))
     elif args.format == "parquet":
         write_frame(args.out, front, "parquet")
     else:
-        atomic.write_text(args.out, _render(front, objectives, args.format))
+        atomic.write_text(args.out, _render(front, objectives, args.format, target))
     return 0
 
 

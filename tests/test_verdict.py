@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
 import pytest
+import yaml
 
+from ast_tune.config import columns
 from ast_tune.config.criteria import Constraint, Criteria, Level, SuccessSpec, criteria_from
 from ast_tune.config.spec import SpecError
+from ast_tune.config.sweep_spec import PromoteRule
+from ast_tune.export import main as export_main
 from ast_tune.results import verdict
+from ast_tune.results.tables import trials_table
+from ast_tune.tuning.promote_plan import choose_trial
 
 SEED = Criteria()
 
@@ -150,3 +157,48 @@ def test_constraint_violation_is_positive_past_the_bound_and_infinite_for_nan():
     assert Constraint("top1_drop", max=5.0).violation(4.0) == -1.0
     assert Constraint("val_top1", min=80.0).violation(70.0) == 10.0
     assert Constraint("val_top1", min=80.0).violation(math.nan) == math.inf
+
+
+def _epochs_table() -> pd.DataFrame:
+    """Three finished trials against BASELINE (92 % after 3 × 4 s):
+
+    a: 91.5 % at 2 s (reaches 91 % first: 12 / 2 = 6x), 65 % savings, tracking 5 / 10 points → publication
+    b: 95 % at 1 s, but 20 % savings → none
+    c: 80 %: 12 points below, infeasible under top1_drop <= 5
+    """
+    frames = [rows([85.0, 91.5], [1.0, 1.0], savings=0.65, activation=[0.45, 0.5], trial="a"),
+              rows([95.0], [1.0], savings=0.2, trial="b"),
+              rows([80.0], [1.0], savings=0.9, activation=[0.1], trial="c")]
+    table = pd.concat(frames, ignore_index=True)
+    for name in columns.EPOCH_METRICS:
+        if name not in table:
+            table[name] = 1.0 if name == "speedup" else math.nan
+    return table.assign(status="TERMINATED", reason=None)
+
+
+def test_export_rebuilds_every_new_column_from_epochs_and_baseline_alone(tmp_path, capsys):
+    _epochs_table().to_parquet(tmp_path / "epochs.parquet", index=False)
+    (tmp_path / "baseline.json").write_text(json.dumps(BASELINE))
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({"constraints": [{"metric": "top1_drop", "max": 5}]}))
+    assert export_main([str(tmp_path)]) == 0
+    trials = pd.read_parquet(tmp_path / "trials.parquet").set_index("trial_id")
+    assert trials.loc["a", "time_to_target_s"] == 2.0 and trials.loc["a", "speedup_to_target"] == pytest.approx(6.0)
+    assert trials.loc["a", "tracking_error_mean"] == pytest.approx(7.5)
+    assert trials.loc["a", "tracking_error_max"] == pytest.approx(10.0)
+    assert trials.loc["a", "top1_drop"] == pytest.approx(0.5)
+    assert trials["verdict"].to_dict() == {"a": "publication", "b": "none", "c": "none"}
+    # c: infeasible, so in the table but off the front, whatever its savings
+    assert trials["feasible"].to_dict() == {"a": True, "b": True, "c": False}
+    assert not trials.loc["c", "on_front"] and trials.loc["c", "pareto_rank"] == 0
+    front = pd.read_parquet(tmp_path / "pareto.parquet")
+    assert front["trial_id"].tolist() == ["b", "a"]
+    markdown = (tmp_path / "pareto.md").read_text()
+    assert "| publication |" in markdown and "91.00% top-1" in markdown and "| c |" not in markdown
+    assert capsys.readouterr().out == markdown
+
+
+def test_an_infeasible_trial_is_kept_off_the_promotion():
+    trials = trials_table(_epochs_table(), [("val_top1", "max"), ("energy_savings", "max")], baseline=BASELINE,
+                          criteria=criteria_from({"constraints": [{"metric": "top1_drop", "max": 5}]}))
+    rule = PromoteRule(max_accuracy_drop=100, prefer="energy_savings")  # c saves most, but is infeasible
+    assert choose_trial(trials, baseline_top1=92.0, rule=rule) == "a"
