@@ -21,7 +21,7 @@ from ast_tune import atomic
 from ast_tune.config.cli import CliParser, os_error_line, run_main
 from ast_tune.config.criteria import criteria_from
 from ast_tune.config.spec import SpecError, load_yaml
-from ast_tune.results.readers import read_baseline
+from ast_tune.results.baseline_file import read_baseline
 from ast_tune.results.tables import (
     FORMATS,
     Objective,

@@ -45,8 +45,8 @@ from ast_tune.data.sources import check_root
 from ast_tune.promote import promote
 from ast_tune.results import tables as export
 from ast_tune.results import verdict
+from ast_tune.results.baseline_file import read_baseline
 from ast_tune.results.page import write_report
-from ast_tune.results.readers import read_baseline
 from ast_tune.tuning.baseline import ensure_baseline
 from ast_tune.tuning.journal import JOURNAL, Journal, epochs_frame
 from ast_tune.tuning.promote_plan import NoCandidateError

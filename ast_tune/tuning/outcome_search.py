@@ -20,7 +20,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from ast_tune.config import columns
 from ast_tune.config.sweep_spec import SweepSpec
-from ast_tune.results.readers import read_baseline
+from ast_tune.results.baseline_file import read_baseline
 from ast_tune.results.tables import trials_table
 from ast_tune.tuning.journal import JOURNAL, Journal, epochs_frame
 
