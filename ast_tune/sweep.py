@@ -72,7 +72,7 @@ def _verdict_line(spec: SweepSpec, results: Path, journal: Journal) -> str:
     trials = export.trials_table(epochs, [(o.metric, o.mode) for o in spec.objectives], baseline=baseline,
                                  criteria=spec.criteria)
     judged = trials[export.eligible(trials) & trials["feasible"]]
-    return verdict.conclusion(judged, export.epoch_rows(epochs), baseline, spec.criteria)
+    return verdict.conclusion(judged, verdict.epoch_rows(epochs), baseline, spec.criteria)
 
 
 def _versions() -> dict[str, str]:

@@ -95,13 +95,7 @@ def check_epochs(epochs: pd.DataFrame) -> None:
         raise SpecError("epochs", f"missing column(s) {', '.join(missing)}")
 
 
-def epoch_rows(epochs: pd.DataFrame) -> pd.DataFrame:
-    """The rows with ``epoch >= 1`` in epoch order; a re-reported epoch (after a restore) keeps its last row."""
-    rows = epochs[epochs["epoch"] >= 1].sort_values("epoch", kind="stable")
-    return rows.drop_duplicates(["trial_id", "epoch"], keep="last")
-
-
-def _per_trial_metrics(rows: pd.DataFrame) -> pd.DataFrame:  # rows: epoch_rows(epochs)
+def _per_trial_metrics(rows: pd.DataFrame) -> pd.DataFrame:  # rows: verdict.epoch_rows(epochs)
     by = rows.groupby("trial_id", sort=False)
     last = by.tail(1).set_index("trial_id")
     seconds = by["train_seconds"].sum(skipna=False)
@@ -132,7 +126,6 @@ def trials_table(epochs: pd.DataFrame, objectives: Sequence[Objective], *, basel
     - ``speedup`` (measured): Σ speedup_e·train_seconds_e / Σ train_seconds_e, i.e. the dense
       baseline's time for those epochs over the trial's time; NaN if any epoch lacks it.
     - ``status``, ``param.*`` and ``reason`` (if present): the trial's last non-null value.
-
     - ``columns.OUTCOME_METRICS``, ``verdict``, ``feasible``: :mod:`ast_tune.results.verdict`, on ``baseline.json``.
 
     ``pareto_rank`` comes from :func:`ast_tune.results.pareto.pareto_ranks` over the feasible trials whose
@@ -146,7 +139,7 @@ def trials_table(epochs: pd.DataFrame, objectives: Sequence[Objective], *, basel
     check_epochs(epochs)
     extra = [name for name in epochs.columns if name.startswith(columns.PARAM_PREFIX) or name == "reason"]
     identity = epochs.groupby("trial_id", sort=False)[["status", *extra]].last()
-    rows = epoch_rows(epochs)
+    rows = verdict.epoch_rows(epochs)
     trials = identity.join(_per_trial_metrics(rows)).join(verdict.outcomes(rows, baseline, criteria)).reset_index()
     trials["epochs_done"] = trials["epochs_done"].fillna(0).astype(int)
     trials["verdict"] = trials["verdict"].where(eligible(trials) & trials["verdict"].notna(), verdict.NO_LEVEL)
@@ -205,13 +198,8 @@ _MD_COLUMNS = (
     ("speedup", "speedup, measured (×)", ".2f", 1),
     ("activation_rate", "activation (%)", ".1f", 100),
     ("epochs_done", "epochs", "", 1),
-    ("speedup_to_target", "speedup to target, measured (×)", ".2f", 1),
-    ("time_to_target_s", "time to target (s)", ".1f", 1),
-    ("tracking_error_mean", "tracking error, mean (points)", ".1f", 1),
-    ("tracking_error_max", "tracking error, max (points)", ".1f", 1),
-    ("verdict", "verdict", "", 1),
+    *verdict.MD_COLUMNS,
 )
-_MISSING = {"speedup_to_target": "not reached", "time_to_target_s": "not reached"}
 
 
 def front_markdown(front: pd.DataFrame, objectives: Sequence[Objective], *, target: float | None = None) -> str:
@@ -236,7 +224,7 @@ def front_markdown(front: pd.DataFrame, objectives: Sequence[Objective], *, targ
         "|" + "|".join([":---", *["---:"] * (len(_MD_COLUMNS) - 1), *[":---"] * len(params)]) + "|",
     ]
     for row in front.to_dict("records"):
-        cells = [format_cell(row[name], fmt, scale, missing=_MISSING.get(name, "—") if target is not None else "—")
+        cells = [format_cell(row[name], fmt, scale, missing=verdict.MISSING.get(name, "—") if target else "—")
                  for name, _, fmt, scale in _MD_COLUMNS]
         cells += [format_cell(row[name], ".4g") for name in params]
         lines.append("| " + " | ".join(cells) + " |")

@@ -28,6 +28,22 @@ from ast_tune.config.criteria import LEVELS, NO_LEVEL, VERDICTS, Criteria, Level
 
 #: Slack on every comparison (points, fractions, ×): a bound met to rounding is met.
 TOLERANCE = 1e-9
+#: (column, header, format, scale) of the verdict's columns in the front's Markdown.
+MD_COLUMNS = (
+    ("speedup_to_target", "speedup to target, measured (×)", ".2f", 1),
+    ("time_to_target_s", "time to target (s)", ".1f", 1),
+    ("tracking_error_mean", "tracking error, mean (points)", ".1f", 1),
+    ("tracking_error_max", "tracking error, max (points)", ".1f", 1),
+    ("verdict", "verdict", "", 1),
+)
+#: What a missing value means in those columns when there is a target.
+MISSING = {"speedup_to_target": "not reached", "time_to_target_s": "not reached"}
+
+
+def epoch_rows(epochs: pd.DataFrame) -> pd.DataFrame:
+    """The rows with ``epoch >= 1`` in epoch order; a re-reported epoch (after a restore) keeps its last row."""
+    rows = epochs[epochs["epoch"] >= 1].sort_values("epoch", kind="stable")
+    return rows.drop_duplicates(["trial_id", "epoch"], keep="last")
 
 
 def target_top1(baseline: Mapping | None, criteria: Criteria) -> float | None:
