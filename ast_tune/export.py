@@ -1,9 +1,10 @@
-"""Rebuild a sweep's result tables from its ``epochs.parquet`` and print (or write) the front.
+"""Rebuild a sweep's result tables from its ``epochs.parquet`` and ``baseline.json``; print (or write) the front.
 
     python -m ast_tune.export results/quickstart                  # the front as Markdown
     python -m ast_tune.export results/quickstart --format csv --out front.csv
 
-Reads only Parquet and YAML: safe on results copied from elsewhere.
+Reads only Parquet, YAML and JSON: safe on results copied from elsewhere. The time-to-target and
+verdict columns come from ``baseline.json``'s per-epoch records and ``spec.yaml``'s ``success:``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import pandas as pd
 
 from ast_tune import atomic
 from ast_tune.config.cli import CliParser, os_error_line, run_main
-from ast_tune.config.spec import SpecError
+from ast_tune.config.criteria import criteria_from
+from ast_tune.config.spec import SpecError, load_yaml
+from ast_tune.results.baseline_file import read_baseline
 from ast_tune.results.tables import (
     FORMATS,
     Objective,
@@ -28,6 +31,7 @@ from ast_tune.results.tables import (
     write_frame,
     write_tables,
 )
+from ast_tune.results.verdict import target_top1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,9 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _render(front: pd.DataFrame, objectives: Sequence[Objective], fmt: str) -> str:
+def _render(front: pd.DataFrame, objectives: Sequence[Objective], fmt: str, target: float | None) -> str:
     if fmt == "md":
-        return front_markdown(front, objectives)
+        return front_markdown(front, objectives, target=target)
     if fmt == "csv":
         return front.to_csv(index=False)
     return front.to_json(orient="records", indent=1) + "\n"
@@ -63,14 +67,18 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.format == "parquet" and args.out is None:
         raise SpecError("--format parquet", "binary output needs --out FILE")
     epochs = read_epochs(args.results)
-    objectives = read_objectives(args.results / "spec.yaml")
-    front = write_tables(args.results, epochs, objectives)
+    spec_path = args.results / "spec.yaml"
+    objectives = read_objectives(spec_path)
+    criteria = criteria_from(load_yaml(spec_path) if spec_path.exists() else {}, source=str(spec_path))
+    baseline = read_baseline(args.results / "baseline.json")
+    front = write_tables(args.results, epochs, objectives, baseline=baseline, criteria=criteria)
+    target = target_top1(baseline, criteria)
     if args.out is None:
-        sys.stdout.write(_render(front, objectives, args.format))
+        sys.stdout.write(_render(front, objectives, args.format, target))
     elif args.format == "parquet":
         write_frame(args.out, front, "parquet")
     else:
-        atomic.write_text(args.out, _render(front, objectives, args.format))
+        atomic.write_text(args.out, _render(front, objectives, args.format, target))
     return 0
 
 

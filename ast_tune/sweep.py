@@ -51,6 +51,8 @@ from ast_tune.data.inventory import subset_classes
 from ast_tune.data.sources import check_root
 from ast_tune.promote import promote
 from ast_tune.results import tables as export
+from ast_tune.results import verdict
+from ast_tune.results.baseline_file import read_baseline
 from ast_tune.results.page import write_report
 from ast_tune.tuning import lock
 from ast_tune.tuning.baseline import ensure_baseline
@@ -78,7 +80,17 @@ def _write_tables(spec: SweepSpec, results: Path, journal: Journal,
         return None
     if baseline_seconds:
         epochs = epochs.assign(speedup=baseline_seconds / epochs["train_seconds"])
-    return export.write_tables(results, epochs, [(o.metric, o.mode) for o in spec.objectives])
+    return export.write_tables(results, epochs, [(o.metric, o.mode) for o in spec.objectives],
+                               baseline=read_baseline(results / "baseline.json"), criteria=spec.criteria)
+
+
+def _verdict_line(spec: SweepSpec, results: Path, journal: Journal) -> str:
+    """The sweep's answer to the seed: the best trial at the highest level reached, or the closest miss."""
+    epochs, baseline = epochs_frame(journal.read()), read_baseline(results / "baseline.json")
+    trials = export.trials_table(epochs, [(o.metric, o.mode) for o in spec.objectives], baseline=baseline,
+                                 criteria=spec.criteria)
+    judged = trials[export.eligible(trials) & trials["feasible"]]
+    return verdict.conclusion(judged, verdict.epoch_rows(epochs), baseline, spec.criteria)
 
 
 def _versions() -> dict[str, str]:
@@ -253,7 +265,9 @@ def _conclude(spec: SweepSpec, results: Path, journal: Journal, front: pd.DataFr
               interrupted: bool, argv: Sequence[str]) -> int:
     """Print the front and where the results are; the exit code."""
     if front is not None:
-        print(export.front_markdown(front, [(o.metric, o.mode) for o in spec.objectives]))
+        target = verdict.target_top1(read_baseline(results / "baseline.json"), spec.criteria)
+        print(export.front_markdown(front, [(o.metric, o.mode) for o in spec.objectives], target=target))
+        print(_verdict_line(spec, results, journal), flush=True)
     print(f"results: {results}", flush=True)
     if interrupted:
         again = shlex.join(["python", "-m", "ast_tune.sweep", *(a for a in argv if a != "--resume"), "--resume"])

@@ -152,18 +152,22 @@ def test_markdown_names_counted_and_measured_and_formats_rows(epochs):
     lines = front_markdown(front_table(trials, DEFAULT_OBJECTIVES), DEFAULT_OBJECTIVES).splitlines()
     assert lines[0].startswith("Pareto front over val_top1 (max), energy_savings (max), speedup (max).")
     assert "*counted*" in lines[0] and "*measured*" in lines[0]
-    assert lines[2] == ("| trial | top-1 (%) | top-5 (%) | energy savings, counted (%) | "
-                        "speedup, measured (×) | activation (%) | epochs | kp | lr_schedule |")
-    assert lines[3] == "|:---|---:|---:|---:|---:|---:|---:|:---|:---|"
-    assert lines[4] == "| b | 95.00 | 99.00 | 20.0 | 1.20 | 80.0 | 1 | 0.05 | step |"
-    assert lines[5] == "| a | 92.00 | 96.00 | 50.0 | 1.67 | 50.0 | 2 | 0.001234 | cosine |"
-    assert len(lines) == 6
+    assert lines[1].startswith("Speedup to target: the dense baseline's train time to the target (no baseline: ")
+    assert lines[3] == ("| trial | top-1 (%) | top-5 (%) | energy savings, counted (%) | "
+                        "speedup, measured (×) | activation (%) | epochs | speedup to target, measured (×) | "
+                        "time to target (s) | tracking error, mean (points) | tracking error, max (points) | "
+                        "verdict | kp | lr_schedule |")
+    assert lines[4] == "|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|:---|"
+    # no baseline: no target, so no time to it and no verdict; tracking error: |activation − NaN target|
+    assert lines[5] == "| b | 95.00 | 99.00 | 20.0 | 1.20 | 80.0 | 1 | — | — | — | — | none | 0.05 | step |"
+    assert lines[6] == "| a | 92.00 | 96.00 | 50.0 | 1.67 | 50.0 | 2 | — | — | — | — | none | 0.001234 | cosine |"
+    assert len(lines) == 7
 
 
 def test_markdown_prints_missing_values_as_a_dash(epochs):
     row = trials_table(epochs, DEFAULT_OBJECTIVES).iloc[[5]]  # f: no epochs, NaN metrics
     assert front_markdown(row, DEFAULT_OBJECTIVES).splitlines()[-1] \
-        == "| f | — | — | — | — | — | 0 | 0.3 | step |"
+        == "| f | — | — | — | — | — | 0 | — | — | — | — | none | 0.3 | step |"
 
 
 def _brute_force_front(trials: pd.DataFrame, objectives) -> list[str]:

@@ -201,3 +201,4 @@ def test_interrupted_promotion_continues_from_its_checkpoint_and_then_is_done(re
     assert "was promoted before" in capsys.readouterr().out
     assert main([str(results), "--epochs", "4"]) == 2  # another length would mix two LR schedules
     assert "plan.json: " in capsys.readouterr().err
+

@@ -36,7 +36,20 @@ EPOCH_TABLE_KEYS = ("trial_id", "status")
 TRIAL_COLUMNS = (
     "trial_id", "status", "epochs_done", "val_top1", "val_top5", "energy_savings", "speedup",
     "activation_rate", "train_seconds", "data_seconds", "energy_j", "pareto_rank", "on_front",
+    # the seed's question (ast_tune.results.verdict), known once a trial's epochs are in
+    "top1_drop", "time_to_target_s", "speedup_to_target", "tracking_error_mean", "tracking_error_max",
+    "feasible", "verdict",
 )
+
+#: Trial metrics known only from a trial's whole epoch history (and the baseline's), never per epoch:
+#: ``top1_drop`` (points of final top-1 below the baseline's), ``time_to_target_s`` (train seconds until
+#: top-1 first reaches the target), ``speedup_to_target`` (×, the baseline's time to it / the trial's),
+#: ``tracking_error_mean`` / ``_max`` (points of |activation − target| over the AST epochs).
+OUTCOME_METRICS = ("top1_drop", "time_to_target_s", "speedup_to_target", "tracking_error_mean",
+                   "tracking_error_max")
+#: Trial-table columns a ``constraints:`` entry may bound.
+CONSTRAINT_METRICS = ("val_top1", "val_top5", "energy_savings", "speedup", "activation_rate", "train_seconds",
+                      *OUTCOME_METRICS)
 
 PARAM_PREFIX = "param."
 
@@ -44,6 +57,9 @@ PARAM_PREFIX = "param."
 #: them there) AND a column of the trials table (the Pareto front ranks them there).
 OBJECTIVE_METRICS = ("val_top1", "val_top5", "energy_savings", "speedup", "activation_rate",
                      "train_seconds", "energy_j")
+#: What an objective may name: those, and the outcome metrics known once a trial has ended (Optuna
+#: is told them then; the schedulers, which rank every rung, may not name them).
+RANKED_METRICS = (*OBJECTIVE_METRICS, *OUTCOME_METRICS)
 #: How an objective is optimised.
 MODES = ("min", "max")
 #: Objectives when a sweep spec names none.

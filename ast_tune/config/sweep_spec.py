@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ast_tune.config import columns
+from ast_tune.config.criteria import Constraint, Criteria, SuccessSpec
 from ast_tune.config.presets import PRESETS, get_preset
 from ast_tune.config.proxy_spec import CostSpec, PromoteWorkload
 from ast_tune.config.run_spec import DataSpec, RunSpec, check_workload_fields
@@ -40,6 +41,7 @@ from ast_tune.config.sweep_space import WORKLOAD_OWNED, Param, parse_space
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
 SCHEDULER_KINDS = ("fifo", "asha", "moasha")
 PLACEMENTS = ("STRICT_PACK", "PACK", "SPREAD")
+_NEEDS_BASELINE = ("speedup", "top1_drop", "speedup_to_target")
 DRIVER_CPUS = 0.05  # CPU share of a trial's driver (the Tune function that runs the TorchTrainer)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -112,7 +114,7 @@ class Objective:
     mode: str = "max"
 
     def __post_init__(self) -> None:
-        check_choice("metric", self.metric, columns.OBJECTIVE_METRICS)
+        check_choice("metric", self.metric, columns.RANKED_METRICS)
         check_choice("mode", self.mode, columns.MODES)
 
 
@@ -168,6 +170,8 @@ class SweepSpec:
     promote: PromoteSpec = PromoteSpec()
     storage: StorageSpec = StorageSpec()
     cost: CostSpec = CostSpec()
+    success: SuccessSpec = SuccessSpec()  # the seed's levels (ast_tune.config.criteria)
+    constraints: tuple[Constraint, ...] = ()  # trials breaking one stay in the tables, off the front
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
@@ -187,14 +191,25 @@ class SweepSpec:
         for i, metric in enumerate(metrics):
             if metric in metrics[:i]:
                 raise SpecError(f"objectives[{i}].metric", f"{metric} is named twice")
-            if metric == "speedup" and self.storage.baseline == "none":
-                raise SpecError(f"objectives[{i}].metric", "speedup needs storage.baseline: auto")
+            if metric in _NEEDS_BASELINE and self.storage.baseline == "none":
+                raise SpecError(f"objectives[{i}].metric", f"{metric} needs storage.baseline: auto")
+            if metric in columns.OUTCOME_METRICS and self.scheduler.kind == "moasha":
+                raise SpecError(f"objectives[{i}].metric", f"{metric} is known only when a trial ends, so "
+                                "moasha cannot rank trials on it per epoch; use scheduler.kind asha or fifo")
+        for i, constraint in enumerate(self.constraints):
+            if constraint.metric in _NEEDS_BASELINE and self.storage.baseline == "none":
+                raise SpecError(f"constraints[{i}].metric", f"{constraint.metric} needs storage.baseline: auto")
         scheduler = self.scheduler
         if scheduler.kind == "asha" and scheduler.mode is None and scheduler.metric not in metrics:
             raise SpecError("scheduler.mode", f"required: {self.scheduler.metric} is not an objective")
         if self.promote.enabled and self.promote.rule.prefer not in metrics:
             raise SpecError("promote.rule.prefer", f"must be one of the objectives {', '.join(metrics)}; "
                             f"got {self.promote.rule.prefer!r}")
+
+    @property
+    def criteria(self) -> Criteria:
+        """The success levels, constraints and time-to-accuracy target the result tables judge trials by."""
+        return Criteria(self.success, self.constraints, self.promote.rule.max_accuracy_drop)
 
     @property
     def scheduler_mode(self) -> str:

@@ -45,6 +45,7 @@ from ast_tune.results.tables import (
     front_table,
     trials_table,
 )
+from ast_tune.results.verdict import target_caption, target_top1
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +62,19 @@ COMPARISON_COLUMNS = (
     ("train_seconds", "train time (s)", ".1f", 1),
     ("data_seconds", "of which waiting on data (s)", ".1f", 1),
     ("energy_j", "energy (J)", ".0f", 1),
+    ("speedup_to_target", "speedup to target, measured (×)", ".2f", 1),
+    ("tracking_error_mean", "tracking error, mean (points)", ".1f", 1),
+    ("tracking_error_max", "tracking error, max (points)", ".1f", 1),
+    ("verdict", "verdict", "", 1),
 )
+_TEXT_COLUMNS = ("verdict",)
 
 
 def _baseline_row(baseline: Mapping) -> dict:
     """The baseline's comparison row: top-level keys first, then its last per-epoch record."""
     curve = baseline_curve(baseline)
     last = curve.iloc[-1].to_dict() if curve is not None else {}
-    row = {"run": "dense baseline", "energy_savings": 0.0, "speedup": 1.0}
+    row = {"run": "dense baseline", "energy_savings": 0.0, "speedup": 1.0, "speedup_to_target": 1.0}
     for key in ("val_top1", "val_top5", "energy_j", "train_seconds", "epochs_done"):
         value = baseline.get(key, last.get(key))
         if isinstance(value, (int, float)):
@@ -116,7 +122,8 @@ def _promoted_row(results: SweepResults) -> dict | None:
         return None
     label = promoted_label(results.promoted_summary)
     frame = results.promoted_epochs.assign(trial_id=label, status=columns.TERMINATED)
-    row = trials_table(frame, [("val_top1", "max")]).iloc[0].to_dict()
+    row = trials_table(frame, [("val_top1", "max")], baseline=results.baseline, criteria=results.criteria).iloc[0]
+    row = row.to_dict()
     return {**row, "run": label}
 
 
@@ -133,7 +140,7 @@ def comparison_table(results: SweepResults) -> pd.DataFrame:
     promoted = _promoted_row(results)
     rows += [promoted] if promoted else []
     table = pd.DataFrame(rows, columns=["run", *(name for name, *_ in COMPARISON_COLUMNS)])
-    return table.astype({name: float for name, *_ in COMPARISON_COLUMNS})
+    return table.astype({name: float for name, *_ in COMPARISON_COLUMNS if name not in _TEXT_COLUMNS})
 
 
 def _cells(table: pd.DataFrame) -> list[list[str]]:
@@ -143,12 +150,13 @@ def _cells(table: pd.DataFrame) -> list[list[str]]:
             for row in table.to_dict("records")]
 
 
-def comparison_markdown(table: pd.DataFrame) -> str:
+def comparison_markdown(table: pd.DataFrame, *, target: float | None = None) -> str:
     """The comparison as a GitHub Markdown table with a caption on counted vs measured."""
     header = ["run", *(title for _, title, _, _ in COMPARISON_COLUMNS)]
     lines = ["Energy savings are *counted* (samples skipped); speedup is *measured* (dense baseline "
              "train time / run train time, same hardware); energy is NVML, blank where not measured. "
-             "The dense baseline's 0 % savings and 1× speedup hold by definition.", "",
+             "The dense baseline's 0 % savings and 1× speedup hold by definition. "
+             + target_caption(target), "",
              "| " + " | ".join(header) + " |", "|:---|" + "---:|" * len(COMPARISON_COLUMNS)]
     lines += ["| " + " | ".join(cells) + " |" for cells in _cells(table)]
     return "\n".join(lines) + "\n"
@@ -168,6 +176,7 @@ def front_html(results: SweepResults) -> str:
     shown = (("val_top1", "top-1 (%)", ".2f", 1), ("val_top5", "top-5 (%)", ".2f", 1),
              ("energy_savings", "savings, counted (%)", ".1f", 100),
              ("speedup", "speedup, measured (×)", ".2f", 1), ("epochs_done", "epochs", "d", 1),
+             ("speedup_to_target", "speedup to target (×)", ".2f", 1), ("verdict", "verdict", "", 1),
              *((p, p.removeprefix(columns.PARAM_PREFIX), ".4g", 1) for p in params))
     rows = [[r["trial_id"], *(format_cell(r[c], fmt, scale, missing="") for c, _, fmt, scale in shown)]
             for r in front.to_dict("records")]
@@ -244,7 +253,8 @@ def write_report(results_dir: Path, *, out: Path | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     figures = write_figures(results, out)
     table = comparison_table(results)
-    atomic.write_text(out / "comparison.md", comparison_markdown(table))
+    target = target_top1(results.baseline, results.criteria)
+    atomic.write_text(out / "comparison.md", comparison_markdown(table, target=target))
     atomic.write_text(out / "index.html", render_page(results, figures, table))
     logger.info("%s: %d figures", out / "index.html", sum(map(len, figures.values())))
     return out / "index.html"

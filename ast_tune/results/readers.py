@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ast_tune.config import columns
+from ast_tune.config.criteria import SEED_CRITERIA, Criteria, criteria_from
 from ast_tune.config.spec import SpecError, load_yaml
 from ast_tune.results.baseline_file import BASELINE_FILE, load_json, read_baseline
 from ast_tune.results.tables import Objective, objectives_from, read_epochs, trials_table
@@ -36,6 +37,7 @@ class SweepResults:
     baseline: Mapping | None
     promoted_epochs: pd.DataFrame | None
     promoted_summary: Mapping | None
+    criteria: Criteria = SEED_CRITERIA  # spec.yaml's success levels and constraints
 
 
 def _optional(read: Callable[[Path], dict | None], path: Path) -> dict | None:
@@ -78,8 +80,11 @@ def load_results(results_dir: Path) -> SweepResults:
     spec_path = results_dir / "spec.yaml"
     spec = load_yaml(spec_path) if spec_path.exists() else {}
     objectives = objectives_from(spec, source=spec_path)
+    criteria = criteria_from(spec, source=str(spec_path))
+    baseline = _optional(read_baseline, results_dir / BASELINE_FILE)
     return SweepResults(
-        name=results_dir.resolve().name, epochs=epochs, trials=trials_table(epochs, objectives),
-        objectives=objectives, spec=spec, baseline=_optional(read_baseline, results_dir / BASELINE_FILE),
+        name=results_dir.resolve().name, epochs=epochs,
+        trials=trials_table(epochs, objectives, baseline=baseline, criteria=criteria),
+        objectives=objectives, spec=spec, baseline=baseline,
         promoted_epochs=_read_promoted(results_dir / "promoted" / "epochs.parquet"),
-        promoted_summary=_optional(_read_json, results_dir / "promoted" / "summary.json"))
+        promoted_summary=_optional(_read_json, results_dir / "promoted" / "summary.json"), criteria=criteria)

@@ -23,8 +23,9 @@ import pandas as pd
 
 from ast_tune import atomic
 from ast_tune.config import columns
+from ast_tune.config.criteria import SEED_CRITERIA, Criteria
 from ast_tune.config.spec import SpecError, load_yaml
-from ast_tune.results import pareto
+from ast_tune.results import pareto, verdict
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +43,9 @@ def check_objectives(objectives: Sequence[Objective]) -> tuple[Objective, ...]:
     if len(objectives) == 0:
         raise SpecError("objectives", "must name at least one {metric, mode}; got none")
     for i, (metric, mode) in enumerate(objectives):
-        if metric not in columns.OBJECTIVE_METRICS:
+        if metric not in columns.RANKED_METRICS:
             raise SpecError(f"objectives[{i}].metric",
-                            f"must be one of {', '.join(columns.OBJECTIVE_METRICS)}; got {metric!r}")
+                            f"must be one of {', '.join(columns.RANKED_METRICS)}; got {metric!r}")
         if mode not in columns.MODES:
             raise SpecError(f"objectives[{i}].mode",
                             f"must be one of {', '.join(columns.MODES)}; got {mode!r}")
@@ -94,10 +95,7 @@ def check_epochs(epochs: pd.DataFrame) -> None:
         raise SpecError("epochs", f"missing column(s) {', '.join(missing)}")
 
 
-def _per_trial_metrics(epochs: pd.DataFrame) -> pd.DataFrame:
-    """Aggregate the rows with ``epoch >= 1``; a re-reported epoch (after a restore) keeps its last row."""
-    rows = epochs[epochs["epoch"] >= 1].sort_values("epoch", kind="stable")
-    rows = rows.drop_duplicates(["trial_id", "epoch"], keep="last")
+def _per_trial_metrics(rows: pd.DataFrame) -> pd.DataFrame:  # rows: verdict.epoch_rows(epochs)
     by = rows.groupby("trial_id", sort=False)
     last = by.tail(1).set_index("trial_id")
     seconds = by["train_seconds"].sum(skipna=False)
@@ -115,7 +113,8 @@ def _per_trial_metrics(epochs: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def trials_table(epochs: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
+def trials_table(epochs: pd.DataFrame, objectives: Sequence[Objective], *, baseline: Mapping | None = None,
+                 criteria: Criteria = SEED_CRITERIA) -> pd.DataFrame:
     """One row per trial (in order of first appearance), ranked on ``objectives``.
 
     Aggregation over a trial's epochs (rows with ``epoch >= 1``; a trial that failed before
@@ -128,9 +127,10 @@ def trials_table(epochs: pd.DataFrame, objectives: Sequence[Objective]) -> pd.Da
     - ``speedup`` (measured): Σ speedup_e·train_seconds_e / Σ train_seconds_e, i.e. the dense
       baseline's time for those epochs over the trial's time; NaN if any epoch lacks it.
     - ``status``, ``param.*`` and ``reason`` (if present): the trial's last non-null value.
+    - ``columns.OUTCOME_METRICS``, ``verdict``, ``feasible``: :mod:`ast_tune.results.verdict`, on ``baseline.json``.
 
-    ``pareto_rank`` comes from :func:`ast_tune.results.pareto.pareto_ranks` over the trials whose status
-    :func:`eligible` (1 = front); the others, and rows with a NaN objective, get 0.
+    ``pareto_rank`` comes from :func:`ast_tune.results.pareto.pareto_ranks` over the feasible trials whose
+    status is :func:`eligible` (1 = front); the others, and rows with a NaN objective, get 0.
     ``on_front`` is ``pareto_rank == 1``.
 
     Raises:
@@ -140,8 +140,11 @@ def trials_table(epochs: pd.DataFrame, objectives: Sequence[Objective]) -> pd.Da
     check_epochs(epochs)
     extra = [name for name in epochs.columns if name.startswith(columns.PARAM_PREFIX) or name == "reason"]
     identity = epochs.groupby("trial_id", sort=False)[["status", *extra]].last()
-    trials = identity.join(_per_trial_metrics(epochs)).rename_axis("trial_id").reset_index()
+    rows = verdict.epoch_rows(epochs)
+    trials = identity.join(_per_trial_metrics(rows)).join(verdict.outcomes(rows, baseline, criteria)).reset_index()
     trials["epochs_done"] = trials["epochs_done"].fillna(0).astype(int)
+    trials["verdict"] = trials["verdict"].where(eligible(trials) & trials["verdict"].notna(), verdict.NO_LEVEL)
+    trials["feasible"] = verdict.feasible(trials, criteria)
     trials["pareto_rank"] = _ranks(trials, objectives)
     trials["on_front"] = trials["pareto_rank"] == 1
     return trials[[*columns.TRIAL_COLUMNS, *extra]]
@@ -154,7 +157,7 @@ def eligible(trials: pd.DataFrame) -> pd.Series:
 
 
 def _ranks(trials: pd.DataFrame, objectives: Sequence[Objective]) -> np.ndarray:
-    ranked = eligible(trials).to_numpy()
+    ranked = (eligible(trials) & trials["feasible"]).to_numpy()
     values = trials[[metric for metric, _ in objectives]].to_numpy(dtype=float)[ranked]
     ranks = np.zeros(len(trials), dtype=int)
     if not ranked.any():
@@ -196,17 +199,18 @@ _MD_COLUMNS = (
     ("speedup", "speedup, measured (×)", ".2f", 1),
     ("activation_rate", "activation (%)", ".1f", 100),
     ("epochs_done", "epochs", "", 1),
+    *verdict.MD_COLUMNS,
 )
 
 
-def front_markdown(front: pd.DataFrame, objectives: Sequence[Objective]) -> str:
+def front_markdown(front: pd.DataFrame, objectives: Sequence[Objective], *, target: float | None = None) -> str:
     """A GitHub Markdown table of ``front`` with a one-line caption, ready to paste.
 
     Accuracies are final top-1/top-5 in %; energy savings is COUNTED (the seed's
     1 − (active + 0.01·skipped)/total, mean over epochs) in %; speedup is MEASURED (dense
     baseline train time / trial train time, same hardware) as ×; activation is the mean
     realised fraction trained on, in %. Floats in param columns get 4 significant digits;
-    missing values print as "—".
+    missing values print as "—" (time to a ``target`` (%): "not reached"); the caption names it.
     """
     params = [name for name in front.columns if name.startswith(columns.PARAM_PREFIX)]
     names = ", ".join(f"{metric} ({mode})" for metric, mode in objectives)
@@ -215,12 +219,14 @@ def front_markdown(front: pd.DataFrame, objectives: Sequence[Objective]) -> str:
     lines = [
         f"Pareto front over {names}. Energy savings are *counted* (samples skipped, as the seed "
         "library reports them); speedup is *measured* (dense baseline train time / trial train time).",
+        verdict.target_caption(target),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join([":---", *["---:"] * (len(_MD_COLUMNS) - 1), *[":---"] * len(params)]) + "|",
     ]
     for row in front.to_dict("records"):
-        cells = [format_cell(row[name], fmt, scale) for name, _, fmt, scale in _MD_COLUMNS]
+        cells = [format_cell(row[name], fmt, scale, missing=verdict.MISSING.get(name, "—") if target else "—")
+                 for name, _, fmt, scale in _MD_COLUMNS]
         cells += [format_cell(row[name], ".4g") for name in params]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -255,16 +261,18 @@ def _holds(path: Path, frame: pd.DataFrame) -> bool:
         return False
 
 
-def write_tables(results_dir: Path, epochs: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
+def write_tables(results_dir: Path, epochs: pd.DataFrame, objectives: Sequence[Objective], *,
+                 baseline: Mapping | None = None, criteria: Criteria = SEED_CRITERIA) -> pd.DataFrame:
     """Write ``epochs.parquet`` (unless it already holds ``epochs``), ``trials.{parquet,csv}``
     and ``pareto.{parquet,csv,md}`` under ``results_dir``, each atomically; return the front.
 
-    Every table is built before the first write, so bad input writes nothing.
+    ``baseline`` and ``criteria``: as :func:`trials_table`'s. Every table is built before the first
+    write, so bad input writes nothing.
     """
     results_dir = Path(results_dir)
-    trials = trials_table(epochs, objectives)
+    trials = trials_table(epochs, objectives, baseline=baseline, criteria=criteria)
     front = front_table(trials, objectives)
-    markdown = front_markdown(front, objectives)
+    markdown = front_markdown(front, objectives, target=verdict.target_top1(baseline, criteria))
     epochs_path = results_dir / "epochs.parquet"
     if not _holds(epochs_path, epochs):
         write_epochs(epochs_path, epochs)

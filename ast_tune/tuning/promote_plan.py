@@ -102,9 +102,10 @@ def plan_promotion(results_dir: Path, *, trial: str | None = None, epochs: int |
     results_dir = Path(results_dir)
     table = read_epochs(results_dir)
     sweep = _load_spec(results_dir / "spec.yaml")
-    trials = trials_table(table, [(o.metric, o.mode) for o in sweep.objectives])
-    trials["trial_id"] = trials["trial_id"].astype(str)
     baseline = read_baseline(results_dir / "baseline.json")
+    trials = trials_table(table, [(o.metric, o.mode) for o in sweep.objectives], baseline=baseline,
+                          criteria=sweep.criteria)
+    trials["trial_id"] = trials["trial_id"].astype(str)
     if trial is None:
         rule, modes = sweep.promote.rule, {o.metric: o.mode for o in sweep.objectives}
         if rule.prefer not in modes:

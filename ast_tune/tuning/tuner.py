@@ -6,7 +6,9 @@ trial holds a tiny CPU share and runs a Ray Train ``TorchTrainer`` (:func:`ast_t
 named ``trial_<tune trial id>``, forwarding its reports to Tune with ``TuneReportCallback``. Optuna
 proposes the trials with ALL objectives (``OptunaSearch(space=..., metric=[...], mode=[...])``; the
 space is given to OptunaSearch, never to ``param_space``) and stores its study in
-``results/<name>/optuna.db``; the scheduler (ASHA on one metric, or multi-objective ASHA) stops
+``results/<name>/optuna.db``; when a trial ends it is told the trial's whole-run outcomes and the
+constraint violations of the spec's ``constraints:`` (:mod:`ast_tune.tuning.outcome_search`); the
+scheduler (ASHA on one metric, or multi-objective ASHA) stops
 trials in ``epoch`` units and keeps its rungs in ``scheduler_state.json``. :func:`make_tuner`
 builds the Tuner, or restores it from ``results/<name>/tune``: finished and errored trials are
 kept, unfinished ones continue from their checkpoints (Tune's, or their Train run's), and trials that
@@ -17,13 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
 import optuna
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
-from ray.tune.search.optuna import OptunaSearch
 
 from ast_tune import atomic
 from ast_tune.config import columns
@@ -31,6 +33,7 @@ from ast_tune.config.spec import SpecError
 from ast_tune.config.sweep_space import Param
 from ast_tune.config.sweep_spec import SweepSpec
 from ast_tune.tuning.journal import JOURNAL, EpochTBXLogger, Journal
+from ast_tune.tuning.outcome_search import OutcomeSearch
 from ast_tune.tuning.ray_runtime import trial_resources
 from ast_tune.tuning.reconcile import ReconcilingSearch, trial_dirname
 from ast_tune.tuning.schedulers import make_scheduler
@@ -144,9 +147,11 @@ def check_search(spec: SweepSpec) -> None:
 def _new_tuner(spec: SweepSpec, results: Path, trainable: Any, journal: Journal, concurrency: int) -> tune.Tuner:
     metrics = [o.metric for o in spec.objectives]
     modes = [o.mode for o in spec.objectives]
-    optuna_search = OptunaSearch(space={p.name: _distribution(p) for p in spec.space}, metric=metrics, mode=modes,
-                                 sampler=_sampler(spec), study_name=spec.name,
-                                 storage=optuna.storages.RDBStorage(f"sqlite:///{results / 'optuna.db'}"))
+    optuna_search = OutcomeSearch(space={p.name: _distribution(p) for p in spec.space}, metric=metrics, mode=modes,
+                                  sampler=_sampler(spec), study_name=spec.name, sweep=spec, results=results,
+                                  storage=optuna.storages.RDBStorage(f"sqlite:///{results / 'optuna.db'}"))
+    if set(metrics) & set(columns.OUTCOME_METRICS):  # told when a trial ends (OutcomeSearch), not per epoch
+        os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     scheduler = _scheduler(spec, state_file=results / "scheduler_state.json")
     return tune.Tuner(
         trainable,

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 HISTORY_FILE = "history.json"  # the run's epoch records so far, saved beside the engine's checkpoint
 KEEP_CHECKPOINTS = 2  # per run (Train's or a Tune trial's): the newest, and the one before in case it is damaged
 WORKER_RETRIES = 2  # restarts of a run whose worker (or trial process) died, from its newest checkpoint
+REPLAYED = "replayed"  # True in a report that repeats an epoch record of the checkpoint a run resumed from
 
 
 class TrialFailedError(RuntimeError):
@@ -72,8 +73,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 def train_loop(config: dict[str, Any], session: Session) -> dict[str, Any]:
     """Run ``engine.fit`` on this rank; rank 0's return value is ``{"summary", "records"}`` or ``{"error"}``.
 
-    A resumed run first reports again the records its checkpoint holds: an interrupted sweep may
-    not have passed the last of them on to Tune. ``records`` holds every epoch of the run. A
+    A resumed run first reports again the records its checkpoint holds (marked ``REPLAYED``): an
+    interrupted sweep may not have passed the last of them on to Tune. ``records`` holds every epoch of the run. A
     checkpoint that does not load (truncated, garbage, not weights-only) is skipped with a warning
     for the one holding the next most epochs, and the one resumed from is logged. A non-finite
     loss, or a checkpoint that cannot be written (a full disk: the previous one stays), is returned
@@ -100,7 +101,7 @@ def train_loop(config: dict[str, Any], session: Session) -> dict[str, Any]:
                     log.warning("resuming from checkpoint %s (%d epochs); the recorded one was %s", candidate.path,
                                 len(history), latest and latest.path)
                 for record in history:
-                    session.report(record)
+                    session.report({**record, REPLAYED: True})
                 return _fit_and_report(spec, config, session, resume_from=Path(directory), history=history)
         if candidates:
             log.warning("no checkpoint of this run loads; training from epoch 0")

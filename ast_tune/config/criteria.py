@@ -1,0 +1,122 @@
+"""What a trial must meet: the seed's success levels (``success:``) and hard limits (``constraints:``).
+
+The seed plan's three levels, each against the dense baseline of the same sweep:
+
+- **minimum**: final top-1 at most 2 points below the baseline's, ≥ 60 % energy savings, ≥ 2× speedup;
+- **publication**: at most 1 point below, ≥ 60 %, ≥ 3×;
+- **stretch**: no loss, ≥ 70 %, ≥ 5×.
+
+Savings are the COUNTED ``energy_savings`` (a fraction); a level's speedup is the MEASURED
+time-to-accuracy speedup to that level's own accuracy bar (:mod:`ast_tune.results.verdict`).
+A ``constraints:`` entry bounds one trial metric (``{metric: top1_drop, max: 5}``: at most 5 points
+below the baseline); a trial that breaks one is infeasible: it stays in the tables, off the front.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+
+from ast_tune.config import columns
+from ast_tune.config.spec import SpecError, build, check_choice, check_range
+
+#: Level names, highest first; ``none`` is the verdict of a trial that meets none.
+LEVELS = ("stretch", "publication", "minimum")
+NO_LEVEL = "none"
+VERDICTS = (*LEVELS, NO_LEVEL)
+
+
+@dataclasses.dataclass(frozen=True)
+class Level:
+    """One success level: every bound must hold for a trial to meet it."""
+
+    max_accuracy_drop: float  # points of final top-1 below the dense baseline's
+    min_savings: float  # counted energy savings, a fraction in [0, 1]
+    min_speedup: float  # ×, time-to-accuracy speedup to baseline top-1 − max_accuracy_drop
+
+    def __post_init__(self) -> None:
+        check_range("max_accuracy_drop", self.max_accuracy_drop, low=0)
+        check_range("min_savings", self.min_savings, low=0, high=1)
+        check_range("min_speedup", self.min_speedup, low=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class SuccessSpec:
+    """The ``success:`` section: the levels (the seed's by default) and the time-to-accuracy target."""
+
+    minimum: Level = Level(2.0, 0.60, 2.0)
+    publication: Level = Level(1.0, 0.60, 3.0)
+    stretch: Level = Level(0.0, 0.70, 5.0)
+    target_top1: float | None = None  # %, of time_to_target_s; None: baseline's − promote.rule.max_accuracy_drop
+
+    def __post_init__(self) -> None:
+        if self.target_top1 is not None:
+            check_range("target_top1", self.target_top1, low=0, high=100)
+        for higher, lower in zip(LEVELS, LEVELS[1:], strict=False):
+            upper, under = getattr(self, higher), getattr(self, lower)
+            for field, stricter in (("max_accuracy_drop", min), ("min_savings", max), ("min_speedup", max)):
+                if stricter(getattr(upper, field), getattr(under, field)) != getattr(upper, field):
+                    raise SpecError(f"{higher}.{field}", f"must be at least as strict as {lower}'s "
+                                                         f"({getattr(under, field):g}); got {getattr(upper, field):g}")
+
+    def levels(self) -> tuple[tuple[str, Level], ...]:
+        """``(name, level)``, highest first."""
+        return tuple((name, getattr(self, name)) for name in LEVELS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Constraint:
+    """One ``constraints:`` entry: ``metric`` (a trial-table column) at most ``max`` or at least ``min``."""
+
+    metric: str
+    max: float | None = None
+    min: float | None = None
+
+    def __post_init__(self) -> None:
+        check_choice("metric", self.metric, columns.CONSTRAINT_METRICS)
+        if (self.max is None) == (self.min is None):
+            raise SpecError("max", f"give exactly one of max, min for {self.metric}")
+
+    def violation(self, value: float) -> float:
+        """How far ``value`` is past the bound, in the metric's units: <= 0 feasible; NaN value: inf."""
+        if value is None or math.isnan(value):
+            return math.inf
+        return value - self.max if self.max is not None else self.min - value
+
+    def describe(self) -> str:
+        return f"{self.metric} <= {self.max:g}" if self.max is not None else f"{self.metric} >= {self.min:g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sections:
+    success: SuccessSpec = SuccessSpec()
+    constraints: tuple[Constraint, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Criteria:
+    """The success levels, the constraints and the accuracy drop that sets the default target."""
+
+    success: SuccessSpec = SuccessSpec()
+    constraints: tuple[Constraint, ...] = ()
+    max_accuracy_drop: float = 1.0  # promote.rule's, points: the default time-to-accuracy target
+
+
+def criteria_from(document: Mapping, *, source: str = "") -> Criteria:
+    """The checked ``success:``, ``constraints:`` and ``promote.rule.max_accuracy_drop`` of a spec mapping.
+
+    Raises:
+        SpecError: a bad entry; the key starts with ``source`` (the spec file) when given.
+    """
+    try:
+        sections = build(_Sections, {key: document[key] for key in ("success", "constraints")
+                                     if document.get(key) is not None})
+    except SpecError as err:
+        raise SpecError(f"{source}: {err.key}" if source else err.key, err.message) from None
+    rule = ((document.get("promote") or {}).get("rule") or {})
+    return Criteria(sections.success, sections.constraints, float(rule.get("max_accuracy_drop", 1.0)))
+
+
+#: The seed's levels, no constraints, the default 1-point target: what a spec without the sections means.
+SEED_CRITERIA = Criteria()
