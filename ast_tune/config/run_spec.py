@@ -20,7 +20,8 @@ MODELS = ("small_resnet", "resnet18", "resnet50")
 MODES = ("dense", "mask", "inline", "skip")
 THRESHOLD_UPDATES = ("additive", "multiplicative")
 SCHEDULES = ("constant", "step", "cosine", "onecycle", "two_stage")
-PRECISIONS = ("fp32", "amp")
+PRECISIONS = ("fp32", "amp", "bf16")
+DECODERS = ("pil", "torchvision")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +58,8 @@ class DataSpec:
     num_workers: int = -1  # DataLoader worker processes per training worker; -1 = auto
     val_fraction: float = 0.2  # digits only: share of the 1,797 images held out for validation
     subset: SubsetSpec | None = None  # a class subset (a proxy task); None = every class
+    decoder: str = "pil"  # image files: pil (PIL + torchvision transforms) | torchvision (torchvision.io,
+    #                       on the training GPU when there is one; see ast_tune.data.decode)
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, DATA_KINDS)
@@ -65,6 +68,7 @@ class DataSpec:
         check_range("image_size", self.image_size, low=8)
         check_range("num_workers", self.num_workers, low=-1)
         check_range("val_fraction", self.val_fraction, low=0, high=1, low_open=True, high_open=True)
+        check_choice("decoder", self.decoder, DECODERS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,7 +159,8 @@ class RunSpec:
     grad_accum: int = 1  # forward passes per optimizer step
     epochs: int = 10
     warmup_epochs: int = 2  # dense epochs before AST selection starts
-    precision: str = "fp32"  # fp32 | amp (autocast + GradScaler, CUDA only)
+    precision: str = "fp32"  # fp32 | amp (fp16 autocast + GradScaler, CUDA only) | bf16 (autocast, no scaler)
+    channels_last: bool = True  # CUDA only: model and batches in NHWC memory format
     seed: int = 0
     checkpoint_every: int = 10  # epochs between checkpoints; the last epoch is always saved
     sparsity: SparsitySpec = SparsitySpec()

@@ -54,7 +54,7 @@ class Workload:
     model: str = "small_resnet"  # small_resnet | resnet18 | resnet50
     batch_size: int = 128  # samples per forward pass, per training worker
     epochs: int = 10  # per trial; also the scheduler's max_t
-    precision: str = "fp32"  # fp32 | amp
+    precision: str = "fp32"  # fp32 | amp | bf16
     checkpoint_every: int | None = None  # epochs between trial checkpoints; None = the base preset's
     workers: int = 1  # Ray Train workers (DDP ranks) per trial
     gpus_per_worker: float = 0

@@ -52,7 +52,7 @@ def default_device() -> torch.device:
 
 
 def _autocast(run: RunState):
-    return torch.autocast(device_type=run.device.type, dtype=torch.float16, enabled=run.amp)
+    return torch.autocast(device_type=run.device.type, dtype=run.amp_dtype, enabled=run.amp)
 
 
 def _score(run: RunState, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -117,7 +117,8 @@ def train_one_epoch(run: RunState, epoch: int) -> dict[str, float]:
         indices, refresh_of = run.table.plan_epoch(run.controller.threshold, run.epoch_generator(epoch))
     loader = make_loader(run.data.train, batch_size=spec.batch_size, train=True, seed=spec.seed, epoch=epoch,
                          indices=indices, rank=run.rank, world_size=run.world_size,
-                         num_workers=spec.data.num_workers, pin_memory=run.device.type == "cuda")
+                         num_workers=spec.data.num_workers, pin_memory=run.device.type == "cuda",
+                         device=run.device)
     refresh_lookup = _refresh_lookup(len(run.data.train), indices, refresh_of)
     run.model.train()
     loss_sum, trained, seen = torch.zeros((), device=run.device), 0, 0
@@ -218,7 +219,8 @@ def fit(spec: RunSpec, *, report: Reporter | None = None, resume_from: str | Pat
     run = RunState.create(spec, data, device, rank=rank, world_size=world)
     start = run.restore(checkpoint.load(resume_from)) if resume_from else 0
     val_loader = make_loader(data.val, batch_size=spec.batch_size, train=False, rank=rank, world_size=world,
-                             num_workers=spec.data.num_workers, pin_memory=device.type == "cuda")
+                             num_workers=spec.data.num_workers, pin_memory=device.type == "cuda",
+                             device=device)
     record = {}
     # a run resumed after its last epoch still evaluates its final model, for the summary
     evaluation = evaluate(run, val_loader) if start >= spec.epochs else {"per_class_top1": []}

@@ -39,19 +39,24 @@ class RunState:
     controller: SundewController
     selector: BatchSelector
     table: ScoreTable | None  # skip mode only
-    amp: bool
+    amp: bool  # autocast on, in ``amp_dtype``
+    amp_dtype: torch.dtype = torch.float16
+    channels_last: bool = False  # model and batches in NHWC (CUDA only)
     lr: float = 0.0
 
     @classmethod
     def create(cls, spec: RunSpec, data: Datasets, device: torch.device, *, rank: int = 0,
                world_size: int = 1) -> RunState:
-        amp = spec.precision == "amp" and device.type == "cuda"
-        if spec.precision == "amp" and not amp:
+        fp16 = spec.precision == "amp" and device.type == "cuda"  # fp16 autocast needs a GradScaler
+        if spec.precision == "amp" and not fp16:
             log.warning("precision amp needs CUDA; training in fp32 on %s", device)
+        amp = fp16 or spec.precision == "bf16"  # bf16 autocasts on CPU and CUDA alike, without a scaler
+        channels_last = spec.channels_last and device.type == "cuda"
         net = build_model(spec.model, num_classes=data.num_classes, in_channels=data.in_channels,
                           pretrained=spec.pretrained).to(device)
-        if device.type == "cuda":
+        if channels_last:
             net = net.to(memory_format=torch.channels_last)
+        if device.type == "cuda":
             torch.backends.cudnn.benchmark = spec.sparsity.mode not in ("inline", "mask")  # ragged subsets
         model = net
         if world_size > 1:
@@ -61,13 +66,14 @@ class RunState:
         controller = SundewController(spec.sparsity)
         table = ScoreTable(len(data.train), spec.sparsity) if spec.sparsity.mode == "skip" else None
         return cls(spec=spec, data=data, device=device, rank=rank, world_size=world_size, net=net,
-                   model=model, optimizer=optimizer, scaler=torch.amp.GradScaler(device.type, enabled=amp),
+                   model=model, optimizer=optimizer, scaler=torch.amp.GradScaler(device.type, enabled=fp16),
                    controller=controller, selector=BatchSelector(spec.sparsity, controller, device),
-                   table=table, amp=amp)
+                   table=table, amp=amp, amp_dtype=torch.float16 if fp16 else torch.bfloat16,
+                   channels_last=channels_last)
 
     def to_device(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def set_lr(self, lr: float) -> None:
         self.lr = lr

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from ast_tune.data.decode import DeviceBatches, EncodedFiles, collate_encoded, decodes_on_device
 from ast_tune.data.sources import UNREADABLE, TensorImageDataset
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,8 @@ REPLACEMENT_TRIES = 64  # unreadable images in a row after which loading fails i
 
 def make_loader(dataset: Dataset, *, batch_size: int, train: bool, seed: int = 0, epoch: int = 0,
                 indices: Sequence[int] | Tensor | None = None, rank: int = 0, world_size: int = 1,
-                num_workers: int = -1, pin_memory: bool = False) -> Iterable[tuple[Tensor, Tensor, Tensor]]:
+                num_workers: int = -1, pin_memory: bool = False,
+                device: torch.device | None = None) -> Iterable[tuple[Tensor, Tensor, Tensor]]:
     """Batches ``(x, y, idx)`` of this rank's share of ``dataset``; ``idx`` int64 are dataset indices.
 
     Only the samples in ``indices`` (default: all) are loaded; see :func:`shard_indices` for the order
@@ -41,16 +43,23 @@ def make_loader(dataset: Dataset, *, batch_size: int, train: bool, seed: int = 0
         num_workers: DataLoader worker processes for file data; -1 = min(8, CPUs - 1), at least 1.
             An in-memory :class:`TensorImageDataset` is always batched in this process.
         pin_memory: page-lock the batches (only when CUDA is available).
+        device: where training runs. A CUDA device decodes the batches of a ``torchvision``-decoder
+            dataset itself (:mod:`ast_tune.data.decode`): they come out already on it.
     """
     order = shard_indices(len(dataset), train=train, seed=seed, epoch=epoch, indices=indices,
                           rank=rank, world_size=world_size)
     if isinstance(dataset, TensorImageDataset):
         return _TensorBatches(dataset, order, batch_size=batch_size, pin_memory=pin_memory)
     workers = _auto_workers() if num_workers < 0 else num_workers
-    return DataLoader(_Indexed(dataset), batch_size=batch_size, sampler=order.tolist(),
-                      num_workers=workers, collate_fn=_collate, pin_memory=pin_memory,
-                      persistent_workers=workers > 0,
-                      generator=seeded_generator(seed, epoch, rank))
+    on_device = decodes_on_device(dataset, device)
+    loader = DataLoader(_Indexed(EncodedFiles(dataset.samples) if on_device else dataset), batch_size=batch_size,
+                        sampler=order.tolist(), num_workers=workers,
+                        collate_fn=collate_encoded if on_device else _collate,
+                        pin_memory=pin_memory and not on_device, persistent_workers=workers > 0,
+                        generator=seeded_generator(seed, epoch, rank))
+    if on_device:
+        return DeviceBatches(loader, transform=dataset.transform, device=device, samples=dataset.samples)
+    return loader
 
 
 def shard_indices(size: int, *, train: bool, seed: int = 0, epoch: int = 0,
@@ -100,21 +109,25 @@ def _auto_workers() -> int:
 
 
 class _TensorBatches:
-    """Batches of a :class:`TensorImageDataset` by indexing: no per-sample ``__getitem__`` or collate."""
+    """Batches of a :class:`TensorImageDataset` by indexing: no per-sample ``__getitem__`` or collate.
+
+    The images may already lie on a GPU (compute-only benchmarks); ``idx`` stays on the CPU.
+    """
 
     def __init__(self, dataset: TensorImageDataset, order: Tensor, *, batch_size: int,
                  pin_memory: bool) -> None:
         self.dataset = dataset
         self.order = order
         self.batch_size = batch_size
-        self.pin_memory = pin_memory and torch.cuda.is_available()
+        self.pin_memory = pin_memory and torch.cuda.is_available() and dataset.images.device.type == "cpu"
 
     def __len__(self) -> int:
         return math.ceil(len(self.order) / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         for idx in self.order.split(self.batch_size):
-            batch = (self.dataset.images.index_select(0, idx), self.dataset.labels.index_select(0, idx), idx)
+            at = idx.to(self.dataset.images.device)
+            batch = (self.dataset.images.index_select(0, at), self.dataset.labels.index_select(0, at), idx)
             yield tuple(t.pin_memory() for t in batch) if self.pin_memory else batch
 
 

@@ -29,6 +29,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, find_cla
 
 from ast_tune.config.run_spec import DataSpec, SubsetSpec
 from ast_tune.config.spec import SpecError
+from ast_tune.data.decode import reader, to_float
 from ast_tune.data.subsets import chosen_labels, kept_indices
 
 log = logging.getLogger(__name__)
@@ -76,19 +77,21 @@ class TensorImageDataset(Dataset):
 
 
 class ImageList(Dataset):
-    """Labelled image files: ``samples`` is a list of ``(path, label)``, read with PIL as RGB."""
+    """Labelled image files: ``samples`` is a list of ``(path, label)``, read by ``loader`` (PIL: RGB)."""
 
-    def __init__(self, samples: list[tuple[str, int]], transform: Callable[[Any], Tensor]) -> None:
+    def __init__(self, samples: list[tuple[str, int]], transform: Callable[[Any], Tensor],
+                 loader: Callable[[str], Any] = default_loader) -> None:
         self.samples = samples
         self.targets = [label for _, label in samples]
         self.transform = transform
+        self.loader = loader
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         path, label = self.samples[index]
-        return self.transform(default_loader(path)), label
+        return self.transform(self.loader(path)), label
 
 
 def load_datasets(spec: DataSpec) -> Datasets:
@@ -102,9 +105,12 @@ def load_datasets(spec: DataSpec) -> Datasets:
     return data if spec.subset is None else take_subset(data, spec.subset)
 
 
-def photo_transform(image_size: int, *, train: bool) -> Callable[[Any], Tensor]:
-    """torchvision's ImageNet transforms; ``image_size`` in px (val resizes to image_size / 0.875)."""
-    to_tensor = [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+def photo_transform(image_size: int, *, train: bool, decoder: str = "pil") -> Callable[[Any], Tensor]:
+    """torchvision's ImageNet transforms; ``image_size`` in px (val resizes to image_size / 0.875).
+
+    They take what ``decoder``'s reader gives (:mod:`ast_tune.data.decode`): a PIL image or a uint8 tensor.
+    """
+    to_tensor = [to_float(decoder), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     if train:
         return transforms.Compose(
             [transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip(), *to_tensor])
@@ -166,9 +172,8 @@ def _digits(spec: DataSpec) -> Datasets:
 def _imagefolder(spec: DataSpec) -> Datasets:
     """``root/train/<class>/*`` and ``root/val/<class>/*``; val's classes must be among train's."""
     root = _directory(Path(spec.root))
-    train = _image_folder(root / "train", photo_transform(spec.image_size, train=True))
-    val = _image_folder(root / "val", photo_transform(spec.image_size, train=False),
-                        class_to_idx=train.class_to_idx)
+    train = _image_folder(root / "train", spec, train=True)
+    val = _image_folder(root / "val", spec, train=False, class_to_idx=train.class_to_idx)
     return Datasets(train=train, val=val, num_classes=len(train.classes), in_channels=3,
                     class_names=tuple(train.classes))
 
@@ -177,9 +182,10 @@ def _imagenet_kaggle(spec: DataSpec) -> Datasets:
     """Kaggle's ImageNet: class folders for train, a flat val folder labelled by a CSV."""
     root = _directory(Path(spec.root))
     images = root / "ILSVRC" / "Data" / "CLS-LOC"
-    train = _image_folder(images / "train", photo_transform(spec.image_size, train=True))
+    train = _image_folder(images / "train", spec, train=True)
     samples = _kaggle_val_samples(root, images / "val", train.class_to_idx)
-    val = ImageList(samples, photo_transform(spec.image_size, train=False))
+    val = ImageList(samples, photo_transform(spec.image_size, train=False, decoder=spec.decoder),
+                    loader=reader(spec.decoder))
     return Datasets(train=train, val=val, num_classes=len(train.classes), in_channels=3,
                     class_names=_class_names(root / "LOC_synset_mapping.txt", train.classes))
 
@@ -225,16 +231,17 @@ class _ClassFolder(ImageFolder):
         return sorted(self._given, key=self._given.__getitem__), dict(self._given)
 
 
-def _image_folder(path: Path, transform: Callable[[Any], Tensor], *,
+def _image_folder(path: Path, spec: DataSpec, *, train: bool,
                   class_to_idx: dict[str, int] | None = None) -> ImageFolder:
     _directory(path)
+    transform = photo_transform(spec.image_size, train=train, decoder=spec.decoder)
     try:
         if class_to_idx is None:
-            return ImageFolder(path, transform=transform)
+            return ImageFolder(path, transform=transform, loader=reader(spec.decoder))
         for name in find_classes(path)[0]:
             if name not in class_to_idx:
                 raise SpecError(_ROOT, f"val class {name} is not among the train classes")
-        folder = _ClassFolder(path, class_to_idx=class_to_idx, transform=transform)
+        folder = _ClassFolder(path, class_to_idx=class_to_idx, transform=transform, loader=reader(spec.decoder))
     except FileNotFoundError as err:  # torchvision: no class folders, or a class without images
         raise SpecError(_ROOT, str(err).splitlines()[0]) from None
     if not folder.samples:

@@ -1,0 +1,133 @@
+"""The ``data.decoder`` choice on the CPU: torchvision.io against PIL, and the batch decoder of the GPU path.
+
+The GPU path itself (nvJPEG on a CUDA device) is tested in tests/test_cuda.py, skipped on CPU. Here
+:class:`DeviceBatches` runs with ``device=cpu``, which exercises its batching, fallback and skipping.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from torchvision.io import read_file
+
+from ast_tune.config.run_spec import DataSpec, RunSpec
+from ast_tune.config.spec import SpecError, build
+from ast_tune.data import decode
+from ast_tune.data.decode import DeviceBatches, decodes_on_device
+from ast_tune.data.loaders import make_loader
+from ast_tune.data.sources import IMAGENET_MEAN, IMAGENET_STD, load_datasets
+
+COLOURS = {"cat": (200, 40, 90), "dog": (30, 160, 220)}
+
+
+def _solid(path: Path, colour: tuple[int, int, int], fmt: str = "JPEG") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (40, 30), colour).save(path, format=fmt, quality=100)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """train: cat ×3, dog ×3 (one dog a PNG); val: one of each. Each class one solid colour."""
+    for split, count in (("train", 3), ("val", 1)):
+        for name, colour in COLOURS.items():
+            for i in range(count):
+                _solid(tmp_path / split / name / f"{i}.jpg", colour)
+    _solid(tmp_path / "train" / "dog" / "3.png", COLOURS["dog"], fmt="PNG")
+    return tmp_path
+
+
+def _data(root: Path, decoder: str, size: int = 16):
+    return load_datasets(DataSpec(kind="imagefolder", root=str(root), image_size=size, decoder=decoder))
+
+
+def _normalised(colour: tuple[int, int, int]) -> torch.Tensor:
+    """What the transforms make of a solid ``colour``: per channel (c/255 - mean)/std."""
+    return torch.tensor([(c / 255 - m) / s for c, m, s in zip(colour, IMAGENET_MEAN, IMAGENET_STD, strict=True)])
+
+
+@pytest.mark.parametrize("decoder", ["pil", "torchvision"])
+def test_each_decoder_gives_the_normalised_colour_at_the_network_size(tree: Path, decoder: str) -> None:
+    data = _data(tree, decoder)
+    for dataset in (data.train, data.val):
+        for index, (path, label) in enumerate(dataset.samples):
+            x, y = dataset[index]
+            assert y == label and x.shape == (3, 16, 16) and x.dtype == torch.float32
+            expected = _normalised(COLOURS[data.class_names[label]])
+            # JPEG may move a solid colour by a level or two: 3/255 over the smallest std
+            assert torch.allclose(x.mean(dim=(1, 2)), expected, atol=3 / 255 / 0.224), path
+
+
+def test_torchvision_decoder_decodes_with_torchvision_io(tree: Path) -> None:
+    data = _data(tree, "torchvision")
+    assert data.train.loader is decode.read_decoded and data.val.loader is decode.read_decoded
+    image = data.train.loader(data.train.samples[0][0])
+    assert image.dtype == torch.uint8 and image.shape == (3, 30, 40)
+    assert decodes_on_device(data.train, torch.device("cuda"))
+    assert not decodes_on_device(data.train, torch.device("cpu")) and not decodes_on_device(data.train, None)
+    assert not decodes_on_device(_data(tree, "pil").train, torch.device("cuda"))
+
+
+def test_torchvision_decoder_reads_only_the_chosen_samples(tree: Path, monkeypatch) -> None:
+    data = _data(tree, "torchvision")
+    read: list[str] = []
+    real = decode.read_file
+    monkeypatch.setattr(decode, "read_file", lambda path: read.append(path) or real(path))
+    batches = list(make_loader(data.train, batch_size=2, train=True, indices=[1, 4, 6], num_workers=0))
+    idx = torch.cat([b[2] for b in batches]).tolist()
+    assert sorted(idx) == [1, 4, 6]
+    assert sorted(read) == sorted(data.train.samples[i][0] for i in (1, 4, 6))
+    assert [y for b in batches for y in b[1].tolist()] == [data.train.targets[i] for i in idx]
+
+
+def test_corrupt_file_is_skipped_with_a_warning_naming_it(tree: Path, caplog) -> None:
+    broken = tree / "train" / "cat" / "1.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    data = _data(tree, "torchvision")
+    bad = [path for path, _ in data.train.samples].index(str(broken))
+    with caplog.at_level(logging.WARNING):
+        (x, y, idx), = list(make_loader(data.train, batch_size=7, train=False, num_workers=0))
+    assert idx.tolist() == [i for i in range(7) if i != bad] and len(x) == len(y) == 6
+    assert str(broken) in caplog.text
+
+
+def _encoded_batch(dataset, positions: list[int]):
+    """One batch as the GPU path's workers make it: the files' bytes, labels, indices."""
+    return ([read_file(dataset.samples[i][0]) for i in positions],
+            torch.tensor([dataset.targets[i] for i in positions]), torch.tensor(positions))
+
+
+def test_batch_decoder_decodes_jpegs_together_and_falls_back_for_others(tree: Path, caplog) -> None:
+    data = _data(tree, "torchvision")
+    broken = tree / "train" / "cat" / "0.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    png = [path for path, _ in data.train.samples].index(str(tree / "train" / "dog" / "3.png"))
+    bad = [path for path, _ in data.train.samples].index(str(broken))
+    positions = [bad, 1, png, 4]
+    batches = DeviceBatches([_encoded_batch(data.train, positions)], transform=data.train.transform,
+                            device=torch.device("cpu"), samples=data.train.samples)
+    with caplog.at_level(logging.WARNING):
+        (x, y, idx), = list(batches)
+    assert idx.tolist() == [1, png, 4] and y.tolist() == [data.train.targets[i] for i in (1, png, 4)]
+    assert x.shape == (3, 3, 16, 16) and str(broken) in caplog.text
+    for image, label in zip(x, y.tolist(), strict=True):
+        expected = _normalised(COLOURS[data.class_names[label]])
+        assert torch.allclose(image.mean(dim=(1, 2)), expected, atol=3 / 255 / 0.224)
+
+
+def test_batch_decoder_gives_an_empty_batch_when_nothing_decodes(tree: Path) -> None:
+    data = _data(tree, "torchvision")
+    path = data.train.samples[0][0]
+    Path(path).write_bytes(b"garbage")
+    batches = DeviceBatches([_encoded_batch(data.train, [0])], transform=data.train.transform,
+                            device=torch.device("cpu"), samples=data.train.samples)
+    (x, y, idx), = list(batches)
+    assert len(x) == len(y) == len(idx) == 0 and len(batches) == 1
+
+
+def test_unknown_decoder_is_a_spec_error_naming_the_key_and_choices() -> None:
+    with pytest.raises(SpecError, match=r"^data\.decoder: must be one of pil, torchvision; got 'dali'$"):
+        build(RunSpec, {"data": {"kind": "digits", "decoder": "dali"}})
