@@ -13,10 +13,10 @@ Trains ResNet-50 with the project's own engine (``RunState`` + ``train_one_epoch
 - the stacked speedup against the unoptimised baseline, factor by factor, every factor measured;
 - a 2-rank NCCL all-reduce check when 2 GPUs are present.
 
-The activation of inline and skip is pinned to r (see :func:`spec_of`). Every configuration trains one
-untimed dense epoch first (cuDNN autotuning, the skip table fills), then ``--repeats`` timed epochs (median). ``--smoke`` runs the same at a toy scale
-(small_resnet, 16 px, 16 images; fp32 on a CPU, whose bf16 is emulated): a test of this script, not a
-measurement.
+The activation of inline and skip is pinned to r (see :func:`spec_of`). Every configuration trains
+one untimed dense epoch first (cuDNN autotuning, the skip table fills), then ``--repeats`` timed
+epochs (median). ``--smoke`` runs the same at a toy scale (small_resnet, 16 px, 16 images; fp32 on a
+CPU, whose bf16 is emulated): a test of this script, not a measurement.
 """
 
 from __future__ import annotations

@@ -67,7 +67,8 @@ def test_figures_are_measured_numbers_that_agree_with_each_other(smoke) -> None:
         if row["data"] == "synthetic":
             assert row["data_seconds"] is None and row["compute_seconds"] is None
         else:
-            twin = next(r for r in rows[1:] if (r["data"], r["mode"], r["rate"]) == ("synthetic", row["mode"], row["rate"]))
+            twin = next(r for r in rows[1:] if (r["data"], r["mode"], r["rate"])
+                        == ("synthetic", row["mode"], row["rate"]))
             assert _positive(row["data_seconds"]) and row["compute_seconds"] == twin["seconds"]
 
 
