@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.py at its CPU smoke scale: the report's structure, and figures from the run.
+"""benchmarks/gpu_check.py at its CPU smoke scale (the report's structure, figures from the run); loader_bench.
 
 The smoke trains every configuration for real (small_resnet, 16 px, fp32 on the CPU); what is checked
 is that the JSON and the Markdown hold the issue's list and that each figure follows from the run's
@@ -121,3 +121,18 @@ def test_nccl_check_says_why_it_did_not_run_without_two_gpus() -> None:
         pytest.skip("2 GPUs present: the check runs")
     check = gpu_check.collective_check("nccl")
     assert not check["ran"] and "needs 2" in check["reason"]
+
+
+def test_loader_bench_writes_photos_and_times_each_decoder(tmp_path: Path) -> None:
+    loader_bench = sys.modules["loader_bench"]  # imported by gpu_check
+    loader_bench.write_photo(tmp_path / "one.jpg", seed=0)
+    from PIL import Image
+
+    with Image.open(tmp_path / "one.jpg") as image:
+        assert image.size == (500, 375) and image.format == "JPEG"
+    root = loader_bench.write_tree(tmp_path / "tree", classes=2, per_class=2, size=(40, 30))
+    rows = loader_bench.measure(root, images=4, repeats=1, image_size=16, batch=2)
+    assert [r["decoder"] for r in rows][:2] == ["pil", "torchvision"]
+    for row in rows:
+        assert _positive(row["images_per_second"]) and _positive(row["images_per_cpu_second"]) and row["n"] == 1
+    assert loader_bench.markdown(rows).count("\n") == len(rows) + 1

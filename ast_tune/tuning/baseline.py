@@ -58,6 +58,7 @@ def baseline_fingerprint(sweep: SweepSpec, device: str, *, runs_at_once: int = 1
     spec, workload = sweep.baseline_spec(), sweep.workload
     data = {key: value for key, value in to_dict(spec.data).items() if key != "num_workers"}
     return {"model": spec.model, "data": data, "batch_size": spec.batch_size, "precision": spec.precision,
+            "channels_last": spec.channels_last,
             "world_size": workload.workers, "cpus_per_worker": workload.cpus_per_worker,
             "gpus_per_worker": workload.gpus_per_worker, "device": device, "runs_at_once": runs_at_once}
 
