@@ -27,7 +27,6 @@ import json
 import math
 import os
 import shlex
-import socket
 import statistics
 import sys
 import tempfile
@@ -36,8 +35,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from ast_tune.atomic import write_text
 from ast_tune.config.run_spec import DECODERS, DataSpec, OptimSpec, RunSpec, SparsitySpec
@@ -48,7 +45,8 @@ from ast_tune.data.loaders import make_loader
 from ast_tune.data.sources import Datasets, TensorImageDataset, load_datasets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loader_bench import write_photo  # noqa: E402  (the sibling benchmark's generated JPEGs)
+from collective_check import collective_check  # noqa: E402  (sibling scripts)
+from loader_bench import write_photo  # noqa: E402
 
 CLASSES = 8
 RATES = (0.4, 0.2)
@@ -196,43 +194,6 @@ def stacked(rows: list[dict], decoders: tuple[str, ...]) -> list[dict]:
                           "factor": chain[-1][1] / real, "cumulative": base["seconds"] / real})
         out.append({"mode": mode, "rate": rate, "steps": steps})
     return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _collective_rank(rank: int, world: int, port: int, backend: str, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    device = torch.device("cuda", rank) if backend == "nccl" else torch.device("cpu")
-    if backend == "nccl":
-        torch.cuda.set_device(device)
-    dist.init_process_group(backend, rank=rank, world_size=world)
-    tensor = torch.full((2**24 if backend == "nccl" else 2**16,), float(rank + 1), device=device)
-    dist.all_reduce(tensor)
-    ok = bool((tensor == world * (world + 1) / 2).all())
-    clock = Stopwatch(device)
-    clock.start()
-    for _ in range(10):
-        dist.all_reduce(tensor)
-    seconds = clock.stop() / 10
-    if rank == 0:  # ring all-reduce bus bandwidth, as nccl-tests reports it
-        bus = 2 * (world - 1) / world * tensor.numel() * 4 / seconds / 1e9
-        write_text(Path(out), json.dumps({"ran": True, "backend": backend, "ranks": world, "sum_correct": ok,
-                                          "mib": tensor.numel() * 4 / 2**20, "seconds": seconds, "bus_gb_s": bus}))
-    dist.destroy_process_group()
-
-
-def collective_check(backend: str) -> dict:
-    """A 2-rank all-reduce: correct sum, seconds per call, bus GB/s; or why it did not run."""
-    if backend == "nccl" and torch.cuda.device_count() < 2:
-        return {"ran": False, "reason": f"{torch.cuda.device_count()} GPU present; the NCCL check needs 2"}
-    with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
-        out = str(Path(tmp) / "rank0.json")
-        mp.spawn(_collective_rank, args=(2, _free_port(), backend, out), nprocs=2)
-        return json.loads(Path(out).read_text())
 
 
 def _cell(value: float | None, digits: int = 2) -> str:
