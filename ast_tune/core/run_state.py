@@ -15,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ast_tune.config.run_spec import RunSpec
 from ast_tune.config.spec import to_dict
 from ast_tune.core.models import build_model
-from ast_tune.core.sparsity import BatchSelector, ScoreTable, SundewController
+from ast_tune.core.sparsity import BatchSelector, SamplePool, ScoreTable, SundewController
 from ast_tune.data.loaders import seeded_generator
 from ast_tune.data.sources import Datasets
 
@@ -39,6 +39,7 @@ class RunState:
     controller: SundewController
     selector: BatchSelector
     table: ScoreTable | None  # skip mode only
+    pool: SamplePool | None  # inline with sparsity.pool only; empty at every epoch end
     amp: bool
     lr: float = 0.0
 
@@ -60,10 +61,13 @@ class RunState:
                                     weight_decay=spec.optim.weight_decay)
         controller = SundewController(spec.sparsity)
         table = ScoreTable(len(data.train), spec.sparsity) if spec.sparsity.mode == "skip" else None
+        pool = None
+        if spec.sparsity.mode == "inline" and spec.sparsity.pool:
+            pool = SamplePool(spec.sparsity.pool_size or spec.batch_size, world_size)
         return cls(spec=spec, data=data, device=device, rank=rank, world_size=world_size, net=net,
                    model=model, optimizer=optimizer, scaler=torch.amp.GradScaler(device.type, enabled=amp),
                    controller=controller, selector=BatchSelector(spec.sparsity, controller, device),
-                   table=table, amp=amp)
+                   table=table, pool=pool, amp=amp)
 
     def to_device(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
