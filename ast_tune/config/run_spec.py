@@ -98,7 +98,7 @@ class SparsitySpec:
     refresh_fraction: float = 0.1  # skip: share of predicted-insignificant samples still trained
     reweight: bool = False  # skip: weight the refreshed low-score samples by 1/refresh_fraction
     threshold_update: str = "additive"  # additive (seed) | multiplicative (log domain)
-    anneal_epochs: int = 0  # final epochs trained dense (mask, inline, skip); the controller is frozen in them
+    anneal_epochs: int = 0  # final epochs trained dense, controller frozen; at most epochs − warmup_epochs act
     pool: bool = False  # inline: pool the selected samples of several batches, then one forward+backward
     pool_size: int = 0  # inline pooling: samples per rank that trigger a forward+backward; 0 = batch_size
 

@@ -77,12 +77,11 @@ def phase_of(spec: RunSpec, epoch: int) -> str:
     ``warmup`` (dense), ``calibrate`` (the last warm-up epoch: dense, controller running), ``ast``,
     or ``anneal`` (the last ``sparsity.anneal_epochs``: dense, the controller frozen, neither
     stepped nor reset, so its threshold, EMA and integral stay as the last ``ast`` epoch left them).
+    The warm-up comes first: annealing takes at most the epochs after it (a sweep may shorten ``epochs``).
     """
-    if epoch >= spec.epochs - spec.sparsity.anneal_epochs:
-        return "anneal"
-    if epoch >= spec.warmup_epochs:
-        return "ast"
-    return "calibrate" if epoch == spec.warmup_epochs - 1 else "warmup"
+    if epoch < spec.warmup_epochs:
+        return "calibrate" if epoch == spec.warmup_epochs - 1 else "warmup"
+    return "anneal" if epoch >= spec.epochs - spec.sparsity.anneal_epochs else "ast"
 
 
 def _train_batch(run: RunState, x, y, idx, refresh, *, mode: str, phase: str) -> tuple[torch.Tensor, int, int]:
