@@ -124,7 +124,7 @@ def main() -> None:
                                                      "dense always, first)")
     parser.add_argument("--results", type=Path, default=Path("defaults_experiment.json"))
     parser.add_argument("--merge", type=Path, nargs="*", default=[],
-                        help="more results files (e.g. other seeds run in parallel), read for the table only")
+                        help="more results files (other processes' runs): not rerun, and joined in the table")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     args = parser.parse_args()
     configs = grid()
@@ -134,19 +134,19 @@ def main() -> None:
     chosen = ["dense", *[c for c in (args.configs or configs) if c != "dense"]]
     torch.set_num_threads(args.threads)
     results = json.loads(args.results.read_text()) if args.results.exists() else {}
+    merged = {k: v for path in args.merge for k, v in json.loads(path.read_text()).items()}
     datasets = load_datasets(QUICKSTART.data)
     for seed in args.seeds:
         for label in chosen:
             key = f"{label}|{seed}"
-            if key in results:
+            if key in results or key in merged:
                 continue
             start = time.perf_counter()
             results[key] = run_one(configs[label], seed, datasets)
             write_text(args.results, json.dumps(results))
             print(f"{key}: top-1 {results[key][-1]['val_top1']:.2f}% in {time.perf_counter() - start:.0f} s",
                   file=sys.stderr, flush=True)
-    for path in args.merge:
-        results = {**json.loads(path.read_text()), **results}
+    results = {**merged, **results}
     seeds = sorted({int(key.split("|")[1]) for key in results})
     print(table(results, chosen, seeds))
 
