@@ -134,7 +134,7 @@ def _forward_backward(run: RunState, x, y, idx, refresh, *, mode: str, phase: st
 def _train_loop(run: RunState, loader, refresh_lookup, epoch: int, *, mode: str, phase: str) -> tuple:
     """Every batch of one epoch, then the pool's remainder; returns (CE sum, trained, seen)."""
     spec = run.spec
-    loss_sum, trained, seen, backwards = torch.zeros((), device=run.device), 0, 0, 0
+    loss_sum, trained, seen, pending = torch.zeros((), device=run.device), 0, 0, 0  # pending: backwards not stepped
     steps = len(loader)
     for step, (x, y, idx) in enumerate(loader):
         x, y = run.to_device(x), y.to(run.device, non_blocking=True)
@@ -142,14 +142,15 @@ def _train_loop(run: RunState, loader, refresh_lookup, epoch: int, *, mode: str,
                          warmup_epochs=spec.warmup_epochs))
         refresh = refresh_lookup[idx].to(run.device) if refresh_lookup is not None else None
         batch_loss, n, passes = _train_batch(run, x, y, idx, refresh, mode=mode, phase=phase)
-        loss_sum, trained, seen, backwards = loss_sum + batch_loss, trained + n, seen + len(y), backwards + passes
-        if passes and backwards % spec.grad_accum == 0:
+        loss_sum, trained, seen, pending = loss_sum + batch_loss, trained + n, seen + len(y), pending + passes
+        if pending == spec.grad_accum:
             run.optimizer_step()
+            pending = 0
     if run.pool is not None and run.pool.global_count:  # flushed: no partial step is carried over an epoch end
         x, y, kept_global = run.pool.take()
         batch_loss, n = _forward_backward(run, x, y, None, None, mode=mode, phase=phase, kept_global=kept_global)
-        loss_sum, trained, backwards = loss_sum + batch_loss, trained + n, backwards + 1
-    if backwards % spec.grad_accum:
+        loss_sum, trained, pending = loss_sum + batch_loss, trained + n, pending + 1
+    if pending:
         run.optimizer_step()
     return loss_sum, trained, seen
 
