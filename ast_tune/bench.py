@@ -6,9 +6,11 @@ One process, one model, one dataset, one batch size. Every configuration starts 
 dense-trained weights, runs one untimed calibration epoch (the controller settles, the skip table
 fills), and is then timed for ``--epochs`` training epochs per repeat, the configurations interleaved within
 each repeat so that drift on a shared machine hits them alike. The speedup of a repeat is the dense
-epoch's train seconds over the mode's, from the same repeat. The ideal is computed from the
-*measured* activation r: 3/(1+3r) for ``inline`` (a no-grad forward is ~1/3 of a step), 1/r for
-``skip``, 1 for ``mask``. Reported: median and min–max over repeats, with n.
+epoch's train seconds over the mode's, from the same repeat. ``inline+pool`` is ``inline`` with
+``sparsity.pool`` on (the selected samples pooled to a full batch before each forward+backward),
+``inline`` without. The ideal is computed from the *measured* activation r: 3/(1+3r) for
+``inline`` (a no-grad forward is ~1/3 of a step), 1/r for ``skip``, 1 for ``mask``. Reported:
+median and min–max over repeats, with n.
 """
 
 from __future__ import annotations
@@ -38,17 +40,19 @@ BASE = dataclasses.replace(QUICKSTART, epochs=1000, warmup_epochs=1,
 
 def ideal_speedup(mode: str, activation: float) -> float:
     """The speedup a mode would reach at activation ``r`` if only its arithmetic cost time."""
-    return {"dense": 1.0, "mask": 1.0, "inline": 3 / (1 + 3 * activation), "skip": 1 / activation}[mode]
+    inline = 3 / (1 + 3 * activation)
+    return {"dense": 1.0, "mask": 1.0, "inline": inline, "inline+pool": inline, "skip": 1 / activation}[mode]
 
 
 def configurations(rates: Sequence[float]) -> list[tuple[str, float]]:
-    """dense, mask at the first rate, then inline and skip at every rate."""
-    return [("dense", 1.0), ("mask", rates[0])] + [(m, r) for r in rates for m in ("inline", "skip")]
+    """dense, mask at the first rate, then inline unpooled and pooled, and skip, at every rate."""
+    return [("dense", 1.0), ("mask", rates[0])] + [(m, r) for r in rates for m in ("inline", "inline+pool", "skip")]
 
 
 def _state(base: RunSpec, data: Datasets, device: torch.device, mode: str, rate: float,
            weights: dict) -> RunState:
-    sparsity = dataclasses.replace(base.sparsity, mode=mode, target_activation=min(rate, 1.0))
+    sparsity = dataclasses.replace(base.sparsity, mode=mode.removesuffix("+pool"), pool=mode.endswith("+pool"),
+                                   target_activation=min(rate, 1.0))
     run = RunState.create(dataclasses.replace(base, sparsity=sparsity), data, device)
     run.net.load_state_dict(copy.deepcopy(weights))
     train_one_epoch(run, 0)  # calibration: warm-up epoch, untimed

@@ -5,7 +5,10 @@ in ``inline`` mode, trains two warm-up epochs and one AST epoch so the threshold
 times, on the same 10 batches and 3 times over, each part of a dense step (forward + backward,
 optimizer step) and of an inline step (no-grad scoring forward, selection, forward + backward on
 the kept subset, optimizer step). Prints the median milliseconds of each part, its share of a
-dense step, and the forward + backward cost per sample of the subset against the full batch.
+dense step, and the forward + backward cost per sample of the subset against the full batch. For
+pooled inline (``sparsity.pool``: the kept samples of several batches trained on as one full batch)
+it prints the speedup these measured parts give per scored batch: dense step over scoring forward +
+choice + (kept/batch) of a dense step, since the pool trains full batches at the dense per-sample cost.
 """
 
 from __future__ import annotations
@@ -81,6 +84,9 @@ def main() -> None:
             print(f"  {part:15s} {ms[part]:6.2f} ms  {ms[part] / dense:.2f} of a dense step")
         per_sample = (ms["subset fwd+bwd"] / ms["kept"]) / (ms["dense fwd+bwd"] / args.batch)
         print(f"  speedup {dense / inline:.2f}x; subset fwd+bwd per sample {per_sample:.2f}x the full batch's")
+        share = ms["kept"] / args.batch
+        pooled = ms["score fwd"] + ms["choose"] + share * dense
+        print(f"  pooled: {dense / pooled:.2f}x from these parts, ideal 3/(1+3r) {3 / (1 + 3 * share):.2f}x")
 
 
 if __name__ == "__main__":

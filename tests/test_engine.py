@@ -92,9 +92,10 @@ def test_skip_mode_does_not_load_skipped_samples(digits, monkeypatch):
         assert len(plan) < len(digits.train)
 
 
-def test_resume_gives_the_same_next_epoch_as_an_uninterrupted_run(digits, tmp_path):
+@pytest.mark.parametrize("mode", ["skip", "inline-pool"])
+def test_resume_gives_the_same_next_epoch_as_an_uninterrupted_run(digits, tmp_path, mode):
     torch.set_num_threads(1)
-    spec = with_mode("skip")
+    spec = pooled() if mode == "inline-pool" else with_mode(mode)
     full = []
     fit(spec, report=lambda r, c: full.append(r), datasets=digits, checkpoint_root=tmp_path / "a")
     first = []
@@ -105,6 +106,64 @@ def test_resume_gives_the_same_next_epoch_as_an_uninterrupted_run(digits, tmp_pa
     assert [r["epoch"] for r in resumed] == [3]
     for key in ("train_loss", "val_top1", "activation_rate", "threshold"):
         assert resumed[0][key] == full[2][key], key
+
+
+def pooled(**changes) -> RunSpec:
+    """inline with a pool of one batch (64 samples)."""
+    return dataclasses.replace(with_mode("inline"), **changes,
+                               sparsity=dataclasses.replace(TINY.sparsity, pool=True))
+
+
+def _grad_forwards(monkeypatch) -> list[int]:
+    """Batch sizes of every forward run with grad (training forwards, not the no-grad scoring ones)."""
+    from ast_tune.core import run_state
+
+    sizes: list[int] = []
+    real_build = run_state.build_model
+
+    def build_and_hook(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+        model.register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[0]) if torch.is_grad_enabled() else None)
+        return model
+
+    monkeypatch.setattr(run_state, "build_model", build_and_hook)
+    return sizes
+
+
+def test_pool_trains_full_pools_and_flushes_the_rest_at_the_epoch_end(digits, monkeypatch):
+    sizes = _grad_forwards(monkeypatch)
+    steps = []
+    from ast_tune.core.run_state import RunState
+
+    real_step = RunState.optimizer_step
+    monkeypatch.setattr(RunState, "optimizer_step", lambda self: (steps.append(len(sizes)), real_step(self)))
+    records = []
+    fit(pooled(epochs=2), report=lambda r, c: records.append(r), datasets=digits)
+    batches = math.ceil(len(digits.train) / TINY.batch_size)
+    ast = sizes[batches:]  # after the dense warm-up epoch's one forward per batch
+    kept = round(records[1]["activation_rate"] * len(digits.train))
+    assert sum(ast) == kept  # every selected sample is trained on: none is lost at the epoch end
+    assert all(n >= TINY.batch_size for n in ast[:-1])  # full pools; only the flushed remainder is smaller
+    assert ast[-1] > 0 and len(ast) <= kept // TINY.batch_size + 1
+    assert steps == list(range(1, len(sizes) + 1))  # one optimizer step per training forward, the flush included
+
+
+@pytest.mark.parametrize("mode", ["inline", "skip"])
+def test_annealing_trains_the_last_epochs_dense_with_the_controller_frozen(digits, mode, monkeypatch):
+    sizes = _grad_forwards(monkeypatch)
+    spec = dataclasses.replace(with_mode(mode, epochs=4),
+                               sparsity=dataclasses.replace(TINY.sparsity, mode=mode, anneal_epochs=2))
+    records = []
+    fit(spec, report=lambda r, c: records.append(r), datasets=digits)
+    assert [r["phase"] for r in records] == ["warmup", "ast", "anneal", "anneal"]
+    assert records[1]["activation_rate"] < 0.9
+    for r in records[2:]:  # dense, and counted as such: no saving claimed for an annealing epoch
+        assert r["activation_rate"] == 1.0 and r["energy_savings"] == 0.0
+        assert r["threshold"] == records[1]["threshold"]  # neither stepped nor reset
+    batches = math.ceil(len(digits.train) / TINY.batch_size)
+    assert sum(sizes[-2 * batches:]) == 2 * len(digits.train)  # both annealing epochs see every sample
+    run_savings = sum(r["energy_savings"] for r in records) / len(records)  # the trial table's mean
+    assert run_savings == pytest.approx(records[1]["energy_savings"] / 4)
 
 
 def test_nan_loss_stops_the_run_with_a_clear_error(digits):

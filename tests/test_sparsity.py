@@ -8,9 +8,16 @@ import math
 import pytest
 import torch
 
-from ast_tune.config.run_spec import SparsitySpec
+from ast_tune.config.run_spec import RunSpec, SparsitySpec
 from ast_tune.config.spec import SpecError
-from ast_tune.core.sparsity import BatchSelector, ScoreTable, SundewController, min_keep, significance
+from ast_tune.core.sparsity import (
+    BatchSelector,
+    SamplePool,
+    ScoreTable,
+    SundewController,
+    min_keep,
+    significance,
+)
 
 SPEC = SparsitySpec(target_activation=0.4, kp=0.5, ki=0.1, ema_alpha=0.5, initial_threshold=3.0)
 
@@ -180,3 +187,25 @@ def test_multiplicative_update_needs_a_positive_threshold_floor():
 def test_unknown_threshold_update_is_rejected_with_the_allowed_values():
     with pytest.raises(SpecError, match="additive, multiplicative"):
         SparsitySpec(threshold_update="exponential")
+
+
+def test_pool_is_full_at_size_times_world_and_take_empties_it():
+    pool = SamplePool(size=4, world_size=2)  # full at 8 samples over both ranks
+    pool.add(torch.tensor([[1.0], [2.0]]), torch.tensor([1, 2]), kept_global=5)  # this rank kept 2 of 5
+    assert not pool.full()
+    pool.add(torch.tensor([[3.0]]), torch.tensor([3]), kept_global=3)
+    assert pool.full() and pool.global_count == 8
+    x, y, count = pool.take()
+    assert x.flatten().tolist() == [1.0, 2.0, 3.0] and y.tolist() == [1, 2, 3] and count == 8
+    assert pool.global_count == 0 and not pool.full()
+
+
+def test_annealing_takes_only_the_epochs_after_the_warm_up():
+    from ast_tune.core.engine import phase_of
+
+    spec = RunSpec(epochs=4, warmup_epochs=2, sparsity=SparsitySpec(anneal_epochs=1))
+    assert [phase_of(spec, e) for e in range(4)] == ["warmup", "calibrate", "ast", "anneal"]
+    longer = RunSpec(epochs=4, warmup_epochs=2, sparsity=SparsitySpec(anneal_epochs=9))  # e.g. a shortened sweep
+    assert [phase_of(longer, e) for e in range(4)] == ["warmup", "calibrate", "anneal", "anneal"]
+    with pytest.raises(SpecError, match="anneal_epochs: must be >= 0, got -1"):
+        SparsitySpec(anneal_epochs=-1)

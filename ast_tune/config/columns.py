@@ -12,7 +12,7 @@ from __future__ import annotations
 #: One row per epoch of one run, as ``engine.fit`` reports it.
 EPOCH_METRICS = (
     "epoch",  # 1-based count of finished epochs
-    "phase",  # "warmup" (dense) or "ast"
+    "phase",  # "warmup" (dense), "ast" or "anneal" (the final dense epochs)
     "train_loss",  # mean CE over the samples trained on, nats
     "val_top1",
     "val_top5",

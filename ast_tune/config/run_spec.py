@@ -102,6 +102,9 @@ class SparsitySpec:
     refresh_fraction: float = 0.1  # skip: share of predicted-insignificant samples still trained
     reweight: bool = False  # skip: weight the refreshed low-score samples by 1/refresh_fraction
     threshold_update: str = "additive"  # additive (seed) | multiplicative (log domain)
+    anneal_epochs: int = 0  # final epochs trained dense, controller frozen; at most epochs − warmup_epochs act
+    pool: bool = False  # inline: pool the selected samples of several batches, then one forward+backward
+    pool_size: int = 0  # inline pooling: samples per rank that trigger a forward+backward; 0 = batch_size
 
     def __post_init__(self) -> None:
         check_choice("mode", self.mode, MODES)
@@ -117,6 +120,8 @@ class SparsitySpec:
         check_choice("score_bn", self.score_bn, ("eval", "train"))
         check_range("refresh_fraction", self.refresh_fraction, low=0, high=1)
         check_choice("threshold_update", self.threshold_update, THRESHOLD_UPDATES)
+        check_range("anneal_epochs", self.anneal_epochs, low=0)
+        check_range("pool_size", self.pool_size, low=0)
         if self.threshold_update == "multiplicative":
             check_range("threshold_min", self.threshold_min, low=0, low_open=True)
 

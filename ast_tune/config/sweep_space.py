@@ -39,6 +39,7 @@ ALIASES = {
     "momentum": "optim.momentum",
     "weight_decay": "optim.weight_decay",
     "warmup_epochs": "warmup_epochs",
+    "anneal_epochs": "sparsity.anneal_epochs",
 }
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice", "fixed")
 WORKLOAD_OWNED = ("data", "model", "batch_size", "epochs", "precision", "checkpoint_every")

@@ -72,33 +72,56 @@ def _significance(run: RunState, logits: torch.Tensor, y: torch.Tensor) -> torch
 
 
 def phase_of(spec: RunSpec, epoch: int) -> str:
-    """``warmup`` (dense), ``calibrate`` (the last warm-up epoch: dense, controller running), or ``ast``."""
-    if epoch >= spec.warmup_epochs:
-        return "ast"
-    return "calibrate" if epoch == spec.warmup_epochs - 1 else "warmup"
+    """The phase of 0-based ``epoch``.
+
+    ``warmup`` (dense), ``calibrate`` (the last warm-up epoch: dense, controller running), ``ast``,
+    or ``anneal`` (the last ``sparsity.anneal_epochs``: dense, the controller frozen, neither
+    stepped nor reset, so its threshold, EMA and integral stay as the last ``ast`` epoch left them).
+    The warm-up comes first: annealing takes at most the epochs after it (a sweep may shorten ``epochs``).
+    """
+    if epoch < spec.warmup_epochs:
+        return "calibrate" if epoch == spec.warmup_epochs - 1 else "warmup"
+    return "anneal" if epoch >= spec.epochs - spec.sparsity.anneal_epochs else "ast"
 
 
-def _train_batch(run: RunState, x, y, idx, refresh, *, mode: str, phase: str) -> tuple[torch.Tensor, int]:
+def _train_batch(run: RunState, x, y, idx, refresh, *, mode: str, phase: str) -> tuple[torch.Tensor, int, int]:
+    """One loader batch; returns (sum of CE over the samples trained on, their number, backward passes).
+
+    ``inline`` scores the batch without grad and trains on its significant subset; with a
+    :class:`~ast_tune.core.sparsity.SamplePool` the subset is pooled instead and trained on (0 or 1
+    backward passes) only once the pool is full. The controller steps once per scored batch either way.
+    """
+    kept_global = None
+    if mode == "inline" and phase == "ast":
+        keep, kept_global = run.selector.choose(_score(run, x, y))
+        x, y = x[keep], y[keep]
+        if run.pool is not None:
+            run.pool.add(x, y, kept_global)
+            if not run.pool.full():
+                return torch.zeros((), device=run.device), 0, 0
+            x, y, kept_global = run.pool.take()
+    return (*_forward_backward(run, x, y, idx, refresh, mode=mode, phase=phase, kept_global=kept_global), 1)
+
+
+def _forward_backward(run: RunState, x, y, idx, refresh, *, mode: str, phase: str,
+                      kept_global: float | None) -> tuple[torch.Tensor, int]:
     """One forward + backward; returns (sum of CE over the samples trained on, their number).
 
+    ``kept_global``: the samples trained on in this step summed over all ranks (inline), or None.
     In the ``calibrate`` epoch every sample is trained on, but the controller already runs on the
     activation the selection would have had (from the training forward's own logits, at no extra
     forward), so the threshold is calibrated when selection starts.
     """
-    selecting = phase == "ast" and mode in ("inline", "mask")
-    if mode == "inline" and selecting:  # score without grad, then train on the significant subset only
-        keep, kept_global = run.selector.choose(_score(run, x, y))
-        x, y = x[keep], y[keep]
     with _autocast(run):
         logits = run.model(x)
         ce = F.cross_entropy(logits.float(), y, reduction="none")
     if mode == "skip":
         run.table.update(idx, _significance(run, logits, y))
-    elif (mode == "mask" and selecting) or (mode in ("inline", "mask") and phase == "calibrate"):
-        keep, kept_global = run.selector.choose(_significance(run, logits, y))
-        if selecting:  # mask, the seed library's way: full forward and backward, loss masked
-            ce = ce[keep]
-    if selecting:
+    elif (mode == "mask" and phase == "ast") or (mode in ("inline", "mask") and phase == "calibrate"):
+        keep, kept = run.selector.choose(_significance(run, logits, y))
+        if phase == "ast":  # mask, the seed library's way: full forward and backward, loss masked
+            ce, kept_global = ce[keep], kept
+    if kept_global is not None:
         loss = ce.sum() * run.world_size / kept_global  # each rank weighted by its share of the global count
     elif mode == "skip" and run.spec.sparsity.reweight and phase == "ast":
         loss = (ce * (1 + refresh.to(ce.dtype) * (1 / run.spec.sparsity.refresh_fraction - 1))).mean()
@@ -106,6 +129,30 @@ def _train_batch(run: RunState, x, y, idx, refresh, *, mode: str, phase: str) ->
         loss = ce.mean()
     run.scaler.scale(loss / run.spec.grad_accum).backward()
     return ce.detach().sum(), len(ce)
+
+
+def _train_loop(run: RunState, loader, refresh_lookup, epoch: int, *, mode: str, phase: str) -> tuple:
+    """Every batch of one epoch, then the pool's remainder; returns (CE sum, trained, seen)."""
+    spec = run.spec
+    loss_sum, trained, seen, pending = torch.zeros((), device=run.device), 0, 0, 0  # pending: backwards not stepped
+    steps = len(loader)
+    for step, (x, y, idx) in enumerate(loader):
+        x, y = run.to_device(x), y.to(run.device, non_blocking=True)
+        run.set_lr(lr_at(spec.optim, progress=epoch + step / steps, epochs=spec.epochs,
+                         warmup_epochs=spec.warmup_epochs))
+        refresh = refresh_lookup[idx].to(run.device) if refresh_lookup is not None else None
+        batch_loss, n, passes = _train_batch(run, x, y, idx, refresh, mode=mode, phase=phase)
+        loss_sum, trained, seen, pending = loss_sum + batch_loss, trained + n, seen + len(y), pending + passes
+        if pending == spec.grad_accum:
+            run.optimizer_step()
+            pending = 0
+    if run.pool is not None and run.pool.global_count:  # flushed: no partial step is carried over an epoch end
+        x, y, kept_global = run.pool.take()
+        batch_loss, n = _forward_backward(run, x, y, None, None, mode=mode, phase=phase, kept_global=kept_global)
+        loss_sum, trained, pending = loss_sum + batch_loss, trained + n, pending + 1
+    if pending:
+        run.optimizer_step()
+    return loss_sum, trained, seen
 
 
 def train_one_epoch(run: RunState, epoch: int) -> dict[str, float]:
@@ -121,26 +168,15 @@ def train_one_epoch(run: RunState, epoch: int) -> dict[str, float]:
                          device=run.device)
     refresh_lookup = _refresh_lookup(len(run.data.train), indices, refresh_of)
     run.model.train()
-    loss_sum, trained, seen = torch.zeros((), device=run.device), 0, 0
-    steps = len(loader)
     clock, energy = Stopwatch(run.device), EnergyMeter(run.device)
     clock.start()
     energy.start()
     waits = LoaderWait(loader, run.device)
-    for step, (x, y, idx) in enumerate(waits):
-        x, y = run.to_device(x), y.to(run.device, non_blocking=True)
-        run.set_lr(lr_at(spec.optim, progress=epoch + step / steps, epochs=spec.epochs,
-                         warmup_epochs=spec.warmup_epochs))
-        refresh = refresh_lookup[idx].to(run.device) if refresh_lookup is not None else None
-        batch_loss, n = _train_batch(run, x, y, idx, refresh, mode=mode, phase=phase)
-        loss_sum += batch_loss
-        trained, seen = trained + n, seen + len(y)
-        if (step + 1) % spec.grad_accum == 0 or step + 1 == steps:
-            run.optimizer_step()
+    loss_sum, trained, seen = _train_loop(run, waits, refresh_lookup, epoch, mode=mode, phase=phase)
     seconds, joules = clock.stop(), energy.stop()
     if mode == "skip":
         run.table.synchronise(run.device)
-        if phase != "warmup":
+        if phase in ("calibrate", "ast"):
             full_epoch_steps = math.ceil(len(run.data.train) / (spec.batch_size * run.world_size))
             run.table.settle(run.controller, steps=full_epoch_steps)
     loss_total, trained, seen = all_reduce_sum([float(loss_sum), float(trained), float(seen)], run.device)
@@ -149,7 +185,7 @@ def train_one_epoch(run: RunState, epoch: int) -> dict[str, float]:
     skipping = indices is not None
     total = float(len(run.data.train)) if skipping else seen
     active = float(len(indices)) if skipping else trained
-    return {"phase": "ast" if phase == "ast" else "warmup", "train_loss": loss_total / trained,
+    return {"phase": "warmup" if phase == "calibrate" else phase, "train_loss": loss_total / trained,
             "activation_rate": active / total,
             "energy_savings": counted_energy_savings(active=active, total=total),
             "train_seconds": seconds, "data_seconds": waits.seconds, "samples_per_second": total / seconds,

@@ -15,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ast_tune.config.run_spec import RunSpec
 from ast_tune.config.spec import to_dict
 from ast_tune.core.models import build_model
-from ast_tune.core.sparsity import BatchSelector, ScoreTable, SundewController
+from ast_tune.core.sparsity import BatchSelector, SamplePool, ScoreTable, SundewController
 from ast_tune.data.loaders import seeded_generator
 from ast_tune.data.sources import Datasets
 
@@ -39,6 +39,7 @@ class RunState:
     controller: SundewController
     selector: BatchSelector
     table: ScoreTable | None  # skip mode only
+    pool: SamplePool | None  # inline with sparsity.pool only; empty at every epoch end
     amp: bool  # autocast on, in ``amp_dtype``
     amp_dtype: torch.dtype = torch.float16
     channels_last: bool = False  # model and batches in NHWC (CUDA only)
@@ -65,10 +66,13 @@ class RunState:
                                     weight_decay=spec.optim.weight_decay)
         controller = SundewController(spec.sparsity)
         table = ScoreTable(len(data.train), spec.sparsity) if spec.sparsity.mode == "skip" else None
+        pool = None
+        if spec.sparsity.mode == "inline" and spec.sparsity.pool:
+            pool = SamplePool(spec.sparsity.pool_size or spec.batch_size, world_size)
         return cls(spec=spec, data=data, device=device, rank=rank, world_size=world_size, net=net,
                    model=model, optimizer=optimizer, scaler=torch.amp.GradScaler(device.type, enabled=fp16),
                    controller=controller, selector=BatchSelector(spec.sparsity, controller, device),
-                   table=table, amp=amp, amp_dtype=torch.float16 if fp16 else torch.bfloat16,
+                   table=table, pool=pool, amp=amp, amp_dtype=torch.float16 if fp16 else torch.bfloat16,
                    channels_last=channels_last)
 
     def to_device(self, x: torch.Tensor) -> torch.Tensor:

@@ -103,6 +103,38 @@ class BatchSelector:
         return keep, kept
 
 
+class SamplePool:
+    """``inline`` with ``sparsity.pool``: the selected samples of several batches, held on the device.
+
+    Each scored batch adds its kept samples (and the global number kept, which the selector has
+    already all-reduced), so ``global_count`` is the pool's size summed over all ranks and is the
+    same on every rank: every rank reaches :meth:`full` at the same step and trains together. A
+    rank's share may be uneven; each scored batch adds at least one sample per rank.
+    """
+
+    def __init__(self, size: int, world_size: int) -> None:
+        self.size = size  # samples per rank
+        self.world_size = world_size
+        self._x: list[torch.Tensor] = []
+        self._y: list[torch.Tensor] = []
+        self.global_count = 0.0  # samples pooled on all ranks
+
+    def add(self, x: torch.Tensor, y: torch.Tensor, kept_global: float) -> None:
+        self._x.append(x)
+        self._y.append(y)
+        self.global_count += kept_global
+
+    def full(self) -> bool:
+        """True once the ranks together hold ``size × world_size`` samples or more."""
+        return self.global_count >= self.size * self.world_size
+
+    def take(self) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """This rank's whole pool (inputs, targets) and the global count; the pool is then empty."""
+        x, y, count = torch.cat(self._x), torch.cat(self._y), self.global_count
+        self._x, self._y, self.global_count = [], [], 0.0
+        return x, y, count
+
+
 class ScoreTable:
     """``skip`` mode: each sample's significance from the last time it was trained on.
 
