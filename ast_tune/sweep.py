@@ -46,7 +46,7 @@ import yaml
 from ast_tune import atomic
 from ast_tune.config.cli import CliParser, run_main
 from ast_tune.config.spec import SpecError
-from ast_tune.config.sweep_spec import SweepSpec, Workload, load_sweep, to_document
+from ast_tune.config.sweep_spec import SweepSpec, load_sweep, to_document
 from ast_tune.data.inventory import subset_classes
 from ast_tune.data.sources import check_root
 from ast_tune.promote import promote
@@ -56,13 +56,12 @@ from ast_tune.results.baseline_file import read_baseline
 from ast_tune.results.page import write_report
 from ast_tune.tuning import lock
 from ast_tune.tuning.baseline import ensure_baseline
-from ast_tune.tuning.epoch_cost import PROBE_STEPS, epoch_costs, probe
-from ast_tune.tuning.estimate import actuals, count_trial_epochs, describe, estimate_lines, promoted_epochs
-from ast_tune.tuning.estimate import estimate as estimate_cost
+from ast_tune.tuning.epoch_cost import PROBE_STEPS
 from ast_tune.tuning.journal import JOURNAL, Journal, epochs_frame
 from ast_tune.tuning.promote_plan import NoCandidateError
 from ast_tune.tuning.ray_runtime import concurrency, in_threads, ray_session, resources_line
-from ast_tune.tuning.trust import check_restorable
+from ast_tune.tuning.run_cost import print_estimate, record_actuals, sweep_estimate
+from ast_tune.tuning.trust import check_results
 from ast_tune.tuning.tuner import check_search, make_tuner
 from ast_tune.tuning.worker import failure_reason
 
@@ -134,31 +133,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _check_results(spec: SweepSpec, results: Path, *, resume: bool) -> bool:
-    """Whether to restore the Tune experiment in ``results`` (only with ``resume``, and only one that
-    :func:`check_restorable` allows); SpecError if it holds another spec, or an unfinished sweep
-    and no ``resume``. Reads only YAML and JSON."""
-    restorable = (results / "tune" / "tuner.pkl").is_file()
-    if resume and not restorable:
-        raise SpecError("--resume", f"{results / 'tune'} holds no sweep to resume")
-    stored = results / "spec.yaml"
-    if restorable and stored.is_file() and yaml.safe_load(stored.read_text()) != to_document(spec):
-        raise SpecError(str(stored), f"sweep {spec.name!r} ran with another spec; resume it unchanged "
-                                     "or start a new one with --name")
-    if restorable and not resume and not _finished(results):
-        raise SpecError("--resume", f"{results} holds an unfinished sweep {spec.name!r}: continue it with "
-                                    "--resume, or start a new one with --name NEW")
-    if resume:
-        check_restorable(results)
-    return resume
 
 
-def _finished(results: Path) -> bool:
-    """Whether ``run.json`` says the sweep in ``results`` ran to its end."""
-    try:
-        return json.loads((results / "run.json").read_text()).get("status") == "done"
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def _show_finished(spec: SweepSpec, results: Path) -> int:
@@ -221,19 +197,10 @@ def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, f
     code = _conclude(spec, results, journal, front, interrupted=status == "interrupted", argv=argv)
     if code == 0:
         _after_trials(spec, results, report=report)
-    _record_actuals(results, session, journal, spec.workload, trials_at_once)
+    record_actuals(results, session, journal, spec.workload, trials_at_once)
     return code
 
 
-def _record_actuals(results: Path, session: dict[str, Any], journal: Journal, workload: Workload,
-                    trials_at_once: int) -> None:
-    """``run.json``'s ``actual`` beside its ``estimate``: trial-epochs, wall time (promotion included), GPU-hours."""
-    start = datetime.fromisoformat(session["start"])
-    wall = (datetime.now(UTC) - start).total_seconds()
-    stored = json.loads((results / "run.json").read_text())
-    stored["actual"] = actuals(trial_epochs=count_trial_epochs(journal.read()), wall_seconds=wall,
-                               workload=workload, trials_at_once=trials_at_once)
-    atomic.write_text(results / "run.json", json.dumps(stored, indent=2) + "\n")
 
 
 def _after_trials(spec: SweepSpec, results: Path, *, report: bool) -> None:
@@ -296,15 +263,15 @@ def _main(argv: list[str]) -> int:
     if args.dry_run:
         print(yaml.safe_dump(to_document(spec), sort_keys=False), end="")
         print(resources_line(spec))
-        _print_estimate(spec, args.probe)
+        print_estimate(spec, args.probe)
         return 0
     try:
         check_root(spec.workload.data)
     except SpecError as err:
         raise err.within("workload") from None
-    estimate = _estimate(spec, args.probe)
+    estimate = sweep_estimate(spec, args.probe)
     with lock.hold(results, say=lambda line: print(line, flush=True)):  # one driver per sweep
-        restore = _check_results(spec, results, resume=args.resume)
+        restore = check_results(spec, results, resume=args.resume)
         if not restore and (results / "tune" / "tuner.pkl").is_file():
             return _show_finished(spec, results)
         if not args.verbose:  # our progress lines only
@@ -316,30 +283,8 @@ def _main(argv: list[str]) -> int:
                          new_baseline=args.new_baseline, estimate=estimate)
 
 
-def _estimate(spec: SweepSpec, probe_steps: int | None) -> dict[str, Any]:
-    """The cost estimate (:mod:`ast_tune.tuning.estimate`), or ``{"unavailable": why}`` without figures."""
-    if probe_steps is not None:
-        check_root(spec.workload.data)
-        print(f"probe: timing {probe_steps} training steps of one worker here", flush=True)
-    try:
-        return estimate_cost(spec, epoch_costs(spec, probe(spec, steps=probe_steps) if probe_steps else None))
-    except SpecError as err:
-        if probe_steps is not None:
-            raise
-        return {"unavailable": str(err)}
 
 
-def _print_estimate(spec: SweepSpec, probe_steps: int | None) -> None:
-    """``--dry-run``: the sweep's (proxy) workload, the promoted one, and the cost table."""
-    print(f"sweep workload: {describe(spec.workload)}")
-    if spec.promote.enabled:
-        source = "promote.workload" if spec.promote.workload else "the sweep's workload"
-        print(f"promoted workload ({source}): {describe(spec.promoted_sweep(promoted_epochs(spec)).workload)}")
-    result = _estimate(spec, probe_steps)
-    if "unavailable" in result:
-        print(f"cost estimate: unavailable: {result['unavailable']}")
-        return
-    print("\n".join(estimate_lines(result)))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ configuration over its seeds:
 - time-to-accuracy speedup: the dense run's train seconds until its val top-1 first reaches the
   target over the run's (target: the dense run's final top-1 − 1 point, same seed; "—" if the run
   never reaches it);
-- verdict: the highest of the seed's levels (``LEVELS``: stretch, publication, minimum) that every
+- verdict: the highest of the seed's levels (stretch, publication, minimum: ``config.criteria``) that every
   seed meets, on top-1 drop, counted savings and measured (whole-run) speedup.
 """
 
@@ -31,14 +31,13 @@ from pathlib import Path
 import torch
 
 from ast_tune.atomic import write_text
+from ast_tune.config.criteria import NO_LEVEL, SuccessSpec
 from ast_tune.config.presets import QUICKSTART
 from ast_tune.config.spec import apply_overrides
 from ast_tune.core.engine import fit
 from ast_tune.data.sources import load_datasets
+from ast_tune.results import verdict
 
-#: The seed's success levels (shared/seed/imagenet_plan.md): max top-1 drop (points), min counted
-#: savings (fraction), min measured speedup (×); highest first.
-LEVELS = (("stretch", 0.0, 0.70, 5.0), ("publication", 1.0, 0.60, 3.0), ("minimum", 2.0, 0.60, 2.0))
 TARGET_DROP = 1.0  # points below the dense run's final top-1: the time-to-accuracy target
 
 
@@ -84,17 +83,11 @@ def measures(records: list[dict], dense: list[dict]) -> dict[str, float]:
 
 
 def level(m: dict[str, float]) -> str:
-    """The highest level of :data:`LEVELS` the run ``m`` meets, else ``none``."""
-    for name, drop, savings, speedup in LEVELS:
-        if m["drop"] <= drop and m["savings"] >= savings and m["speedup"] >= speedup:
+    """The highest of the seed's levels (:class:`SuccessSpec`'s defaults) the run ``m`` meets, else ``none``."""
+    for name, bar in SuccessSpec().levels():
+        if verdict.meets(bar, top1_drop=m["drop"], savings=m["savings"], speedup=m["speedup"]):
             return name
-    return "none"
-
-
-def common(levels: list[str]) -> str:
-    """The highest level every seed meets."""
-    order = [name for name, *_ in LEVELS] + ["none"]
-    return max(levels, key=order.index)
+    return NO_LEVEL
 
 
 def table(results: dict, configs: list[str], seeds: list[int]) -> str:
@@ -112,7 +105,7 @@ def table(results: dict, configs: list[str], seeds: list[int]) -> str:
                      f"({min(m['top1'] for m in runs):.2f}) | {max(m['drop'] for m in runs):+.2f} "
                      f"| {100 * statistics.fmean(m['savings'] for m in runs):.1f}% "
                      f"| {statistics.median(m['speedup'] for m in runs):.2f}× | {reached} "
-                     f"| {common([level(m) for m in runs])} |")
+                     f"| {verdict.common_level([level(m) for m in runs])} |")
     return "\n".join(lines)
 
 

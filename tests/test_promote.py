@@ -28,7 +28,8 @@ import pytest
 import yaml
 
 from ast_tune.config import columns
-from ast_tune.config.sweep_spec import PromoteRule, load_sweep, to_document
+from ast_tune.config.promote_spec import PromoteRule
+from ast_tune.config.sweep_spec import load_sweep, to_document
 from ast_tune.promote import main, promote
 from ast_tune.tuning.promote_plan import NoCandidateError, choose_trial
 from tests.test_faults import frozen

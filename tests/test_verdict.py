@@ -11,8 +11,8 @@ import yaml
 
 from ast_tune.config import columns
 from ast_tune.config.criteria import Constraint, Criteria, Level, SuccessSpec, criteria_from
+from ast_tune.config.promote_spec import PromoteRule
 from ast_tune.config.spec import SpecError
-from ast_tune.config.sweep_spec import PromoteRule
 from ast_tune.export import main as export_main
 from ast_tune.results import verdict
 from ast_tune.results.tables import trials_table

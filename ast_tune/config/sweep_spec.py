@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from ast_tune.config import columns
+from ast_tune.config.cost_spec import CostSpec
 from ast_tune.config.criteria import Constraint, Criteria, SuccessSpec
 from ast_tune.config.presets import PRESETS, get_preset
-from ast_tune.config.proxy_spec import CostSpec, PromoteWorkload
+from ast_tune.config.promote_spec import PromoteSpec
 from ast_tune.config.run_spec import DataSpec, RunSpec, check_workload_fields
 from ast_tune.config.spec import (
     SpecError,
@@ -116,29 +117,6 @@ class Objective:
     def __post_init__(self) -> None:
         check_choice("metric", self.metric, columns.RANKED_METRICS)
         check_choice("mode", self.mode, columns.MODES)
-
-
-@dataclasses.dataclass(frozen=True)
-class PromoteRule:
-    max_accuracy_drop: float = 1.0  # points of val_top1 below the dense baseline (the best front trial if none)
-    prefer: str = "energy_savings"  # objective metric to maximise among the trials within the drop
-
-
-@dataclasses.dataclass(frozen=True)
-class PromoteSpec:
-    """Which trial to run to full length afterwards (``python -m ast_tune.promote``)."""
-
-    enabled: bool = False
-    epochs: int | None = None  # None = the base preset's epochs
-    checkpoint_every: int = 10
-    rule: PromoteRule = PromoteRule()
-    workload: PromoteWorkload | None = None  # None: the promoted run trains on the sweep's workload
-
-    def __post_init__(self) -> None:
-        if self.epochs is not None:
-            check_range("epochs", self.epochs, low=1)
-        check_range("checkpoint_every", self.checkpoint_every, low=1)
-        check_range("rule.max_accuracy_drop", self.rule.max_accuracy_drop, low=0)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,10 +1,7 @@
 """Result tables of a sweep: per-trial summary, Pareto front, and their CSV / Parquet / Markdown files.
 
 ``epochs.parquet`` (one row per trial × epoch) is the source of truth; every other table is
-rebuilt from it, so ``python -m ast_tune.export results/<name>`` reproduces them all::
-
-    python -m ast_tune.export results/quickstart                  # the front as Markdown
-    python -m ast_tune.export results/quickstart --format csv --out front.csv
+rebuilt from it, so ``python -m ast_tune.export results/<name>`` reproduces them all.
 
 Only trials whose status is in :data:`ast_tune.config.columns.FRONT_STATUSES` are ranked (:func:`eligible`):
 finished trials and trials the scheduler stopped early (real trials, just shorter). Errored,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ast_tune.config.proxy_spec import WorkloadCost
+from ast_tune.config.cost_spec import WorkloadCost
 from ast_tune.config.spec import SpecError
 from ast_tune.config.sweep_spec import SweepSpec, Workload
 from ast_tune.core.engine import default_device, fit

@@ -19,9 +19,10 @@ import pandas as pd
 from ast_tune.config import columns
 from ast_tune.config.columns import FRONT_STATUSES, may_rank
 from ast_tune.config.presets import get_preset
+from ast_tune.config.promote_spec import PromoteRule
 from ast_tune.config.run_spec import RunSpec
 from ast_tune.config.spec import SpecError, to_dict
-from ast_tune.config.sweep_spec import PromoteRule, SweepSpec, Workload, load_sweep
+from ast_tune.config.sweep_spec import SweepSpec, Workload, load_sweep
 from ast_tune.results.baseline_file import read_baseline
 from ast_tune.results.tables import eligible, read_epochs, trials_table
 

@@ -6,12 +6,15 @@ results directory that the current user owns and that nobody else can write (eve
 file in it, links not followed), and whose pickles name only modules this version of ast_tune has:
 a sweep made before the subpackage move names e.g. ``ast_tune.worker``. The pickles are read with
 :mod:`pickletools`, which lists what they would import without running any of it.
+:func:`check_results` decides what a sweep does with an existing ``results/<name>/``: restore it
+(``--resume``), show it (finished), or refuse (another spec, or unfinished without ``--resume``).
 """
 
 from __future__ import annotations
 
 import grp
 import importlib.util
+import json
 import os
 import pickletools
 import pwd
@@ -20,7 +23,10 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+import yaml
+
 from ast_tune.config.spec import SpecError
+from ast_tune.config.sweep_spec import SweepSpec, to_document
 
 _OUR_MODULE = re.compile(r"ast_tune(\.[A-Za-z_]\w*)*")
 
@@ -84,3 +90,30 @@ def check_restorable(results: Path) -> None:
         raise SpecError("--resume", f"{results} was made by an older version of ast_tune (its Tune state "
                                     f"names {', '.join(missing)}, which no longer exist); it cannot be "
                                     "resumed: read it with export or report, or start a new sweep with --name")
+
+
+def check_results(spec: SweepSpec, results: Path, *, resume: bool) -> bool:
+    """Whether to restore the Tune experiment in ``results`` (only with ``resume``, and only one that
+    :func:`check_restorable` allows); SpecError if it holds another spec, or an unfinished sweep
+    and no ``resume``. Reads only YAML and JSON."""
+    restorable = (results / "tune" / "tuner.pkl").is_file()
+    if resume and not restorable:
+        raise SpecError("--resume", f"{results / 'tune'} holds no sweep to resume")
+    stored = results / "spec.yaml"
+    if restorable and stored.is_file() and yaml.safe_load(stored.read_text()) != to_document(spec):
+        raise SpecError(str(stored), f"sweep {spec.name!r} ran with another spec; resume it unchanged "
+                                     "or start a new one with --name")
+    if restorable and not resume and not finished(results):
+        raise SpecError("--resume", f"{results} holds an unfinished sweep {spec.name!r}: continue it with "
+                                    "--resume, or start a new one with --name NEW")
+    if resume:
+        check_restorable(results)
+    return resume
+
+
+def finished(results: Path) -> bool:
+    """Whether ``run.json`` says the sweep in ``results`` ran to its end."""
+    try:
+        return json.loads((results / "run.json").read_text()).get("status") == "done"
+    except (OSError, ValueError, AttributeError):
+        return False

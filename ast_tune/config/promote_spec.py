@@ -1,8 +1,8 @@
-"""The sweep spec's sections for tuning on a proxy: ``promote.workload`` and ``cost``.
+"""The sweep spec's ``promote:`` section: which trial runs to full length afterwards, and on what.
 
-:class:`PromoteWorkload` is the promoted run's workload where it differs from the sweep's (the data
-subset off, another image size, more workers); :class:`CostSpec` holds the figures ``--dry-run``'s
-cost estimate (:mod:`ast_tune.tuning.estimate`) uses when ``--probe`` does not time them.
+:class:`PromoteRule` chooses the trial (``python -m ast_tune.promote``); :class:`PromoteWorkload` is
+the promoted run's workload where it differs from the sweep's (tune on a proxy, confirm on the full
+task: the data subset off, another image size, more workers).
 """
 
 from __future__ import annotations
@@ -50,35 +50,23 @@ class PromoteWorkload:
 
 
 @dataclasses.dataclass(frozen=True)
-class WorkloadCost:
-    """What one epoch of a workload costs, for ``--dry-run``'s estimate; every field optional.
-
-    ``epoch_seconds`` wins over ``images_per_second``; the image counts are counted from
-    ``data.root`` when they are not given (and it exists).
-    """
-
-    epoch_seconds: float | None = None  # s, one epoch (training + validation) of one run
-    images_per_second: float | None = None  # training images/s per GPU (per worker on a CPU)
-    train_images: int | None = None  # training images per epoch
-    val_images: int | None = None  # validation images per epoch
-
-    def __post_init__(self) -> None:
-        for key in ("epoch_seconds", "images_per_second"):
-            if getattr(self, key) is not None:
-                check_range(key, getattr(self, key), low=0, low_open=True)
-        for key in ("train_images", "val_images"):
-            if getattr(self, key) is not None:
-                check_range(key, getattr(self, key), low=1)
+class PromoteRule:
+    max_accuracy_drop: float = 1.0  # points of val_top1 below the dense baseline (the best front trial if none)
+    prefer: str = "energy_savings"  # objective metric to maximise among the trials within the drop
 
 
 @dataclasses.dataclass(frozen=True)
-class CostSpec(WorkloadCost):
-    """The sweep workload's cost (the inherited fields), the promoted run's, and the price of a GPU-hour."""
+class PromoteSpec:
+    """Which trial to run to full length afterwards (``python -m ast_tune.promote``)."""
 
-    promote: WorkloadCost = WorkloadCost()  # missing figures: the sweep's, scaled by pixels and images
-    usd_per_gpu_hour: float | None = None
+    enabled: bool = False
+    epochs: int | None = None  # None = the base preset's epochs
+    checkpoint_every: int = 10
+    rule: PromoteRule = PromoteRule()
+    workload: PromoteWorkload | None = None  # None: the promoted run trains on the sweep's workload
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.usd_per_gpu_hour is not None:
-            check_range("usd_per_gpu_hour", self.usd_per_gpu_hour, low=0)
+        if self.epochs is not None:
+            check_range("epochs", self.epochs, low=1)
+        check_range("checkpoint_every", self.checkpoint_every, low=1)
+        check_range("rule.max_accuracy_drop", self.rule.max_accuracy_drop, low=0)
