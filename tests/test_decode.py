@@ -83,15 +83,17 @@ def test_torchvision_decoder_reads_only_the_chosen_samples(tree: Path, monkeypat
     assert [y for b in batches for y in b[1].tolist()] == [data.train.targets[i] for i in idx]
 
 
-def test_corrupt_file_is_skipped_with_a_warning_naming_it(tree: Path, caplog) -> None:
+def test_corrupt_file_is_replaced_by_the_next_sample_with_a_warning_naming_it(tree: Path, caplog) -> None:
+    """As with PIL (data.loaders): the batch keeps its size, so every DDP rank steps together."""
     broken = tree / "train" / "cat" / "1.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     data = _data(tree, "torchvision")
     bad = [path for path, _ in data.train.samples].index(str(broken))
     with caplog.at_level(logging.WARNING):
         (x, y, idx), = list(make_loader(data.train, batch_size=7, train=False, num_workers=0))
-    assert idx.tolist() == [i for i in range(7) if i != bad] and len(x) == len(y) == 6
-    assert str(broken) in caplog.text
+    expected = [bad + 1 if i == bad else i for i in range(7)]
+    assert idx.tolist() == expected and len(x) == len(y) == 7
+    assert str(broken) in caplog.text and "replaced by the next sample" in caplog.text
 
 
 def _encoded_batch(dataset, positions: list[int]):

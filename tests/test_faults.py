@@ -33,7 +33,7 @@ from ast_tune.tuning.journal import Journal, epochs_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
-TINY = ["workload.data.image_size=16", "workload.batch_size=256", "storage.baseline=none",
+TINY = ["workload.data.image_size=16", "workload.batch_size=256", "storage.baseline=none", "constraints=[]",
         "objectives=[{metric: val_top1, mode: max}, {metric: energy_savings, mode: max}]",
         "workload.checkpoint_every=1", "space.warmup_epochs={fixed: 1}", "space.mode={fixed: skip}"]
 FINISHED = {"TERMINATED", "STOPPED"}
