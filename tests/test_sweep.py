@@ -82,8 +82,8 @@ def test_non_finite_loss_ends_the_trial_as_error_with_its_reason(tmp_path):
     results = tmp_path / "results"
     done = _run(_argv("quickstart.yaml", results, "workload.epochs=1", "space.warmup_epochs={fixed: 0}",
                       "space.lr={fixed: 1.0e+8}", "space.warmup_lr={fixed: 1.0e+8}", "search.num_trials=1",
-                      "scheduler.kind=fifo",
-                      "storage.baseline=none", "constraints=[]", "objectives=[{metric: val_top1}, {metric: energy_savings}]"))
+                      "scheduler.kind=fifo", "constraints=[]",
+                      "storage.baseline=none", "objectives=[{metric: val_top1}, {metric: energy_savings}]"))
     assert done.returncode == 1 and "no trial finished" in done.stderr
     trials = pd.read_csv(results / "quickstart" / "trials.csv")
     assert list(trials["status"]) == ["ERROR"]
