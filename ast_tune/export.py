@@ -21,7 +21,7 @@ from ast_tune import atomic
 from ast_tune.config.cli import CliParser, os_error_line, run_main
 from ast_tune.config.criteria import criteria_from
 from ast_tune.config.spec import SpecError, load_yaml
-from ast_tune.results.baseline_file import read_baseline
+from ast_tune.results.baseline_file import BASELINE_FILE, read_baseline
 from ast_tune.results.tables import (
     FORMATS,
     Objective,
@@ -70,7 +70,7 @@ def _main(argv: Sequence[str] | None) -> int:
     spec_path = args.results / "spec.yaml"
     objectives = read_objectives(spec_path)
     criteria = criteria_from(load_yaml(spec_path) if spec_path.exists() else {}, source=str(spec_path))
-    baseline = read_baseline(args.results / "baseline.json")
+    baseline = read_baseline(args.results / BASELINE_FILE)
     front = write_tables(args.results, epochs, objectives, baseline=baseline, criteria=criteria)
     target = target_top1(baseline, criteria)
     if args.out is None:

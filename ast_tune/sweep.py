@@ -52,7 +52,7 @@ from ast_tune.data.sources import check_root
 from ast_tune.promote import promote
 from ast_tune.results import tables as export
 from ast_tune.results import verdict
-from ast_tune.results.baseline_file import read_baseline
+from ast_tune.results.baseline_file import BASELINE_FILE, read_baseline
 from ast_tune.results.page import write_report
 from ast_tune.tuning import lock
 from ast_tune.tuning.baseline import ensure_baseline
@@ -80,12 +80,12 @@ def _write_tables(spec: SweepSpec, results: Path, journal: Journal,
     if baseline_seconds:
         epochs = epochs.assign(speedup=baseline_seconds / epochs["train_seconds"])
     return export.write_tables(results, epochs, [(o.metric, o.mode) for o in spec.objectives],
-                               baseline=read_baseline(results / "baseline.json"), criteria=spec.criteria)
+                               baseline=read_baseline(results / BASELINE_FILE), criteria=spec.criteria)
 
 
 def _verdict_line(spec: SweepSpec, results: Path, journal: Journal) -> str:
     """The sweep's answer to the seed: the best trial at the highest level reached, or the closest miss."""
-    epochs, baseline = epochs_frame(journal.read()), read_baseline(results / "baseline.json")
+    epochs, baseline = epochs_frame(journal.read()), read_baseline(results / BASELINE_FILE)
     trials = export.trials_table(epochs, [(o.metric, o.mode) for o in spec.objectives], baseline=baseline,
                                  criteria=spec.criteria)
     judged = trials[export.eligible(trials) & trials["feasible"]]
@@ -207,7 +207,7 @@ def _after_trials(spec: SweepSpec, results: Path, *, report: bool) -> None:
     """Promote a trial (``promote.enabled``; a rule that finds none is not a failure), then the report."""
     if spec.promote.enabled:
         try:
-            promote(results, progress=lambda line: print(f"promote: {line}", flush=True))
+            promote(results)
         except NoCandidateError as err:
             print(f"promote: {err}", file=sys.stderr)
     if report:
@@ -218,7 +218,7 @@ def _baseline(spec: SweepSpec, results: Path, trials_at_once: int, session: dict
     """Time (or reuse: ``stored``, see :func:`ensure_baseline`) the dense baseline; its median seconds per epoch."""
     print("baseline: timing the dense baseline (or reusing baseline.json)", flush=True)
     side_by_side = 1 if spec.workload.gpus_per_worker else trials_at_once  # CPU trials share the cores
-    (baseline,) = in_threads([functools.partial(ensure_baseline, spec, results / "baseline.json",
+    (baseline,) = in_threads([functools.partial(ensure_baseline, spec, results / BASELINE_FILE,
                                                 storage_path=results / "train", runs_at_once=side_by_side,
                                                 stored=stored)])
     device = baseline["fingerprint"]["device"]
@@ -232,7 +232,7 @@ def _conclude(spec: SweepSpec, results: Path, journal: Journal, front: pd.DataFr
               interrupted: bool, argv: Sequence[str]) -> int:
     """Print the front and where the results are; the exit code."""
     if front is not None:
-        target = verdict.target_top1(read_baseline(results / "baseline.json"), spec.criteria)
+        target = verdict.target_top1(read_baseline(results / BASELINE_FILE), spec.criteria)
         print(export.front_markdown(front, [(o.metric, o.mode) for o in spec.objectives], target=target))
         print(_verdict_line(spec, results, journal), flush=True)
     print(f"results: {results}", flush=True)

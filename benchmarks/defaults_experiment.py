@@ -2,7 +2,8 @@
 
 On the embedded default (digits, small ResNet, the quickstart preset's 10 epochs, equal for every
 run) it trains dense, then ``skip`` and ``inline`` at target activations 0.3 and 0.2, each with and
-without annealing (``sparsity.anneal_epochs``), ``inline`` pooled or not, over ``--seeds``. The runs
+without annealing (``sparsity.anneal_epochs``), ``inline`` pooled or not, and ``skip`` with 1 or 0 dense
+warm-up epochs instead of the preset's 2, over ``--seeds``. The runs
 go seed by seed, every configuration within a seed in turn, so drift on a shared machine hits them
 alike. Every finished run is kept in ``--results`` (JSON, written atomically after each run); a
 rerun skips what is there, so a killed experiment resumes. Then it prints a Markdown table, per
@@ -13,10 +14,11 @@ configuration over its seeds:
   epochs count with their 0 %), as the sweep's trial table aggregates it;
 - measured speedup: the dense run's total train seconds over the run's, same seed;
 - time-to-accuracy speedup: the dense run's train seconds until its val top-1 first reaches the
-  target over the run's (target: the dense run's final top-1 − 1 point, same seed; "—" if the run
-  never reaches it);
-- verdict: the highest of the seed's levels (stretch, publication, minimum: ``config.criteria``) that every
-  seed meets, on top-1 drop, counted savings and measured (whole-run) speedup.
+  target over the run's (target: the dense run's final top-1 − 1 point, same seed; "not reached"
+  if the run never gets there);
+- verdict: the level every seed meets, each seed judged as the sweep judges a trial
+  (:func:`ast_tune.results.verdict.outcome` with the same seed's dense run as its baseline: a
+  level's speedup is the time-to-accuracy speedup to that level's own accuracy bar).
 """
 
 from __future__ import annotations
@@ -28,17 +30,16 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from ast_tune.atomic import write_text
-from ast_tune.config.criteria import NO_LEVEL, SuccessSpec
+from ast_tune.config.criteria import SEED_CRITERIA
 from ast_tune.config.presets import QUICKSTART
 from ast_tune.config.spec import apply_overrides
 from ast_tune.core.engine import fit
 from ast_tune.data.sources import load_datasets
 from ast_tune.results import verdict
-
-TARGET_DROP = 1.0  # points below the dense run's final top-1: the time-to-accuracy target
 
 
 def grid() -> dict[str, list[str]]:
@@ -51,6 +52,9 @@ def grid() -> dict[str, list[str]]:
                     label = f"{mode} r={rate}" + " anneal=1" * anneal + " pooled" * pool
                     configs[label] = [f"sparsity.mode={mode}", f"sparsity.target_activation={rate}",
                                       f"sparsity.anneal_epochs={anneal}", f"sparsity.pool={str(pool).lower()}"]
+    for rate in (0.3, 0.2):  # fewer dense warm-up epochs than the preset's 2: the one cap on skip's speedup
+        for warmup in (1, 0):
+            configs[f"skip r={rate} warmup={warmup}"] = [*configs[f"skip r={rate}"], f"warmup_epochs={warmup}"]
     return configs
 
 
@@ -62,32 +66,15 @@ def run_one(overrides: list[str], seed: int, datasets) -> list[dict]:
     return records
 
 
-def time_to(records: list[dict], target: float) -> float:
-    """Train seconds until the end of the first epoch with ``val_top1 >= target``; NaN if none."""
-    seconds = 0.0
-    for record in records:
-        seconds += record["train_seconds"]
-        if record["val_top1"] >= target:
-            return seconds
-    return float("nan")
-
-
-def measures(records: list[dict], dense: list[dict]) -> dict[str, float]:
-    """One run against the dense run of its seed: top-1, drop, counted savings and both speedups."""
-    top1, dense_top1 = records[-1]["val_top1"], dense[-1]["val_top1"]
-    target = dense_top1 - TARGET_DROP
-    return {"top1": top1, "drop": dense_top1 - top1,
+def measures(records: list[dict], dense: list[dict]) -> dict[str, float | str]:
+    """One run against the dense run of its seed, judged as the sweep judges a trial (:func:`verdict.outcome`,
+    the dense run as its baseline): top-1, drop, counted savings, whole-run and time-to-target speedups, verdict."""
+    outcome = verdict.outcome(pd.DataFrame(records), {"val_top1": dense[-1]["val_top1"], "epochs": dense},
+                              SEED_CRITERIA)
+    return {"top1": records[-1]["val_top1"], "drop": outcome["top1_drop"],
             "savings": statistics.fmean(r["energy_savings"] for r in records),
             "speedup": sum(r["train_seconds"] for r in dense) / sum(r["train_seconds"] for r in records),
-            "tta": time_to(dense, target) / time_to(records, target)}
-
-
-def level(m: dict[str, float]) -> str:
-    """The highest of the seed's levels (:class:`SuccessSpec`'s defaults) the run ``m`` meets, else ``none``."""
-    for name, bar in SuccessSpec().levels():
-        if verdict.meets(bar, top1_drop=m["drop"], savings=m["savings"], speedup=m["speedup"]):
-            return name
-    return NO_LEVEL
+            "tta": outcome["speedup_to_target"], "verdict": outcome["verdict"]}
 
 
 def table(results: dict, configs: list[str], seeds: list[int]) -> str:
@@ -100,12 +87,12 @@ def table(results: dict, configs: list[str], seeds: list[int]) -> str:
             continue
         runs = [measures(results[f"{label}|{s}"], results[f"dense|{s}"]) for s in seeds]
         tta = [m["tta"] for m in runs if m["tta"] == m["tta"]]
-        reached = f"{statistics.median(tta):.2f}× ({len(tta)}/{len(runs)} reached)" if tta else "— (not reached)"
+        reached = f"{statistics.median(tta):.2f}× ({len(tta)}/{len(runs)} reached)" if tta else "not reached"
         lines.append(f"| {label} | {statistics.fmean(m['top1'] for m in runs):.2f} "
                      f"({min(m['top1'] for m in runs):.2f}) | {max(m['drop'] for m in runs):+.2f} "
                      f"| {100 * statistics.fmean(m['savings'] for m in runs):.1f}% "
                      f"| {statistics.median(m['speedup'] for m in runs):.2f}× | {reached} "
-                     f"| {verdict.common_level([level(m) for m in runs])} |")
+                     f"| {verdict.common_level(m['verdict'] for m in runs)} |")
     return "\n".join(lines)
 
 

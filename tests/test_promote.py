@@ -32,7 +32,7 @@ from ast_tune.config.promote_spec import PromoteRule
 from ast_tune.config.sweep_spec import load_sweep, to_document
 from ast_tune.promote import main, promote
 from ast_tune.tuning.promote_plan import NoCandidateError, choose_trial
-from tests.test_faults import frozen
+from tests.test_kills import frozen
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIALS = [  # trial_id, status, val_top1, energy_savings, speedup, pareto_rank
@@ -155,10 +155,14 @@ def test_no_trial_close_enough_exits_1_without_writing(results, capsys):
 
 
 @pytest.mark.ray
-def test_interrupted_promotion_continues_from_its_checkpoint_and_then_is_done(results, request, capsys, tmp_path):
-    """Ctrl-C lands while the run cannot end: at the state "epoch 1 reached the driver" (``epochs.parquet``) its
-    training worker is stopped (SIGSTOP), so the test waits on states; only a test process kept off the CPU for
-    the run's two remaining epochs could miss it, and that is reported as such."""
+def test_interrupted_promotion_of_two_seeds_continues_each_from_its_checkpoint_and_then_is_done(
+        results, request, capsys, tmp_path):
+    """``promote.seeds: 2``: both seeds train side by side. Ctrl-C lands while the runs cannot end: at the
+    state "an epoch reached the driver" (``epochs.parquet``) the trials' processes are stopped (SIGSTOP),
+    so the test waits on states, never on the run's speed."""
+    spec = yaml.safe_load((results / "spec.yaml").read_text())
+    spec["promote"]["seeds"] = 2
+    (results / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     argv = [sys.executable, "-m", "ast_tune.promote", str(results), "--epochs", "3"]
     out_file, err_file = tmp_path / "stdout", tmp_path / "stderr"
     with out_file.open("w") as out, err_file.open("w") as err:
@@ -169,8 +173,9 @@ def test_interrupted_promotion_continues_from_its_checkpoint_and_then_is_done(re
         while not epochs_path.is_file():
             assert process.poll() is None and time.monotonic() < deadline, err_file.read_text()[-2000:]
             time.sleep(0.02)
-        with frozen(process, "RayTrainWorker") as workers:
-            assert workers and len(pd.read_parquet(epochs_path)) < 3, "the run outran the test: no state to stop at"
+        with frozen(process, "ImplicitFunc") as trials:  # the Tune trials' processes, which train
+            first = pd.read_parquet(epochs_path)
+            assert trials and first.groupby("seed").size().max() < 3, "the run outran the test: no state to stop at"
             process.send_signal(signal.SIGINT)
             assert process.wait(timeout=300) == 130, err_file.read_text()[-2000:]
     finally:
@@ -178,23 +183,33 @@ def test_interrupted_promotion_continues_from_its_checkpoint_and_then_is_done(re
             process.kill()
             process.wait()
     out = out_file.read_text()
-    assert "promoted trial t0 epoch 1/3: top1" in out and "epoch 3/3" not in out
+    assert "epoch 1/3: top1" in out and "epoch 3/3" not in out, out
     first = pd.read_parquet(epochs_path)
-    assert len(first) < 3
 
     request.getfixturevalue("ray_cluster")  # a Ray of its own, started after the CLI's has gone
-    lines: list[str] = []
-    assert promote(results, epochs=3, progress=lines.append) == (results / "promoted").resolve()
-    assert any("epoch 3/3" in line for line in lines) and not any("epoch 1/3" in line for line in lines)
+    capsys.readouterr()
+    assert promote(results, epochs=3) == (results / "promoted").resolve()
+    lines = capsys.readouterr().out.splitlines()
+    for seed in (0, 1):
+        assert any(f"promoted trial t0 seed {seed} epoch 3/3" in line for line in lines), lines
+    printed_before = {(row.seed, row.epoch) for row in first.itertuples()}
+    assert not any(f"seed {seed} epoch {epoch}/3" in line for seed, epoch in printed_before for line in lines)
     epochs = pd.read_parquet(epochs_path)
-    assert list(epochs["epoch"]) == [1, 2, 3] and list(epochs.columns) == list(columns.EPOCH_METRICS)
-    assert epochs["speedup"].notna().all()
-    # continued from the epoch-1 checkpoint, not from scratch: epoch 1 is the interrupted run's, unchanged
-    assert epochs.iloc[0]["train_seconds"] == first.iloc[0]["train_seconds"]
+    assert sorted(zip(epochs["seed"], epochs["epoch"], strict=True)) == [(s, e) for s in (0, 1) for e in (1, 2, 3)]
+    assert list(epochs.columns) == [*columns.EPOCH_METRICS, "seed"] and epochs["speedup"].notna().all()
+    # each seed continued from its checkpoint, not from scratch: its epochs on file before are unchanged
+    merged = first.merge(epochs, on=["seed", "epoch"], suffixes=("_before", "_after"))
+    assert len(merged) == len(first) and (merged["train_seconds_before"] == merged["train_seconds_after"]).all()
     summary = json.loads((results / "promoted" / "summary.json").read_text())
     assert summary["trial_id"] == "t0" and summary["status"] == "finished" and summary["params"] == PARAMS
     assert len(summary["per_class_top1"]) == len(summary["class_names"]) == 10
-    assert list((results / "promoted" / "promoted_t0").glob("checkpoint_*/state.pt"))
+    assert set(summary["seeds"]) == {"0", "1"} and set(summary["std"]) == set(summary["mean"])
+    final = epochs[epochs["epoch"] == 3].set_index("seed")["val_top1"]
+    assert summary["mean"]["val_top1"] == pytest.approx(final.mean())
+    assert summary["std"]["val_top1"] == pytest.approx(final.std(ddof=1))
+    for seed in (0, 1):
+        name = "promoted_t0" if seed == 0 else "promoted_t0_seed1"
+        assert list((results / "promoted" / "tune" / name).glob("checkpoint_*/state.pt"))
     assert (results / "promoted" / "plots" / "accuracy.png").is_file()
 
     capsys.readouterr()
@@ -202,4 +217,3 @@ def test_interrupted_promotion_continues_from_its_checkpoint_and_then_is_done(re
     assert "was promoted before" in capsys.readouterr().out
     assert main([str(results), "--epochs", "4"]) == 2  # another length would mix two LR schedules
     assert "plan.json: " in capsys.readouterr().err
-

@@ -24,20 +24,8 @@ from ast_tune.config.spec import SpecError
 from ast_tune.core import checkpoint
 from ast_tune.tuning import ray_cleanup
 from ast_tune.tuning.journal import Journal
-from tests.test_faults import (
-    FINISHED,
-    QUICKSTART,
-    ROOT,
-    TINY,
-    _checkpoints,
-    _epochs,
-    _journal,
-    _one_line,
-    _sigkill,
-    _start,
-    _sweep_argv,
-    _wait,
-)
+from tests.test_faults import FINISHED, QUICKSTART, ROOT, TINY, _one_line
+from tests.test_kills import _checkpoints, _epochs, _journal, _sigkill, _start, _sweep_argv, _wait
 
 # --- many kills at seeded moments: nothing lost, repeated or left open ---------------------------
 

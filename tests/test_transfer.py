@@ -63,9 +63,9 @@ def test_without_promote_workload_the_sweeps_workload_and_baseline_are_used(resu
 
 
 @pytest.mark.ray
-def test_a_promotion_onto_the_full_tree_times_its_own_baseline_and_reports_the_transfer(results, ray_cluster):
-    lines: list[str] = []
-    out = promote(results, epochs=2, progress=lines.append)
+def test_a_promotion_onto_the_full_tree_times_its_own_baseline_and_reports_the_transfer(results, ray_cluster, capsys):
+    out = promote(results, epochs=2)
+    lines = capsys.readouterr().out.splitlines()
     full = json.loads((out / "baseline.json").read_text())
     assert full["spec"]["data"]["subset"] is None and full["spec"]["data"]["image_size"] == 16
     assert full["epochs_timed"] == 2

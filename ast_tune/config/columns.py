@@ -53,6 +53,31 @@ CONSTRAINT_METRICS = ("val_top1", "val_top5", "energy_savings", "speedup", "acti
 
 PARAM_PREFIX = "param."
 
+#: How a column is shown in the Markdown and HTML tables: (header with its unit, format spec, scale).
+#: Format ``"d"``: as an integer; ``""``: as text.
+SHOWN = {
+    "trial_id": ("trial", "", 1),
+    "epochs_done": ("epochs", "d", 1),
+    "val_top1": ("top-1 (%)", ".2f", 1),
+    "val_top5": ("top-5 (%)", ".2f", 1),
+    "energy_savings": ("energy savings, counted (%)", ".1f", 100),
+    "speedup": ("speedup, measured (×)", ".2f", 1),
+    "activation_rate": ("activation (%)", ".1f", 100),
+    "train_seconds": ("train time (s)", ".1f", 1),
+    "data_seconds": ("of which waiting on data (s)", ".1f", 1),
+    "energy_j": ("energy (J)", ".0f", 1),
+    "speedup_to_target": ("speedup to target, measured (×)", ".2f", 1),
+    "time_to_target_s": ("time to target (s)", ".1f", 1),
+    "tracking_error_mean": ("tracking error, mean (points)", ".1f", 1),
+    "tracking_error_max": ("tracking error, max (points)", ".1f", 1),
+    "verdict": ("verdict", "", 1),
+}
+
+
+def shown(*names: str) -> tuple[tuple[str, str, str, float], ...]:
+    """``(column, header, format, scale)`` of each of ``names``, in that order (:data:`SHOWN`)."""
+    return tuple((name, *SHOWN[name]) for name in names)
+
 #: The metrics an objective or the scheduler may name: reported every epoch (Tune and Optuna read
 #: them there) AND a column of the trials table (the Pareto front ranks them there).
 OBJECTIVE_METRICS = ("val_top1", "val_top5", "energy_savings", "speedup", "activation_rate",

@@ -62,6 +62,7 @@ class PromoteSpec:
     enabled: bool = False
     epochs: int | None = None  # None = the base preset's epochs
     checkpoint_every: int = 10
+    seeds: int = 1  # runs of the promoted configuration, seeds trial seed, +1, ...: side by side as resources allow
     rule: PromoteRule = PromoteRule()
     workload: PromoteWorkload | None = None  # None: the promoted run trains on the sweep's workload
 
@@ -69,4 +70,5 @@ class PromoteSpec:
         if self.epochs is not None:
             check_range("epochs", self.epochs, low=1)
         check_range("checkpoint_every", self.checkpoint_every, low=1)
+        check_range("seeds", self.seeds, low=1)
         check_range("rule.max_accuracy_drop", self.rule.max_accuracy_drop, low=0)

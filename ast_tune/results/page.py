@@ -53,20 +53,9 @@ SWEEP_FIGURES = ("pareto_savings.png", "pareto_speedup.png", "hypervolume.png", 
 PROMOTED_FIGURE = "promoted.png"
 PRESET_PARAMS = ("param.base", "param.preset")
 #: (trials_table column, header, format, scale) of the comparison table.
-COMPARISON_COLUMNS = (
-    ("epochs_done", "epochs", "d", 1),
-    ("val_top1", "top-1 (%)", ".2f", 1),
-    ("val_top5", "top-5 (%)", ".2f", 1),
-    ("energy_savings", "energy savings, counted (%)", ".1f", 100),
-    ("speedup", "speedup, measured (×)", ".2f", 1),
-    ("train_seconds", "train time (s)", ".1f", 1),
-    ("data_seconds", "of which waiting on data (s)", ".1f", 1),
-    ("energy_j", "energy (J)", ".0f", 1),
-    ("speedup_to_target", "speedup to target, measured (×)", ".2f", 1),
-    ("tracking_error_mean", "tracking error, mean (points)", ".1f", 1),
-    ("tracking_error_max", "tracking error, max (points)", ".1f", 1),
-    ("verdict", "verdict", "", 1),
-)
+COMPARISON_COLUMNS = columns.shown("epochs_done", "val_top1", "val_top5", "energy_savings", "speedup", "train_seconds",
+                                   "data_seconds", "energy_j", "speedup_to_target", "tracking_error_mean",
+                                   "tracking_error_max", "verdict")
 _TEXT_COLUMNS = ("verdict",)
 
 

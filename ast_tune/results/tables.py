@@ -188,16 +188,8 @@ def format_cell(value: object, fmt: str, scale: float = 1, *, missing: str = "â€
 
 
 # (column, header, format spec, scale) of the Markdown table; the param columns follow.
-_MD_COLUMNS = (
-    ("trial_id", "trial", "", 1),
-    ("val_top1", "top-1 (%)", ".2f", 1),
-    ("val_top5", "top-5 (%)", ".2f", 1),
-    ("energy_savings", "energy savings, counted (%)", ".1f", 100),
-    ("speedup", "speedup, measured (Ã—)", ".2f", 1),
-    ("activation_rate", "activation (%)", ".1f", 100),
-    ("epochs_done", "epochs", "", 1),
-    *verdict.MD_COLUMNS,
-)
+_MD_COLUMNS = (*columns.shown("trial_id", "val_top1", "val_top5", "energy_savings", "speedup", "activation_rate",
+                              "epochs_done"), *verdict.MD_COLUMNS)
 
 
 def front_markdown(front: pd.DataFrame, objectives: Sequence[Objective], *, target: float | None = None) -> str:

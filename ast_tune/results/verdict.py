@@ -28,14 +28,9 @@ from ast_tune.config.criteria import LEVELS, NO_LEVEL, VERDICTS, Criteria, Level
 
 #: Slack on every comparison (points, fractions, ×): a bound met to rounding is met.
 TOLERANCE = 1e-9
-#: (column, header, format, scale) of the verdict's columns in the front's Markdown.
-MD_COLUMNS = (
-    ("speedup_to_target", "speedup to target, measured (×)", ".2f", 1),
-    ("time_to_target_s", "time to target (s)", ".1f", 1),
-    ("tracking_error_mean", "tracking error, mean (points)", ".1f", 1),
-    ("tracking_error_max", "tracking error, max (points)", ".1f", 1),
-    ("verdict", "verdict", "", 1),
-)
+#: The verdict's columns in the front's Markdown, after the per-epoch ones.
+MD_COLUMNS = columns.shown("speedup_to_target", "time_to_target_s", "tracking_error_mean", "tracking_error_max",
+                           "verdict")
 #: What a missing value means in those columns when there is a target.
 MISSING = {"speedup_to_target": "not reached", "time_to_target_s": "not reached"}
 

@@ -136,7 +136,7 @@ def estimate(spec: SweepSpec, costs: EpochCosts) -> dict[str, Any]:
     """The expected cost of ``spec``: its parts, totals and the rung table, as a JSON-ready mapping.
 
     Trials run ``min(search.max_concurrent, search.num_trials)`` at once; the baselines and the
-    promotion run one after another. USD is GPU-hours at ``cost.usd_per_gpu_hour`` (None without it).
+    promotion's seeds run one after another. USD is GPU-hours at ``cost.usd_per_gpu_hour`` (None without it).
     """
     w, s = spec.workload, spec.scheduler
     rungs, trial_epochs = rung_table(s.kind, trials=spec.search.num_trials, grace_period=s.grace_period,
@@ -152,7 +152,9 @@ def estimate(spec: SweepSpec, costs: EpochCosts) -> dict[str, Any]:
         if spec.promote.workload is not None and spec.promote.workload.baseline == "auto":
             parts.append(Part("promoted-workload dense baseline", 1, epochs, costs.promoted, _gpus(full),
                               epochs * costs.promoted))
-        parts.append(Part("promoted run", 1, epochs, costs.promoted, _gpus(full), epochs * costs.promoted))
+        seeds = spec.promote.seeds  # side by side only where the cluster has room: counted one after another
+        parts.append(Part("promoted run", seeds, seeds * epochs, costs.promoted, _gpus(full),
+                          seeds * epochs * costs.promoted))
     price = spec.cost.usd_per_gpu_hour
     gpu_hours = sum(p.gpu_hours for p in parts)
     return {

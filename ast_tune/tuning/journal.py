@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from ray.tune.result import TIMESTEPS_TOTAL
 from ast_tune.config import columns
 from ast_tune.core.metrics import data_bound_warning
 from ast_tune.results.progress import epoch_line, number
-from ast_tune.tuning.worker import failure_reason
+from ast_tune.tuning.worker import REPLAYED, failure_reason
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,23 @@ class Journal(tune.Callback):
 
     Tune rewrites a restored trial's own result files, so this file is the history of record.
     A trial's end is ``TERMINATED`` (all epochs), ``STOPPED`` (by the scheduler) or ``ERROR``.
+    A resumed run first reports its checkpoint's epochs again (marked ``REPLAYED``); those the
+    journal holds already are neither written nor printed again.
+
+    Args:
+        path: the journal file.
+        epochs: a trial's full length (for "epoch 3/10" and for telling finished from stopped).
+        label: names a trial in the progress lines; default ``trial <id>``.
     """
 
-    def __init__(self, path: Path, *, epochs: int) -> None:
+    # class defaults too: a journal unpickled from a sweep made before they existed still has them
+    label: Callable[[Any], str] = staticmethod(lambda trial: f"trial {trial.trial_id}")
+    _held: set[tuple[str, int]] | None = None  # (trial id, epoch) on file; read on the first report
+
+    def __init__(self, path: Path, *, epochs: int, label: Callable[[Any], str] | None = None) -> None:
         self.path, self.epochs = path, epochs
+        if label is not None:
+            self.label = label
         self.warned_data = False  # the data-bound warning is printed once per sweep session
 
     def _append(self, entry: dict[str, Any]) -> None:
@@ -53,23 +66,28 @@ class Journal(tune.Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._append({"event": "start", "trial_id": trial.trial_id, "params": trial.config})
-        print(f"trial {trial.trial_id} started", flush=True)
+        print(f"{self.label(trial)} started", flush=True)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "epoch" not in result:
             return
+        if self._held is None:
+            self._held = {(e["trial_id"], e["epoch"]) for e in self.read() if e["event"] == "epoch"}
+        if result.get(REPLAYED) and (trial.trial_id, result["epoch"]) in self._held:
+            return
+        self._held.add((trial.trial_id, result["epoch"]))
         record = {key: result.get(key) for key in columns.EPOCH_METRICS}
         self._append({"event": "epoch", "trial_id": trial.trial_id, "params": trial.config, **record})
-        print(epoch_line(record, self.epochs, who=f"trial {trial.trial_id} "), flush=True)
+        print(epoch_line(record, self.epochs, who=f"{self.label(trial)} "), flush=True)
         if not self.warned_data and (warning := data_bound_warning(record)):
             self.warned_data = True
-            print(f"trial {trial.trial_id} {warning}", file=sys.stderr, flush=True)
+            print(f"{self.label(trial)} {warning}", file=sys.stderr, flush=True)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
         status = columns.TERMINATED if last.get("epoch", 0) >= self.epochs else columns.STOPPED
         self._end(trial, status, None)
-        print(f"trial {trial.trial_id} {status} after {last.get('epoch', 0)} epochs: top1 "
+        print(f"{self.label(trial)} {status} after {last.get('epoch', 0)} epochs: top1 "
               f"{number(last.get('val_top1'), '.2f', suffix='%')} savings "
               f"{number(last.get('energy_savings'), '.1f', scale=100, suffix='%')} (counted) speedup "
               f"{number(last.get('speedup'), '.2f', suffix='x')} (measured)", flush=True)
@@ -77,7 +95,7 @@ class Journal(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         reason = _error_reason(trial)
         self._end(trial, columns.ERROR, reason)
-        print(f"trial {trial.trial_id} {columns.ERROR}: {reason}", flush=True)
+        print(f"{self.label(trial)} {columns.ERROR}: {reason}", flush=True)
 
     def _end(self, trial: Any, status: str, reason: str | None) -> None:
         self._append({"event": "end", "trial_id": trial.trial_id, "params": trial.config, "status": status,

@@ -20,7 +20,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from ast_tune.config import columns
 from ast_tune.config.sweep_spec import SweepSpec
-from ast_tune.results.baseline_file import read_baseline
+from ast_tune.results.baseline_file import BASELINE_FILE, read_baseline
 from ast_tune.results.tables import trials_table
 from ast_tune.tuning.journal import JOURNAL, Journal, epochs_frame
 
@@ -51,7 +51,7 @@ class OutcomeSearch(OptunaSearch):
                    if e["trial_id"] == trial_id and e["event"] == "epoch"]
         entries.append({"event": "epoch", "trial_id": trial_id, **{k: result.get(k) for k in columns.EPOCH_METRICS}})
         frame = epochs_frame(entries)
-        table = trials_table(frame, [("val_top1", "max")], baseline=read_baseline(results / "baseline.json"),
+        table = trials_table(frame, [("val_top1", "max")], baseline=read_baseline(results / BASELINE_FILE),
                              criteria=self._sweep.criteria)
         return table.iloc[0].to_dict()
 

@@ -18,12 +18,13 @@ import pandas as pd
 
 from ast_tune.config import columns
 from ast_tune.config.columns import FRONT_STATUSES, may_rank
+from ast_tune.config.criteria import SEED_CRITERIA, Criteria
 from ast_tune.config.presets import get_preset
 from ast_tune.config.promote_spec import PromoteRule
 from ast_tune.config.run_spec import RunSpec
 from ast_tune.config.spec import SpecError, to_dict
 from ast_tune.config.sweep_spec import SweepSpec, Workload, load_sweep
-from ast_tune.results.baseline_file import read_baseline
+from ast_tune.results.baseline_file import BASELINE_FILE, read_baseline
 from ast_tune.results.tables import eligible, read_epochs, trials_table
 
 PROMOTED = "promoted"  # the promoted run's directory under results/<name>/
@@ -79,17 +80,29 @@ class Plan:
     trial_row: Mapping = dataclasses.field(default_factory=dict)  # the trial's trials-table row in the sweep
     full_sweep: SweepSpec | None = None  # promote.workload: the sweep on the promoted workload and epochs
     full_baseline: Mapping | None = None  # its dense baseline (promoted/baseline.json), once timed
+    seeds: tuple[int, ...] = (0,)  # the runs' seeds: promote.seeds of them, the trial's own first
+    criteria: Criteria = SEED_CRITERIA  # the sweep's success levels and constraints
+
+    @property
+    def run_baseline(self) -> Mapping | None:
+        """The dense baseline of this run's workload: ``promoted/baseline.json`` with ``promote.workload``,
+        else the sweep's; None if there is none (then speedup is NaN)."""
+        return self.full_baseline if self.full_sweep is not None else self.baseline
+
+    def run_name(self, seed: int) -> str:
+        """The run's directory (and Train run) name for ``seed``: ``promoted_<trial>``, ``_seed<N>`` after the first."""
+        return f"promoted_{self.trial_id}" + ("" if seed == self.seeds[0] else f"_seed{seed}")
 
     @property
     def baseline_seconds(self) -> float | None:
         """The dense baseline's train seconds per epoch on this run's workload, or None (then speedup is NaN)."""
-        baseline = self.full_baseline if self.full_sweep is not None else self.baseline
-        return baseline["epoch_seconds"] if baseline else None
+        return self.run_baseline["epoch_seconds"] if self.run_baseline else None
 
     def document(self) -> dict[str, Any]:
         """``plan.json``: what a later call must ask for again to continue this run."""
+        seeds = {"seeds": list(self.seeds)} if len(self.seeds) > 1 else {}
         return json.loads(json.dumps({"trial_id": self.trial_id, "params": self.params,
-                                      "run_spec": to_dict(self.run_spec)}))
+                                      "run_spec": to_dict(self.run_spec), **seeds}))
 
 
 def plan_promotion(results_dir: Path, *, trial: str | None = None, epochs: int | None = None) -> Plan:
@@ -103,7 +116,7 @@ def plan_promotion(results_dir: Path, *, trial: str | None = None, epochs: int |
     results_dir = Path(results_dir)
     table = read_epochs(results_dir)
     sweep = _load_spec(results_dir / "spec.yaml")
-    baseline = read_baseline(results_dir / "baseline.json")
+    baseline = read_baseline(results_dir / BASELINE_FILE)
     trials = trials_table(table, [(o.metric, o.mode) for o in sweep.objectives], baseline=baseline,
                           criteria=sweep.criteria)
     trials["trial_id"] = trials["trial_id"].astype(str)
@@ -126,7 +139,8 @@ def plan_promotion(results_dir: Path, *, trial: str | None = None, epochs: int |
                 f"promoting trial {trial} ({why}): top-1 {row['val_top1']:.2f}%, savings "
                 f"{100 * row['energy_savings']:.1f}% (counted), {spec.epochs} epochs, a checkpoint every "
                 f"{spec.checkpoint_every}", trial_row=row,
-                full_sweep=promoted if sweep.promote.workload is not None else None)
+                full_sweep=promoted if sweep.promote.workload is not None else None,
+                seeds=tuple(range(spec.seed, spec.seed + sweep.promote.seeds)), criteria=sweep.criteria)
     _check_previous(plan)
     return plan
 

@@ -7,7 +7,7 @@ Optuna trial with its Tune trial id (user attribute ``tune_trial_id``) and, on t
 restore, hands Tune each study trial that Tune's restored state does not know, under its own id and
 with its own configuration, before it asks the sampler for anything new. Such a trial runs in its
 old directory, so it continues from its newest checkpoint that loads (``worker.train_loop``); one that
-had ended ends again without training (``tuner._run_trial``). Each counts against ``num_samples``, so
+had ended ends again without training (``tuner.run_trial``). Each counts against ``num_samples``, so
 the sampler proposes exactly as many trials as an uninterrupted sweep, and each keeps its one Optuna
 trial, which Tune's end of the trial closes (``COMPLETE`` or ``FAIL``).
 """

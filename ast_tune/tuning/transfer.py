@@ -15,11 +15,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ast_tune.config.spec import to_dict
+from ast_tune.results.baseline_file import BASELINE_FILE  # under promoted/ too: the promoted workload's
 from ast_tune.tuning.baseline import ensure_baseline
 from ast_tune.tuning.estimate import describe
 from ast_tune.tuning.promote_plan import Plan
-
-BASELINE_FILE = "baseline.json"  # under promoted/: the dense baseline on the promoted workload
 
 
 def with_full_baseline(plan: Plan, say: Callable[[str], None]) -> Plan:
@@ -60,7 +59,7 @@ def transfer_check(plan: Plan, records: Sequence[Mapping[str, Any]]) -> dict[str
     """
     row = plan.trial_row
     sweep_top1 = plan.baseline["val_top1"] if plan.baseline else math.nan
-    own = plan.full_baseline if plan.full_sweep is not None else plan.baseline
+    own = plan.run_baseline
     seconds = sum(r["train_seconds"] for r in records)
     last = records[-1] if records else {}
     promoted_top1 = last.get("val_top1", math.nan)

@@ -75,21 +75,20 @@ def _importable(module: str) -> bool:
         return False
 
 
-def check_restorable(results: Path) -> None:
-    """Raise :class:`SpecError` (key ``--resume``) unless the Tune experiment under ``results`` may be unpickled."""
+def check_restorable(results: Path, *, key: str = "--resume",
+                     instead: str = "read it with export or report, or start a new sweep with --name") -> None:
+    """Raise :class:`SpecError` (``key``; its message ends with ``instead``) unless the Tune experiment
+    under ``results/tune`` may be unpickled."""
     why = stranger_writable(results)
     if why:
-        raise SpecError("--resume", f"not restoring a sweep you do not own alone: {why}; read it with "
-                                    "export or report, or run the spec again under a new --name")
+        raise SpecError(key, f"not restoring Tune state you do not own alone: {why}; {instead}")
     try:
         missing = missing_modules(results / "tune")
     except (OSError, ValueError, EOFError) as err:  # pickletools raises ValueError on a torn pickle
-        raise SpecError("--resume", f"{results / 'tune'} holds an unreadable pickle ({err}); "
-                                    "start a new sweep with --name") from None
+        raise SpecError(key, f"{results / 'tune'} holds an unreadable pickle ({err}); {instead}") from None
     if missing:
-        raise SpecError("--resume", f"{results} was made by an older version of ast_tune (its Tune state "
-                                    f"names {', '.join(missing)}, which no longer exist); it cannot be "
-                                    "resumed: read it with export or report, or start a new sweep with --name")
+        raise SpecError(key, f"{results} was made by an older version of ast_tune (its Tune state names "
+                             f"{', '.join(missing)}, which no longer exist); it cannot be resumed: {instead}")
 
 
 def check_results(spec: SweepSpec, results: Path, *, resume: bool) -> bool:

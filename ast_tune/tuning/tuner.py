@@ -1,6 +1,6 @@
 """The Tune side of a sweep: what one trial runs, and the Tuner (Optuna search, scheduler) that runs them.
 
-Each Tune trial is a function (:func:`_run_trial`). A one-worker trial trains in that function's own
+Each Tune trial is a function (:func:`run_trial`). A one-worker trial trains in that function's own
 process, which Tune reuses for the next trial (:func:`ast_tune.tuning.worker.run_in_trial`); a multi-worker
 trial holds a tiny CPU share and runs a Ray Train ``TorchTrainer`` (:func:`ast_tune.tuning.worker.run_training`)
 named ``trial_<tune trial id>``, forwarding its reports to Tune with ``TuneReportCallback``. Optuna
@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +31,10 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from ast_tune import atomic
 from ast_tune.config import columns
+from ast_tune.config.run_spec import RunSpec
 from ast_tune.config.spec import SpecError
 from ast_tune.config.sweep_space import Param
-from ast_tune.config.sweep_spec import SweepSpec
+from ast_tune.config.sweep_spec import SweepSpec, Workload
 from ast_tune.tuning.journal import JOURNAL, EpochTBXLogger, Journal
 from ast_tune.tuning.outcome_search import OutcomeSearch
 from ast_tune.tuning.ray_runtime import trial_resources
@@ -46,24 +49,38 @@ from ast_tune.tuning.worker import (
 )
 
 FAILED = "FAILED"  # in a Tune trial's working directory: the reason the trial failed
+SUMMARY = "summary.json"  # in a Tune trial's directory: the engine's summary of a run trained to its end
 
 
 @dataclasses.dataclass(frozen=True)
-class _TrialContext:
-    sweep: SweepSpec
+class TrialContext:
+    """What every trial of a Tune run shares: how a config becomes a run, where runs are kept, the baseline."""
+
+    spec_of: Callable[[dict[str, Any]], RunSpec]  # a trial's config → its RunSpec
+    name_of: Callable[[str, dict[str, Any]], str]  # (trial id, config) → its directory and Train run name
+    workload: Workload
     tune_storage: str  # absolute directory of the Tune experiment (its trials' directories)
     train_storage: str  # absolute directory of the Train runs
     baseline_epoch_seconds: float | None
 
+    def trainable(self) -> Any:
+        """:func:`run_trial` bound to this context, with the workload's resources per trial."""
+        return tune.with_resources(tune.with_parameters(run_trial, context=self), trial_resources(self.workload))
 
-def _run_trial(config: dict[str, Any], context: _TrialContext) -> None:
-    """One trial: the sampled ``config`` on top of base + workload.
+    def dirname(self, trial: tune.experiment.Trial) -> str:
+        """Tune's ``trial_dirname_creator``: the trial's directory under ``tune_storage``."""
+        return self.name_of(trial.trial_id, trial.config)
 
-    A one-worker trial trains in this process; a larger one as Train run ``trial_<id>``. Tune
-    restarts a trial whose process died, but a trial that failed (e.g. a NaN loss) leaves its
+
+def run_trial(config: dict[str, Any], context: TrialContext) -> None:
+    """One trial: ``context.spec_of(config)`` trained in this process (one worker) or as a Train run.
+
+    A one-worker trial trains in this process; a larger one as Train run ``context.name_of(id, config)``.
+    Tune restarts a trial whose process died, but a trial that failed (e.g. a NaN loss) leaves its
     reason in ``FAILED`` in its working directory and fails again at once instead of training again;
     a trial the journal saw end (after Tune's last save of its state) reports its last epoch again
-    and ends without training.
+    and ends without training. A trial that trains to its end leaves the engine's summary (per-class
+    top-1, class names) in ``SUMMARY`` in its directory.
     """
     context_tune = tune.get_context()
     failed = Path(context_tune.get_trial_dir()) / FAILED
@@ -74,20 +91,20 @@ def _run_trial(config: dict[str, Any], context: _TrialContext) -> None:
     if last is not None:
         tune.report({key: last.get(key) for key in columns.EPOCH_METRICS})
         return
-    spec, workload = context.sweep.trial_spec(config), context.sweep.workload
-    name = trial_dirname(trial_id)
+    spec, workload, name = context.spec_of(config), context.workload, context.name_of(trial_id, config)
     try:
         if workload.workers == 1:
-            run_in_trial(spec, workload=workload, trial_dir=f"{context.tune_storage}/{name}",
-                         baseline_epoch_seconds=context.baseline_epoch_seconds)
+            result = run_in_trial(spec, workload=workload, trial_dir=f"{context.tune_storage}/{name}",
+                                  baseline_epoch_seconds=context.baseline_epoch_seconds)
         else:
-            run_training(spec, workload=workload, name=name,
-                         storage_path=context.train_storage, baseline_epoch_seconds=context.baseline_epoch_seconds,
-                         callbacks=[TuneReportCallback()])
+            result = run_training(spec, workload=workload, name=name, storage_path=context.train_storage,
+                                  baseline_epoch_seconds=context.baseline_epoch_seconds,
+                                  callbacks=[TuneReportCallback()])
     except TrialFailedError as err:
         with contextlib.suppress(OSError):  # a full disk must not hide the reason
             atomic.write_text(failed, str(err))
         raise
+    atomic.write_text(Path(context.tune_storage) / name / SUMMARY, json.dumps(result["summary"], default=float))
 
 
 def _ended(journal: Path, trial_id: str) -> dict[str, Any] | None:
@@ -99,7 +116,12 @@ def _ended(journal: Path, trial_id: str) -> dict[str, Any] | None:
     return max(epochs, key=lambda e: e["epoch"]) if epochs else None
 
 
+def _sweep_trial_name(trial_id: str, config: dict[str, Any]) -> str:
+    return trial_dirname(trial_id)
+
+
 def _trial_dirname(trial: tune.experiment.Trial) -> str:
+    """The sweep's ``trial_dirname_creator`` (by this name: a restored ``tuner.pkl`` refers to it)."""
     return trial_dirname(trial.trial_id)
 
 
@@ -177,9 +199,8 @@ def make_tuner(spec: SweepSpec, results: Path, *, restore: bool, journal: Journa
         concurrency: trials at once.
         baseline_epoch_seconds: the dense baseline's train seconds per epoch; None: speedup is NaN.
     """
-    context = _TrialContext(spec, str(results / "tune"), str(results / "train"), baseline_epoch_seconds)
-    trainable = tune.with_resources(tune.with_parameters(_run_trial, context=context),
-                                     trial_resources(spec.workload))
+    trainable = TrialContext(spec.trial_spec, _sweep_trial_name, spec.workload, str(results / "tune"),
+                             str(results / "train"), baseline_epoch_seconds).trainable()
     if restore:
         return tune.Tuner.restore(str(results / "tune"), trainable, resume_unfinished=True,
                                   resume_errored=False, restart_errored=False)
