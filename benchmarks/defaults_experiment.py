@@ -1,9 +1,9 @@
 """The experiments that choose the quickstart defaults: ``python benchmarks/defaults_experiment.py``.
 
 On the embedded default (digits, small ResNet, the quickstart preset's 10 epochs, equal for every
-run) it trains dense, then ``skip`` and ``inline`` at target activations 0.3 and 0.2, each with and
+run, 2 dense warm-up epochs unless a label says otherwise) it trains dense, then ``skip`` and ``inline`` at target activations 0.3 and 0.2, each with and
 without annealing (``sparsity.anneal_epochs``), ``inline`` pooled or not, and ``skip`` with 1 or 0 dense
-warm-up epochs instead of the preset's 2, over ``--seeds``. The runs
+warm-up epochs instead of 2, over ``--seeds``. The runs
 go seed by seed, every configuration within a seed in turn, so drift on a shared machine hits them
 alike. Every finished run is kept in ``--results`` (JSON, written atomically after each run); a
 rerun skips what is there, so a killed experiment resumes. Then it prints a Markdown table, per
@@ -44,15 +44,16 @@ from ast_tune.results import verdict
 
 def grid() -> dict[str, list[str]]:
     """Configuration label → its ``--set`` overrides of the quickstart preset."""
-    configs = {"dense": ["sparsity.mode=dense"]}
+    configs = {"dense": ["sparsity.mode=dense", "warmup_epochs=2"]}
     for mode in ("skip", "inline"):
         for rate in (0.3, 0.2):
             for anneal in (0, 1):
                 for pool in ((False, True) if mode == "inline" else (False,)):
                     label = f"{mode} r={rate}" + " anneal=1" * anneal + " pooled" * pool
                     configs[label] = [f"sparsity.mode={mode}", f"sparsity.target_activation={rate}",
-                                      f"sparsity.anneal_epochs={anneal}", f"sparsity.pool={str(pool).lower()}"]
-    for rate in (0.3, 0.2):  # fewer dense warm-up epochs than the preset's 2: the one cap on skip's speedup
+                                      f"sparsity.anneal_epochs={anneal}", f"sparsity.pool={str(pool).lower()}",
+                                      "warmup_epochs=2"]
+    for rate in (0.3, 0.2):  # fewer dense warm-up epochs than the 2 above: the one cap on skip's speedup
         for warmup in (1, 0):
             configs[f"skip r={rate} warmup={warmup}"] = [*configs[f"skip r={rate}"], f"warmup_epochs={warmup}"]
     return configs

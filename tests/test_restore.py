@@ -1,6 +1,6 @@
 """Restores after kills: trials kept once at seeded kill moments, one driver per sweep, the baseline kept.
 
-The multi-kill test runs a real 12-trial sweep of the embedded default (digits) through the CLI, shrunk
+The multi-kill test runs a real 10-trial sweep of the embedded default (digits) through the CLI, shrunk
 as in :mod:`tests.test_faults`, and SIGKILLs its driver at states the seed picks
 (``AST_TUNE_KILL_SEED``; the moments are printed, and named in every failed assertion).
 """
@@ -91,7 +91,7 @@ def _non_dominated(trials: pd.DataFrame, objectives: list[str]) -> set[str]:
 @pytest.mark.ray
 def test_driver_killed_at_seeded_moments_keeps_every_trial_once_and_closes_every_optuna_trial(tmp_path):
     results, log = tmp_path / "results", tmp_path / "sweep.log"
-    argv = _sweep_argv(results, "workload.epochs=4", "search.num_trials=12", "scheduler.grace_period=2",
+    argv = _sweep_argv(results, "workload.epochs=4", "search.num_trials=10", "scheduler.grace_period=2",
                        "scheduler.reduction_factor=2")
     rng = random.Random(KILL_SEED)
     kinds = ["trial starting", *rng.choices(sorted(KILL_STATES), k=2)]
@@ -115,7 +115,7 @@ def test_driver_killed_at_seeded_moments_keeps_every_trial_once_and_closes_every
     assert final.returncode == 0, (moments, final.stdout[-3000:] + final.stderr[-3000:])
     sweep = results / "quickstart"
     trials = pd.read_parquet(sweep / "trials.parquet")
-    assert len(trials) == 12 and trials["trial_id"].is_unique, (moments, trials["trial_id"].tolist())
+    assert len(trials) == 10 and trials["trial_id"].is_unique, (moments, trials["trial_id"].tolist())
     assert sorted(p.name for p in (sweep / "tune").glob("trial_*")) == sorted(f"trial_{t}" for t in trials["trial_id"])
     assert set(trials["status"]) <= {*FINISHED, "ERROR"}
     everything = _journal(results)
@@ -131,7 +131,7 @@ def test_driver_killed_at_seeded_moments_keeps_every_trial_once_and_closes_every
                 assert len(set(seen[trial_id, epoch])) == 1, (moments, trial_id, epoch, seen[trial_id, epoch])
     study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{sweep / 'optuna.db'}")
     states = {t.user_attrs.get("tune_trial_id"): t.state.name for t in study.trials}
-    assert len(study.trials) == 12 and set(states) == set(trials["trial_id"]), (moments, states)
+    assert len(study.trials) == 10 and set(states) == set(trials["trial_id"]), (moments, states)
     for _, row in trials.iterrows():
         assert states[row["trial_id"]] == ("FAIL" if row["status"] == "ERROR" else "COMPLETE"), (moments, row)
     front = set(pd.read_parquet(sweep / "pareto.parquet")["trial_id"])

@@ -37,7 +37,7 @@ def _run(argv: list[str], timeout: float = 400) -> subprocess.CompletedProcess:
 
 
 def test_pi_gains_on_a_tiny_kaggle_tree_runs_ddp_trials_and_writes_every_result(tmp_path, kaggle_tree_factory):
-    """Two DDP trials on a 2-class proxy at 12 px; the winner is promoted onto all 3 classes at 16 px."""
+    """Two DDP trials on a 2-class proxy at 12 px; the winner is promoted onto all 3 classes at 16 px (2 workers)."""
     tree = kaggle_tree_factory(tmp_path / "imagenet", size=16)
     results = tmp_path / "results"
     done = _run(_argv("pi_gains.yaml", results, *SMALL_CPU, f"workload.data.root={tree}",
@@ -45,7 +45,7 @@ def test_pi_gains_on_a_tiny_kaggle_tree_runs_ddp_trials_and_writes_every_result(
                       "workload.epochs=2", "workload.workers=2", "space.warmup_epochs.int=[0, 1]",
                       "search.num_trials=2", "scheduler.grace_period=1", "promote.epochs=2",
                       "promote.checkpoint_every=1", "promote.rule.max_accuracy_drop=100",
-                      "promote.workload={image_size: 16, workers: 2, num_workers: 0}", "promote.seeds=1",
+                      "promote.workload={image_size: 16, workers: 2, num_workers: 0, baseline: none}", "promote.seeds=1",
                       "constraints=[]"), timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     sweep = results / "pi_gains"
@@ -70,12 +70,9 @@ def test_pi_gains_on_a_tiny_kaggle_tree_runs_ddp_trials_and_writes_every_result(
     summary = json.loads((sweep / "promoted" / "summary.json").read_text())
     assert summary["workload"]["data"]["subset"] is None and summary["workload"]["data"]["image_size"] == 16
     assert len(summary["per_class_top1"]) == 3  # the full tree
-    full = json.loads((sweep / "promoted" / "baseline.json").read_text())
-    assert full["spec"]["data"]["subset"] is None and full["epochs_timed"] == 2
-    assert summary["baseline_epoch_seconds"] == full["epoch_seconds"]
-    check = summary["transfer"]
-    assert check["promoted"]["baseline_top1"] == full["val_top1"]
-    assert check["proxy_trial"]["baseline_top1"] == baseline["val_top1"]
+    # the promoted workload's own dense baseline is switched off here (tests/test_transfer.py times one)
+    assert not (sweep / "promoted" / "baseline.json").exists() and summary["baseline_epoch_seconds"] is None
+    assert summary["transfer"]["proxy_trial"]["baseline_top1"] == baseline["val_top1"]
     assert "transfer check" in done.stdout and "workload (promote.workload)" in done.stdout
 
 
@@ -94,7 +91,8 @@ def test_non_finite_loss_ends_the_trial_as_error_with_its_reason(tmp_path):
 def test_interrupted_sweep_resumes_without_rerunning_or_repeating_trials(tmp_path):
     """FIFO, one trial at a time: an uninterrupted run finishes both trials; so must this one."""
     results = tmp_path / "results"
-    argv = _argv("quickstart.yaml", results, "workload.epochs=3", "space.warmup_epochs.int=[0, 1]",
+    argv = _argv("quickstart.yaml", results, "workload.epochs=3", "workload.data.image_size=16",
+                 "space.warmup_epochs.int=[0, 1]",
                  "search.num_trials=2", "search.max_concurrent=1", "scheduler.kind=fifo",
                  "workload.checkpoint_every=1")
     journal = results / "quickstart" / "tune" / "journal.jsonl"
@@ -123,7 +121,8 @@ def test_interrupted_sweep_resumes_without_rerunning_or_repeating_trials(tmp_pat
     interrupted = first.loc[first["status"] == "INTERRUPTED", "trial_id"].iloc[0]
     events = [json.loads(line) for line in journal.read_text().splitlines()]
     first_epochs = [e for e in events if e["trial_id"] == interrupted and e["event"] == "epoch" and e["epoch"] == 1]
-    # continued from its checkpoint, not from scratch: epoch 1 is reported again, unchanged
+    # continued from its checkpoint, not from scratch: epoch 1 was not trained again (the journal skips a
+    # replayed epoch it holds; a retrained one would be appended, with other seconds)
     assert len({(e["train_seconds"], e["val_top1"]) for e in first_epochs}) == 1
     assert (results / "quickstart" / "baseline.json").read_text() == baseline  # cached, not re-timed
     study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{results / 'quickstart' / 'optuna.db'}")
