@@ -63,6 +63,7 @@ from ast_tune.tuning.promote_plan import PLAN_FILE, NoCandidateError, Plan, plan
 from ast_tune.tuning.ray_runtime import ray_session
 from ast_tune.tuning.transfer import transfer_check, transfer_lines, with_full_baseline, workload_line, workload_record
 from ast_tune.tuning.trust import check_restorable
+from ast_tune.tuning.tune_state import usable_snapshot
 from ast_tune.tuning.tuner import SUMMARY, TrialContext
 from ast_tune.tuning.worker import KEEP_CHECKPOINTS, WORKER_RETRIES, TrialFailedError, failure_reason
 
@@ -99,17 +100,19 @@ def promote(results_dir: Path, *, trial: str | None = None, epochs: int | None =
         if summary_path.is_file() and json.loads(summary_path.read_text()).get("status") == "finished":
             say(f"trial {plan.trial_id} was promoted before: {summary_path}")
             return plan.out
-        if tune.Tuner.can_restore(plan.out / "tune"):
+        restore = tune.Tuner.can_restore(plan.out / "tune")
+        if restore:
             check_restorable(plan.out, key=str(plan.out / "tune"), instead=f"move {plan.out} away to promote anew")
+            restore = usable_snapshot(plan.out / "tune", say=say)  # none whole: a new Tune run, same checkpoints
         if ray.is_initialized():
-            _train(plan, say)
+            _train(plan, say, restore=restore)
         else:
             with ray_session(verbose=False):
-                _train(plan, say)
+                _train(plan, say, restore=restore)
     return plan.out
 
 
-def _train(plan: Plan, say: Callable[[str], None]) -> None:
+def _train(plan: Plan, say: Callable[[str], None], *, restore: bool) -> None:
     """One Tune trial per seed (side by side as resources allow), then the epochs, plots and ``summary.json``."""
     plan.out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(plan.out / PLAN_FILE, json.dumps(plan.document(), indent=2) + "\n")
@@ -117,7 +120,7 @@ def _train(plan: Plan, say: Callable[[str], None]) -> None:
     say(workload_line(plan))
     _warn_about_baseline(plan)
     journal = _EpochsJournal(plan)
-    _tuner(plan, journal).fit()
+    _tuner(plan, journal, restore=restore).fit()
     entries = journal.read()
     ends = {e["params"]["seed"]: e for e in entries if e["event"] == "end"}
     if any(seed not in ends for seed in plan.seeds):
@@ -195,15 +198,15 @@ def _seeded(spec: RunSpec, config: dict[str, Any]) -> RunSpec:
     return dataclasses.replace(spec, seed=config["seed"])
 
 
-def _tuner(plan: Plan, journal: Journal) -> tune.Tuner:
-    """The promotion's Tune run over ``promoted/tune``: restored when it was started before, else new.
+def _tuner(plan: Plan, journal: Journal, *, restore: bool) -> tune.Tuner:
+    """The promotion's Tune run over ``promoted/tune``: restored (``restore``), else new.
 
     Either way each seed's run continues from its newest checkpoint: the trial directories (and
     multi-worker Train runs) are named by seed, not by Tune's trial id.
     """
     context = TrialContext(functools.partial(_seeded, plan.run_spec), functools.partial(_name, plan), plan.workload,
                            str(plan.out / "tune"), str(plan.out), plan.baseline_seconds)
-    if tune.Tuner.can_restore(plan.out / "tune"):
+    if restore:
         return tune.Tuner.restore(str(plan.out / "tune"), context.trainable(), resume_unfinished=True,
                                   resume_errored=False, restart_errored=False)
     return tune.Tuner(context.trainable(), param_space={"seed": tune.grid_search(list(plan.seeds))},

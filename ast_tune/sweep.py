@@ -62,6 +62,7 @@ from ast_tune.tuning.promote_plan import NoCandidateError
 from ast_tune.tuning.ray_runtime import concurrency, in_threads, ray_session, resources_line
 from ast_tune.tuning.run_cost import print_estimate, record_actuals, sweep_estimate
 from ast_tune.tuning.trust import check_results
+from ast_tune.tuning.tune_state import usable_snapshot
 from ast_tune.tuning.tuner import check_search, make_tuner
 from ast_tune.tuning.worker import failure_reason
 
@@ -186,7 +187,9 @@ def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, f
     try:
         if spec.storage.baseline == "auto":
             seconds = _baseline(spec, results, trials_at_once, session, stored=stored)
-        tuner = make_tuner(spec, results, restore=restore, journal=journal, concurrency=trials_at_once,
+        # a snapshot torn by a kill is set aside; with none whole, a new Tune experiment gets the study's trials back
+        whole = restore and usable_snapshot(results / "tune", say=lambda line: print(line, flush=True))
+        tuner = make_tuner(spec, results, restore=whole, journal=journal, concurrency=trials_at_once,
                            baseline_epoch_seconds=seconds)
         tuner.fit()
         ended = {e["trial_id"] for e in journal.read() if e["event"] == "end"}

@@ -12,6 +12,7 @@ a sweep made before the subpackage move names e.g. ``ast_tune.worker``. The pick
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import importlib.util
 import json
@@ -55,8 +56,11 @@ def stranger_writable(root: Path) -> str | None:
 
 
 def _named_modules(pickle_file: Path) -> Iterator[str]:
-    """The ast_tune modules a pickle would import, read from its opcodes (nothing is unpickled)."""
-    with open(pickle_file, "rb") as handle:
+    """The ast_tune modules a pickle would import, read from its opcodes (nothing is unpickled).
+
+    A pickle cut short by a kill is read up to the cut: an unpickler would stop there too.
+    """
+    with open(pickle_file, "rb") as handle, contextlib.suppress(ValueError, EOFError):
         for _, arg, _ in pickletools.genops(handle):
             if isinstance(arg, str):
                 yield from (word for word in arg.split() if _OUR_MODULE.fullmatch(word))
@@ -84,8 +88,8 @@ def check_restorable(results: Path, *, key: str = "--resume",
         raise SpecError(key, f"not restoring Tune state you do not own alone: {why}; {instead}")
     try:
         missing = missing_modules(results / "tune")
-    except (OSError, ValueError, EOFError) as err:  # pickletools raises ValueError on a torn pickle
-        raise SpecError(key, f"{results / 'tune'} holds an unreadable pickle ({err}); {instead}") from None
+    except OSError as err:
+        raise SpecError(key, f"{results / 'tune'} holds an unreadable file ({err}); {instead}") from None
     if missing:
         raise SpecError(key, f"{results} was made by an older version of ast_tune (its Tune state names "
                              f"{', '.join(missing)}, which no longer exist); it cannot be resumed: {instead}")
