@@ -1,9 +1,10 @@
 """The experiments that choose the quickstart defaults: ``python benchmarks/defaults_experiment.py``.
 
 On the embedded default (digits, small ResNet, the quickstart preset's 10 epochs, equal for every
-run, 2 dense warm-up epochs unless a label says otherwise) it trains dense, then ``skip`` and ``inline`` at target activations 0.3 and 0.2, each with and
-without annealing (``sparsity.anneal_epochs``), ``inline`` pooled or not, and ``skip`` with 1 or 0 dense
-warm-up epochs instead of 2, over ``--seeds``. The runs
+run, 2 dense warm-up epochs unless a label says otherwise) it trains dense, then ``skip`` and
+``inline`` at target activations 0.3 and 0.2, each with and without annealing
+(``sparsity.anneal_epochs``), ``inline`` pooled or not, and ``skip`` with 1 or 0 dense warm-up
+epochs instead of 2, over ``--seeds``. The runs
 go seed by seed, every configuration within a seed in turn, so drift on a shared machine hits them
 alike. Every finished run is kept in ``--results`` (JSON, written atomically after each run); a
 rerun skips what is there, so a killed experiment resumes. Then it prints a Markdown table, per

@@ -153,6 +153,29 @@ def test_comparison_has_baseline_best_front_trial_and_promoted_with_blank_energy
     assert "| dense baseline | 5 | 97.50 | 99.90 | 0.0 | 1.00 | 50.0 |  |" in markdown
 
 
+def test_a_promotion_of_two_seeds_shows_its_first_seed_and_says_so(tmp_path):
+    results = _write_sweep(tmp_path)
+    promoted = results / "promoted"
+    seed0 = pd.read_parquet(promoted / "epochs.parquet").assign(seed=0)
+    seed1 = seed0.assign(seed=1, val_top1=50.0)  # the second seed's rows come last and would win a dedupe
+    pd.concat([seed0, seed1]).to_parquet(promoted / "epochs.parquet", index=False)
+    summary = json.loads((promoted / "summary.json").read_text())
+    (promoted / "summary.json").write_text(json.dumps({**summary, "seeds": {"0": {}, "1": {}}}))
+    table = page.comparison_table(page.load_results(results))
+    assert table["run"].iloc[-1] == "promoted (trial t0, first of 2 seeds)" and table["val_top1"].iloc[-1] == 97.2
+
+
+def test_a_promotion_onto_its_own_workload_is_judged_against_that_workloads_baseline(tmp_path):
+    results = _write_sweep(tmp_path)
+    before = page.comparison_table(page.load_results(results)).iloc[-1]
+    assert before["speedup_to_target"] > 0  # reaches the sweep baseline's 97.5 - 1 points
+    (results / "promoted" / "baseline.json").write_text(json.dumps(  # the full task's dense run: 99.9 % at epoch 1
+        {"epoch_seconds": 10.0, "val_top1": 99.9, "fingerprint": {},
+         "epochs": [{"epoch": 1, "val_top1": 99.9, "train_seconds": 10.0}]}))
+    after = page.comparison_table(page.load_results(results)).iloc[-1]
+    assert math.isnan(after["speedup_to_target"])  # 97.2 % never reaches 99.9 - 1
+
+
 def test_comparison_lists_each_preset_when_trials_carry_one(tmp_path):
     results = _write_sweep(tmp_path)
     epochs = pd.read_parquet(results / "epochs.parquet")

@@ -45,8 +45,8 @@ def test_pi_gains_on_a_tiny_kaggle_tree_runs_ddp_trials_and_writes_every_result(
                       "workload.epochs=2", "workload.workers=2", "space.warmup_epochs.int=[0, 1]",
                       "search.num_trials=2", "scheduler.grace_period=1", "promote.epochs=2",
                       "promote.checkpoint_every=1", "promote.rule.max_accuracy_drop=100",
-                      "promote.workload={image_size: 16, workers: 2, num_workers: 0, baseline: none}", "promote.seeds=1",
-                      "constraints=[]"), timeout=900)
+                      "promote.workload={image_size: 16, workers: 2, num_workers: 0, baseline: none}",
+                      "promote.seeds=1", "constraints=[]"), timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     sweep = results / "pi_gains"
     for name in ("spec.yaml", "run.json", "baseline.json", "trials.parquet", "trials.csv", "epochs.parquet",

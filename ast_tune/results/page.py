@@ -107,19 +107,22 @@ def _trial_rows(results: SweepResults) -> list[dict]:
 
 
 def _promoted_row(results: SweepResults) -> dict | None:
+    """The promoted run, judged against its own workload's dense baseline when it has one (``promote.workload``)."""
     if results.promoted_epochs is None:
         return None
     label = promoted_label(results.promoted_summary)
     frame = results.promoted_epochs.assign(trial_id=label, status=columns.TERMINATED)
-    row = trials_table(frame, [("val_top1", "max")], baseline=results.baseline, criteria=results.criteria).iloc[0]
+    row = trials_table(frame, [("val_top1", "max")], baseline=results.promoted_baseline or results.baseline,
+                       criteria=results.criteria).iloc[0]
     row = row.to_dict()
     return {**row, "run": label}
 
 
 def promoted_label(summary: Mapping | None) -> str:
-    """``"promoted (trial <id>)"`` when ``summary.json`` names its trial, else ``"promoted"``."""
-    trial = (summary or {}).get("trial_id")
-    return f"promoted (trial {trial})" if trial else "promoted"
+    """``"promoted (trial <id>)"`` when ``summary.json`` names its trial (``, first of N seeds`` with
+    several), else ``"promoted"``."""
+    trial, seeds = (summary or {}).get("trial_id"), len((summary or {}).get("seeds") or ())
+    return f"promoted (trial {trial}{f', first of {seeds} seeds' if seeds > 1 else ''})" if trial else "promoted"
 
 
 def comparison_table(results: SweepResults) -> pd.DataFrame:

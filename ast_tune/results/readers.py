@@ -38,6 +38,7 @@ class SweepResults:
     promoted_epochs: pd.DataFrame | None
     promoted_summary: Mapping | None
     criteria: Criteria = SEED_CRITERIA  # spec.yaml's success levels and constraints
+    promoted_baseline: Mapping | None = None  # promoted/baseline.json: the promoted workload's own (promote.workload)
 
 
 def _optional(read: Callable[[Path], dict | None], path: Path) -> dict | None:
@@ -55,6 +56,8 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _read_promoted(path: Path) -> pd.DataFrame | None:
+    """``promoted/epochs.parquet``; with several seeds (a ``seed`` column) the first seed's run only:
+    ``summary.json`` holds every seed's numbers and their mean ± std."""
     if not path.is_file():
         return None
     try:
@@ -64,6 +67,8 @@ def _read_promoted(path: Path) -> pd.DataFrame | None:
     missing = [name for name in columns.EPOCH_METRICS if name not in frame.columns and name != "phase"]
     if missing:
         raise SpecError(str(path), f"missing column(s) {', '.join(missing)}")
+    if "seed" in frame and len(frame):
+        frame = frame[frame["seed"] == frame["seed"].iloc[0]].drop(columns="seed").reset_index(drop=True)
     return frame
 
 
@@ -87,4 +92,5 @@ def load_results(results_dir: Path) -> SweepResults:
         trials=trials_table(epochs, objectives, baseline=baseline, criteria=criteria),
         objectives=objectives, spec=spec, baseline=baseline,
         promoted_epochs=_read_promoted(results_dir / "promoted" / "epochs.parquet"),
-        promoted_summary=_optional(_read_json, results_dir / "promoted" / "summary.json"), criteria=criteria)
+        promoted_summary=_optional(_read_json, results_dir / "promoted" / "summary.json"), criteria=criteria,
+        promoted_baseline=_optional(read_baseline, results_dir / "promoted" / BASELINE_FILE))
