@@ -4,7 +4,8 @@ On the embedded default (digits, small ResNet, the quickstart preset's 10 epochs
 run, 2 dense warm-up epochs unless a label says otherwise) it trains dense, then ``skip`` and
 ``inline`` at target activations 0.3 and 0.2, each with and without annealing
 (``sparsity.anneal_epochs``), ``inline`` pooled or not, and ``skip`` with 1 or 0 dense warm-up
-epochs instead of 2, over ``--seeds``. The runs
+epochs instead of 2, and (on the chosen ``skip`` and on ``inline`` at 0.3) the knobs ``sparsity.reweight``,
+``sparsity.refresh_fraction`` and ``sparsity.score_bn``, over ``--seeds``. The runs
 go seed by seed, every configuration within a seed in turn, so drift on a shared machine hits them
 alike. Every finished run is kept in ``--results`` (JSON, written atomically after each run); a
 rerun skips what is there, so a killed experiment resumes. Then it prints a Markdown table, per
@@ -57,6 +58,13 @@ def grid() -> dict[str, list[str]]:
     for rate in (0.3, 0.2):  # fewer dense warm-up epochs than the 2 above: the one cap on skip's speedup
         for warmup in (1, 0):
             configs[f"skip r={rate} warmup={warmup}"] = [*configs[f"skip r={rate}"], f"warmup_epochs={warmup}"]
+    knobs = {  # re-measured under today's controller, on the chosen skip and on inline
+        "skip r=0.3 warmup=1": {"reweight": "sparsity.reweight=true", "refresh=0.05": "sparsity.refresh_fraction=0.05",
+                                "refresh=0.2": "sparsity.refresh_fraction=0.2"},
+        "inline r=0.3": {"score_bn=eval": "sparsity.score_bn=eval"}}
+    for base, settings in knobs.items():
+        for label, setting in settings.items():
+            configs[f"{base} {label}"] = [*configs[base], setting]
     return configs
 
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -230,19 +231,29 @@ def test_every_speedup_in_the_tables_divides_the_one_baseline_of_the_sweep(tmp_p
 # --- reconciling a restored search with its study, without a cluster --------------------------------
 
 
-def test_a_trial_proposed_after_the_last_save_comes_back_under_its_id_and_the_sampler_proposes_no_extra(tmp_path):
-    from ray import cloudpickle, tune
+def _search(tmp_path: Path, num_samples: int) -> tuple[Any, Any, str]:
+    """A sweep's search over one parameter ``x`` in [0, 1] (its study in SQLite), as the Tuner holds it."""
+    from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
-    from ast_tune.tuning.reconcile import TUNE_TRIAL_ID, ReconcilingSearch
+    from ast_tune.tuning.reconcile import ReconcilingSearch
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     optuna_search = OptunaSearch(space={"x": optuna.distributions.FloatDistribution(0.0, 1.0)}, metric=["a"],
                                  mode=["max"], sampler=optuna.samplers.RandomSampler(seed=0), study_name="s",
                                  storage=optuna.storages.RDBStorage(storage))
     search = ReconcilingSearch(optuna_search, max_concurrent=2)
-    search.add_configurations(tune.Experiment("tune", run=lambda config: None, num_samples=3,
+    search.add_configurations(tune.Experiment("tune", run=lambda config: None, num_samples=num_samples,
                                               storage_path=str(tmp_path)))
+    return optuna_search, search, storage
+
+
+def test_a_trial_proposed_after_the_last_save_comes_back_under_its_id_and_the_sampler_proposes_no_extra(tmp_path):
+    from ray import cloudpickle
+
+    from ast_tune.tuning.reconcile import TUNE_TRIAL_ID
+
+    _, search, storage = _search(tmp_path, num_samples=3)
     pickled = cloudpickle.dumps(search)  # as in tuner.pkl, written before the first trial
     first = search.next_trial()
     search.save_to_dir(str(tmp_path), session_str="last")  # Tune's last save of the search's state...
@@ -262,3 +273,22 @@ def test_a_trial_proposed_after_the_last_save_comes_back_under_its_id_and_the_sa
     study = optuna.load_study(study_name="s", storage=storage)
     assert [(t.user_attrs[TUNE_TRIAL_ID], t.state.name, t.values) for t in study.trials] == [
         (first.trial_id, "COMPLETE", [1.0]), (second.trial_id, "COMPLETE", [2.0]), (third.trial_id, "COMPLETE", [3.0])]
+
+
+def test_a_study_trial_killed_before_its_parameters_were_stored_gets_them_before_it_runs(tmp_path):
+    from ray import cloudpickle
+
+    from ast_tune.tuning.reconcile import TUNE_TRIAL_ID
+
+    optuna_search, search, storage = _search(tmp_path, num_samples=2)
+    pickled = cloudpickle.dumps(search)
+    first = search.next_trial()
+    search.save_to_dir(str(tmp_path), session_str="last")
+    bare = optuna_search._ot_study.ask()  # Optuna's ask stores the trial, then each parameter: killed in between
+    bare.set_user_attr(TUNE_TRIAL_ID, "0badc0de")
+    restored = cloudpickle.loads(pickled)
+    restored.restore_from_dir(str(tmp_path))
+    again = restored.next_trial()
+    assert again.trial_id == "0badc0de" and 0.0 <= again.config["x"] <= 1.0
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert [t.params for t in study.trials] == [first.config, again.config]  # stored before the trial runs

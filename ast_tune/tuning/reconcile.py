@@ -70,6 +70,7 @@ class ReconcilingSearch(SearchGenerator):
         """A Tune trial for study trial ``frozen``, in its old directory, counted against ``num_samples``."""
         optuna_search = self._optuna
         ot_trial = optuna.trial.Trial(optuna_search._ot_study, frozen._trial_id)
+        frozen = _with_every_param(ot_trial, frozen, optuna_search._space)
         if frozen.user_attrs.get(TUNE_TRIAL_ID) != trial_id:  # asked, but killed before it was tagged
             ot_trial.set_user_attr(TUNE_TRIAL_ID, trial_id)
         optuna_search._ot_trials[trial_id] = ot_trial
@@ -97,6 +98,24 @@ def _lost_trials(optuna_search: OptunaSearch) -> list[tuple[str, optuna.trial.Fr
         if trial_id is not None and trial_id not in known:
             lost.append((trial_id, frozen))
     return lost
+
+
+def _with_every_param(ot_trial: optuna.trial.Trial, frozen: optuna.trial.FrozenTrial,
+                      space: dict[str, optuna.distributions.BaseDistribution]) -> optuna.trial.FrozenTrial:
+    """``frozen`` with a value for every parameter of ``space``.
+
+    Optuna's ``ask`` stores a new trial's parameters one by one, so a driver killed in between leaves a
+    study trial with some or none of them; the sampler draws the missing ones now, once, and they are
+    stored before the trial runs (it never ran: a trial starts only after ``ask`` returns).
+    """
+    missing = [name for name in space if name not in frozen.params]
+    if not missing:
+        return frozen
+    log.warning("restore: study trial %d lost parameter(s) %s to the kill; sampling them now", frozen.number,
+                ", ".join(missing))
+    for name in missing:
+        ot_trial._suggest(name, space[name])
+    return ot_trial.study._storage.get_trial(frozen._trial_id)
 
 
 def _last_checkpoint_index(storage: StorageContext) -> int:
