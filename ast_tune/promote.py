@@ -160,7 +160,7 @@ class _EpochsJournal(Journal):
 
     def __init__(self, plan: Plan) -> None:
         super().__init__(plan.out / "tune" / JOURNAL, epochs=plan.run_spec.epochs,
-                         label=functools.partial(_label, plan))
+                         label=functools.partial(_label, plan), run_key=_seed_of)
         self.plan = plan
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
@@ -176,12 +176,20 @@ def _label(plan: Plan, trial: Any) -> str:
     return f"promoted trial {plan.trial_id}{seed}"
 
 
+def _seed_of(trial_id: str, config: dict[str, Any]) -> int:
+    """A promoted run is its seed: a Tune run started anew gives the same seed another trial id."""
+    return config["seed"]
+
+
 def _runs(plan: Plan, entries: list[dict[str, Any]]) -> dict[int, pd.DataFrame]:
-    """``{seed: its epoch records in order}`` (:data:`columns.EPOCH_METRICS`) from the journal's entries."""
-    table = epochs_frame(entries)
-    table = table[table["epoch"] >= 1]
-    return {seed: table[table[f"{columns.PARAM_PREFIX}seed"] == seed][list(columns.EPOCH_METRICS)]
-            .reset_index(drop=True) for seed in plan.seeds}
+    """``{seed: its epoch records in order}`` (:data:`columns.EPOCH_METRICS`) from the journal's entries.
+
+    An epoch reported under two trial ids of one seed (a Tune run started anew retrained it) keeps the later.
+    """
+    seed = f"{columns.PARAM_PREFIX}seed"
+    table = epochs_frame(entries)  # trials in the order they first appear, each's epochs in order
+    table = table[table["epoch"] >= 1].drop_duplicates([seed, "epoch"], keep="last").sort_values("epoch")
+    return {s: table[table[seed] == s][list(columns.EPOCH_METRICS)].reset_index(drop=True) for s in plan.seeds}
 
 
 def _engine_summary(plan: Plan) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -30,8 +31,10 @@ import yaml
 from ast_tune.config import columns
 from ast_tune.config.promote_spec import PromoteRule
 from ast_tune.config.sweep_spec import load_sweep, to_document
-from ast_tune.promote import main, promote
+from ast_tune.promote import _runs, _seed_of, main, promote
+from ast_tune.tuning.journal import Journal
 from ast_tune.tuning.promote_plan import NoCandidateError, choose_trial
+from ast_tune.tuning.worker import REPLAYED
 from tests.test_kills import frozen
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,6 +155,30 @@ def test_no_trial_close_enough_exits_1_without_writing(results, capsys):
     assert main([str(results)]) == 1
     assert "nothing promoted: no front trial is within 1 points" in capsys.readouterr().err
     assert not (results / "promoted").exists()
+
+
+def _epoch(epoch: int, seconds: float, **extra: object) -> dict:
+    return {**dict.fromkeys(columns.EPOCH_METRICS, 0.5), "epoch": epoch, "phase": "ast", "train_seconds": seconds,
+            **extra}
+
+
+def test_a_promotion_started_anew_neither_repeats_nor_doubles_a_seeds_epochs(tmp_path, capsys):
+    """A Tune run started anew gives seed 0 another trial id: the epochs it replays from its checkpoint are
+    not journaled or printed again, and an epoch it trained again replaces the earlier one."""
+    first = Journal(tmp_path / "journal.jsonl", epochs=3, run_key=_seed_of)
+    for epoch in (1, 2):
+        first.on_trial_result(0, [], SimpleNamespace(trial_id="a", config={"seed": 0}), _epoch(epoch, 1.0))
+    capsys.readouterr()
+    again = Journal(tmp_path / "journal.jsonl", epochs=3, run_key=_seed_of)  # the next call's journal
+    new = SimpleNamespace(trial_id="b", config={"seed": 0})
+    again.on_trial_result(0, [], new, _epoch(1, 1.0, **{REPLAYED: True}))  # from the epoch-1 checkpoint
+    again.on_trial_result(0, [], new, _epoch(2, 5.0))  # epoch 2 was not checkpointed: trained again
+    again.on_trial_result(0, [], new, _epoch(3, 5.0))
+    out = capsys.readouterr().out
+    assert "epoch 1/3" not in out and "epoch 2/3" in out and "epoch 3/3" in out
+    assert [e["epoch"] for e in again.read()] == [1, 2, 2, 3]
+    runs = _runs(SimpleNamespace(seeds=(0,)), again.read())
+    assert runs[0]["epoch"].tolist() == [1, 2, 3] and runs[0]["train_seconds"].tolist() == [1.0, 5.0, 5.0]
 
 
 @pytest.mark.ray

@@ -9,7 +9,6 @@ every seed meets (:func:`ast_tune.results.verdict.common_level`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +17,7 @@ import pandas as pd
 from ast_tune.config import columns
 from ast_tune.config.criteria import NO_LEVEL, Criteria
 from ast_tune.results import verdict
+from ast_tune.results.progress import number
 from ast_tune.results.tables import trials_table
 
 #: Per-run numbers ``summary.json`` gives for each seed, and their mean and std over the seeds.
@@ -53,9 +53,10 @@ def summary_line(trial_id: str, summary: Mapping[str, Any]) -> str:
     mean, std, count = summary["mean"], summary["std"], len(summary["seeds"])
 
     def show(key: str, fmt: str, scale: float = 1, unit: str = "") -> str:
-        spread = f" ± {scale * std[key]:{fmt}}" if math.isfinite(std.get(key, math.nan)) else ""
-        return f"{scale * mean[key]:{fmt}}{spread}{unit}" if math.isfinite(mean[key]) else \
-            verdict.MISSING.get(key, "n/a")
+        value, spread = number(mean[key], fmt, scale=scale), number(std.get(key), fmt, scale=scale)
+        if value == "n/a":
+            return verdict.MISSING.get(key, value)
+        return f"{value}{'' if spread == 'n/a' else f' ± {spread}'}{unit}"
 
     over = f" (mean ± std over {count} seeds)" if count > 1 else ""
     return (f"promoted trial {trial_id}{over}: top1 {show('val_top1', '.2f', unit='%')}, savings "

@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,22 +38,28 @@ class Journal(tune.Callback):
     Tune rewrites a restored trial's own result files, so this file is the history of record.
     A trial's end is ``TERMINATED`` (all epochs), ``STOPPED`` (by the scheduler) or ``ERROR``.
     A resumed run first reports its checkpoint's epochs again (marked ``REPLAYED``); those the
-    journal holds already are neither written nor printed again.
+    journal holds already for the same run are neither written nor printed again.
 
     Args:
         path: the journal file.
         epochs: a trial's full length (for "epoch 3/10" and for telling finished from stopped).
         label: names a trial in the progress lines; default ``trial <id>``.
+        run_key: what names a run across Tune runs, from a trial's id and config: the trial id (a
+            sweep's default), or e.g. the seed of a promotion, whose Tune run may be started anew.
     """
 
     # class defaults too: a journal unpickled from a sweep made before they existed still has them
     label: Callable[[Any], str] = staticmethod(lambda trial: f"trial {trial.trial_id}")
-    _held: set[tuple[str, int]] | None = None  # (trial id, epoch) on file; read on the first report
+    run_key: Callable[[str, Mapping[str, Any]], Hashable] = staticmethod(lambda trial_id, config: trial_id)
+    _held: set[tuple[Hashable, int]] | None = None  # (run key, epoch) on file; read on the first report
 
-    def __init__(self, path: Path, *, epochs: int, label: Callable[[Any], str] | None = None) -> None:
+    def __init__(self, path: Path, *, epochs: int, label: Callable[[Any], str] | None = None,
+                 run_key: Callable[[str, Mapping[str, Any]], Hashable] | None = None) -> None:
         self.path, self.epochs = path, epochs
         if label is not None:
             self.label = label
+        if run_key is not None:
+            self.run_key = run_key
         self.warned_data = False  # the data-bound warning is printed once per sweep session
 
     def _append(self, entry: dict[str, Any]) -> None:
@@ -72,10 +78,12 @@ class Journal(tune.Callback):
         if "epoch" not in result:
             return
         if self._held is None:
-            self._held = {(e["trial_id"], e["epoch"]) for e in self.read() if e["event"] == "epoch"}
-        if result.get(REPLAYED) and (trial.trial_id, result["epoch"]) in self._held:
+            self._held = {(self.run_key(e["trial_id"], e["params"]), e["epoch"]) for e in self.read()
+                          if e["event"] == "epoch"}
+        held = (self.run_key(trial.trial_id, trial.config), result["epoch"])
+        if result.get(REPLAYED) and held in self._held:
             return
-        self._held.add((trial.trial_id, result["epoch"]))
+        self._held.add(held)
         record = {key: result.get(key) for key in columns.EPOCH_METRICS}
         self._append({"event": "epoch", "trial_id": trial.trial_id, "params": trial.config, **record})
         print(epoch_line(record, self.epochs, who=f"{self.label(trial)} "), flush=True)
