@@ -11,7 +11,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from ast_tune.config.sweep_spec import load_sweep
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+QUICKSTART = BENCHMARKS.parent / "search_spaces" / "quickstart.yaml"
 
 
 def _load(name: str):
@@ -33,6 +36,15 @@ def test_sweep_command_sets_sampler_scheduler_seed_and_trials(tmp_path: Path) ->
     sets = [command[i + 1] for i, arg in enumerate(command) if arg == "--set"]
     assert sets == ["search.sampler=nsga2", "scheduler.kind=moasha", "search.seed=2", "search.num_trials=7",
                     f"storage.root={tmp_path}"]
+
+
+@pytest.mark.parametrize("pair", list(search_quality.PAIRS))
+def test_every_pair_is_a_valid_quickstart_sweep(pair: str, tmp_path: Path) -> None:
+    command = search_quality.sweep_command(QUICKSTART, pair, 0, trials=4, root=tmp_path)
+    sets = [command[i + 1] for i, arg in enumerate(command) if arg == "--set"]
+    spec = load_sweep(QUICKSTART, sets)
+    assert spec.scheduler.kind == search_quality.PAIRS[pair]["scheduler.kind"]
+    assert len(spec.rung_objectives) == (2 if pair.endswith("-untimed") else 3)
 
 
 def test_zero_trials_is_rejected_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

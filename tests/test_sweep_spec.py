@@ -45,6 +45,14 @@ def test_trial_spec_puts_params_on_base_preset_with_workload_fields():
     assert run.optim.momentum == 0.9  # untouched: the conservative preset's
 
 
+def test_moasha_rungs_rank_on_the_objectives_rank_on_names_in_the_objectives_order():
+    every = load_sweep(QUICKSTART, [])
+    assert [o.metric for o in every.rung_objectives] == ["val_top1", "energy_savings", "speedup"]
+    untimed = load_sweep(QUICKSTART, ["scheduler.rank_on=[energy_savings, val_top1]"])
+    assert [(o.metric, o.mode) for o in untimed.rung_objectives] == [("val_top1", "max"), ("energy_savings", "max")]
+    assert [o.metric for o in untimed.objectives] == ["val_top1", "energy_savings", "speedup"]  # Optuna: all three
+
+
 def test_dotted_paths_and_fixed_values_set_their_fields():
     spec = load_sweep(SPACES / "lr_schedule.yaml")
     run = spec.trial_spec({"optim.step_epochs": 4, "mode": "inline", "target_activation": 0.4})
@@ -85,6 +93,10 @@ BAD_SPECS = [
     (["objectives=[{metric: top1}]"], "objectives[0].metric: must be one of"),
     (["scheduler.metric=accuracy"], "scheduler.metric: must be one of"),
     (["scheduler.grace_period=99"], "scheduler.grace_period: must be <= workload.epochs"),
+    (["scheduler.kind=asha", "scheduler.rank_on=[val_top1]"], "scheduler.rank_on: only kind moasha ranks"),
+    (["scheduler.rank_on=[val_top1, val_top5]"], "scheduler.rank_on[1]: must be one of the objectives "
+                                                  "val_top1, energy_savings, speedup, each once; got 'val_top5'"),
+    (["scheduler.rank_on=[speedup, speedup]"], "scheduler.rank_on[1]: must be one of the objectives"),
     (["search.sampler=cmaes"], "search.sampler: must be one of tpe, nsga2, random, gp"),
     (["storage.baseline=none"], "objectives[2].metric: speedup needs storage.baseline: auto"),
     (["name=a/b"], "name: must be a directory name"),

@@ -90,16 +90,20 @@ class SearchSpec:
 
 @dataclasses.dataclass(frozen=True)
 class SchedulerSpec:
-    """Early stopping, in epochs: ``asha`` on one metric, ``moasha`` on all objectives, ``fifo`` none."""
+    """Early stopping, in epochs: ``asha`` on one metric, ``moasha`` on the objectives, ``fifo`` none."""
 
     kind: str = "asha"
     metric: str = "val_top1"  # asha only
     mode: str | None = None  # min | max; by default the mode of the objective on the same metric
     grace_period: int = 1  # epochs before the first rung
     reduction_factor: float = 3  # η: about 1/η of the trials pass each rung
+    rank_on: tuple[str, ...] = ()  # moasha only: the objectives its rungs rank; () = every objective
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, SCHEDULER_KINDS)
+        if self.rank_on and self.kind != "moasha":
+            raise SpecError("rank_on", f"only kind moasha ranks on several objectives; kind {self.kind} "
+                                       "ranks on scheduler.metric (asha) or none (fifo)")
         check_choice("metric", self.metric, columns.OBJECTIVE_METRICS)
         if self.mode is not None:
             check_choice("mode", self.mode, columns.MODES)
@@ -178,6 +182,10 @@ class SweepSpec:
             if constraint.metric in _NEEDS_BASELINE and self.storage.baseline == "none":
                 raise SpecError(f"constraints[{i}].metric", f"{constraint.metric} needs storage.baseline: auto")
         scheduler = self.scheduler
+        for i, metric in enumerate(scheduler.rank_on):
+            if metric not in metrics or metric in scheduler.rank_on[:i]:
+                raise SpecError(f"scheduler.rank_on[{i}]", f"must be one of the objectives {', '.join(metrics)}, "
+                                f"each once; got {metric!r}")
         if scheduler.kind == "asha" and scheduler.mode is None and scheduler.metric not in metrics:
             raise SpecError("scheduler.mode", f"required: {self.scheduler.metric} is not an objective")
         if self.promote.enabled and self.promote.rule.prefer not in metrics:
@@ -188,6 +196,12 @@ class SweepSpec:
     def criteria(self) -> Criteria:
         """The success levels, constraints and time-to-accuracy target the result tables judge trials by."""
         return Criteria(self.success, self.constraints, self.promote.rule.max_accuracy_drop)
+
+    @property
+    def rung_objectives(self) -> tuple[Objective, ...]:
+        """The objectives MOASHA's rungs rank trials on: ``scheduler.rank_on``'s, else all of them."""
+        rank_on = self.scheduler.rank_on
+        return tuple(o for o in self.objectives if not rank_on or o.metric in rank_on)
 
     @property
     def scheduler_mode(self) -> str:

@@ -147,7 +147,8 @@ def _sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
 
 def _scheduler(spec: SweepSpec, *, state_file: Path | None) -> tune.schedulers.TrialScheduler:
     return make_scheduler(spec.scheduler.kind, metric=spec.scheduler.metric, mode=spec.scheduler_mode,
-                          metrics=[o.metric for o in spec.objectives], modes=[o.mode for o in spec.objectives],
+                          metrics=[o.metric for o in spec.rung_objectives],
+                          modes=[o.mode for o in spec.rung_objectives],
                           grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor,
                           max_t=spec.workload.epochs, state_file=state_file)
 
