@@ -5,7 +5,7 @@ run, 2 dense warm-up epochs unless a label says otherwise) it trains dense, then
 ``inline`` at target activations 0.3 and 0.2, each with and without annealing
 (``sparsity.anneal_epochs``), ``inline`` pooled or not, and ``skip`` with 1 or 0 dense warm-up
 epochs instead of 2, and (on the chosen ``skip`` and on ``inline`` at 0.3) the knobs ``sparsity.reweight``,
-``sparsity.refresh_fraction`` and ``sparsity.score_bn``, over ``--seeds``. The runs
+``sparsity.refresh_fraction``, ``sparsity.ki`` and ``sparsity.score_bn``, over ``--seeds``. The runs
 go seed by seed, every configuration within a seed in turn, so drift on a shared machine hits them
 alike. Every finished run is kept in ``--results`` (JSON, written atomically after each run); a
 rerun skips what is there, so a killed experiment resumes. Then it prints a Markdown table, per
@@ -60,7 +60,7 @@ def grid() -> dict[str, list[str]]:
             configs[f"skip r={rate} warmup={warmup}"] = [*configs[f"skip r={rate}"], f"warmup_epochs={warmup}"]
     knobs = {  # re-measured under today's controller, on the chosen skip and on inline
         "skip r=0.3 warmup=1": {"reweight": "sparsity.reweight=true", "refresh=0.05": "sparsity.refresh_fraction=0.05",
-                                "refresh=0.2": "sparsity.refresh_fraction=0.2"},
+                                "refresh=0.2": "sparsity.refresh_fraction=0.2", "ki=0.1": "sparsity.ki=0.1"},
         "inline r=0.3": {"score_bn=eval": "sparsity.score_bn=eval"}}
     for base, settings in knobs.items():
         for label, setting in settings.items():

@@ -99,3 +99,15 @@ def test_inline_profile_times_every_part_and_keeps_at_most_the_batch() -> None:
     assert set(inline_profile.PARTS) <= set(ms)
     assert all(ms[part] > 0 for part in inline_profile.PARTS)
     assert 2 <= ms["kept"] <= 16  # the top-k floor keeps at least 2; never more than the batch
+
+
+def test_table_gives_each_pairs_median_hypervolumes_over_random_searchs() -> None:
+    def run(hv: float, untimed: float) -> dict[str, float]:
+        return {"hv": hv, "hv_untimed": untimed, "hv_full": hv, "epochs": 100, "trials": 10, "best_top1": 99.0,
+                "wall_s": 60.0}
+
+    scores = {"random+fifo": [run(2.0, 10.0), run(4.0, 30.0)], "tpe+moasha": [run(6.0, 15.0)]}
+    rows = search_quality.table(scores, reference=(50.0, 0.0, 0.5)).splitlines()
+    random_row, tpe_row = rows[-2].split(" | "), rows[-1].split(" | ")
+    assert random_row[5] == "1.00" and random_row[8] == "1.00"
+    assert tpe_row[4:9] == ["6.0", "2.00", "6.0", "15.0", "0.75"]  # 6 / median(2, 4); 15 / median(10, 30)

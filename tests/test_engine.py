@@ -92,6 +92,18 @@ def test_skip_mode_does_not_load_skipped_samples(digits, monkeypatch):
         assert len(plan) < len(digits.train)
 
 
+@pytest.mark.parametrize("warmup", [0, 1])
+def test_skip_selects_at_its_target_from_the_first_epoch_with_every_score(digits, warmup):
+    # No refresh, so an epoch trains on exactly the samples at or above the threshold: the
+    # controller starts at the table's 40 % quantile once every sample has a score.
+    spec = dataclasses.replace(with_mode("skip", warmup_epochs=warmup, epochs=2),
+                               sparsity=dataclasses.replace(TINY.sparsity, mode="skip", refresh_fraction=0.0))
+    records = []
+    fit(spec, report=lambda r, c: records.append(r), datasets=digits)
+    assert records[0]["activation_rate"] == 1.0  # dense warm-up, or (warmup 0) every sample unscored
+    assert records[1]["activation_rate"] == pytest.approx(0.4, abs=1 / len(digits.train))
+
+
 @pytest.mark.parametrize("mode", ["skip", "inline-pool"])
 def test_resume_gives_the_same_next_epoch_as_an_uninterrupted_run(digits, tmp_path, mode):
     torch.set_num_threads(1)

@@ -138,6 +138,32 @@ def test_settle_steps_the_controller_on_the_table_prediction():
     assert controller.threshold == pytest.approx(0.9)
 
 
+def test_threshold_for_inverts_the_table_prediction():
+    table = ScoreTable(10, SparsitySpec(refresh_fraction=0.0))
+    table.update(torch.arange(10), torch.arange(1.0, 11.0))  # scores 1..10
+    table.synchronise(torch.device("cpu"))
+    assert table.threshold_for(0.3) == 8.0  # 8, 9, 10 kept
+    assert table.predicted_activation(8.0) == pytest.approx(0.3)
+    assert table.threshold_for(1.0) == 1.0 and table.threshold_for(0.0) == math.inf
+    refreshed = ScoreTable(10, SparsitySpec(refresh_fraction=0.1))
+    refreshed.update(torch.arange(10), torch.arange(1.0, 11.0))
+    refreshed.synchronise(torch.device("cpu"))
+    # of 0.3, 0.1 of the rest is refresh: (0.3 - 0.1) / 0.9 = 0.22 of 10 → 2 kept (9, 10); 0.2 + 0.1·0.8
+    assert refreshed.threshold_for(0.3) == 9.0
+    assert refreshed.predicted_activation(9.0) == pytest.approx(0.28)
+    assert refreshed.threshold_for(0.05) == math.inf  # below the refresh share: nothing kept by score
+
+
+def test_start_at_clamps_and_restarts_the_controller_settled():
+    spec = SparsitySpec(target_activation=0.3, threshold_min=0.5, threshold_max=10.0)
+    controller = SundewController(spec)
+    controller.update(1.0)
+    controller.start_at(math.inf)
+    assert controller.state_dict() == {"threshold": 10.0, "ema": 0.3, "integral": 0.0}
+    controller.start_at(0.1)
+    assert controller.threshold == 0.5
+
+
 def test_controller_state_round_trips():
     controller = SundewController(SPEC)
     controller.update(1.0)

@@ -89,7 +89,7 @@ class SparsitySpec:
 
     mode: str = "inline"  # dense | mask | inline | skip
     target_activation: float = 0.4  # wanted fraction of samples trained on
-    initial_threshold: float = 3.0  # nats
+    initial_threshold: float = 3.0  # nats; skip starts from its score table instead
     kp: float = 0.005  # nats of threshold per unit of activation error, per batch
     ki: float = 0.0001  # nats per unit of accumulated error, per batch
     ema_alpha: float = 0.1  # weight of the newest batch in the activation EMA

@@ -176,7 +176,9 @@ def train_one_epoch(run: RunState, epoch: int) -> dict[str, float]:
     seconds, joules = clock.stop(), energy.stop()
     if mode == "skip":
         run.table.synchronise(run.device)
-        if phase in ("calibrate", "ast"):
+        if phase == "calibrate" or (phase == "ast" and epoch == 0):  # the table first holds every score
+            run.controller.start_at(run.table.threshold_for(spec.sparsity.target_activation))
+        elif phase == "ast":
             full_epoch_steps = math.ceil(len(run.data.train) / (spec.batch_size * run.world_size))
             run.table.settle(run.controller, steps=full_epoch_steps)
     loss_total, trained, seen = all_reduce_sum([float(loss_sum), float(trained), float(seen)], run.device)

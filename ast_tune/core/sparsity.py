@@ -72,6 +72,12 @@ class SundewController:
         self.threshold = max(s.threshold_min, min(s.threshold_max, self.threshold))
         return self.threshold
 
+    def start_at(self, threshold: float) -> None:
+        """Restart as if settled at ``threshold`` (nats, clamped): the EMA on the target, no integral."""
+        s = self.spec
+        self.threshold = max(s.threshold_min, min(s.threshold_max, threshold))
+        self.ema, self.integral = s.target_activation, 0.0
+
     def state_dict(self) -> dict[str, float]:
         return {"threshold": self.threshold, "ema": self.ema, "integral": self.integral}
 
@@ -168,6 +174,17 @@ class ScoreTable:
         below = int(torch.searchsorted(self._sorted, torch.tensor([threshold]), side="left"))
         share = 1 - below / len(self._sorted)
         return share + self.spec.refresh_fraction * (1 - share)
+
+    def threshold_for(self, activation: float) -> float:
+        """The threshold (nats) at which the next epoch trains on ``activation`` of the dataset.
+
+        The inverse of :meth:`predicted_activation`: of the share left after refresh, the
+        ``round(share · N)``-th largest score (ties at it are all kept); +inf when that is none.
+        """
+        refresh = self.spec.refresh_fraction
+        share = (activation - refresh) / (1 - refresh) if refresh < 1 else 1.0
+        kept = round(min(1.0, max(0.0, share)) * len(self._sorted))
+        return float(self._sorted[-kept]) if kept else math.inf
 
     def settle(self, controller: SundewController, steps: int) -> None:
         """Step ``controller`` ``steps`` times on the activation this table predicts.
