@@ -156,11 +156,12 @@ def test_concurrency_is_capped_so_every_running_trial_fits():
     assert concurrency(pi, {"CPU": 72.0, "GPU": 8.0}, autoscaling=True) == 4  # one trial's pod up: the rest wait
 
 
-def test_baseline_fingerprint_changes_with_what_its_timing_depends_on():
+def test_baseline_fingerprint_changes_with_what_its_timing_and_accuracy_depend_on():
     spec = load_sweep(QUICKSTART)
     same = baseline_fingerprint(load_sweep(QUICKSTART, ["search.num_trials=2"]), "cpu: X")
     assert baseline_fingerprint(spec, "cpu: X") == same
-    for change in ("workload.batch_size=64", "workload.model=resnet18", "workload.workers=2"):
+    for change in ("workload.batch_size=64", "workload.model=resnet18", "workload.workers=2", "workload.epochs=4",
+                   "base=conservative"):
         assert baseline_fingerprint(load_sweep(QUICKSTART, [change]), "cpu: X") != same
     assert baseline_fingerprint(spec, "NVIDIA H100") != same
     assert baseline_fingerprint(spec, "cpu: X", runs_at_once=2) != same

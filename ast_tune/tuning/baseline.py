@@ -54,12 +54,16 @@ def probe_device(workload: Workload) -> str:
 
 
 def baseline_fingerprint(sweep: SweepSpec, device: str, *, runs_at_once: int = 1) -> dict[str, Any]:
-    """What the baseline's timing depends on; a different fingerprint means timing it again."""
+    """What the baseline's timing and accuracy depend on; a different fingerprint means timing it again.
+
+    That is the dense RunSpec it trains (every field but the inert ``sparsity`` and ``checkpoint_every``,
+    and the data's loader ``num_workers``; so also its epochs, LR schedule and seed: the baseline's
+    accuracy curve is the time-to-accuracy reference) and the hardware it runs on.
+    """
     spec, workload = sweep.baseline_spec(), sweep.workload
-    data = {key: value for key, value in to_dict(spec.data).items() if key != "num_workers"}
-    return {"model": spec.model, "data": data, "batch_size": spec.batch_size, "precision": spec.precision,
-            "channels_last": spec.channels_last,
-            "world_size": workload.workers, "cpus_per_worker": workload.cpus_per_worker,
+    run = {key: value for key, value in to_dict(spec).items() if key not in ("sparsity", "checkpoint_every")}
+    run["data"] = {key: value for key, value in run["data"].items() if key != "num_workers"}
+    return {**run, "world_size": workload.workers, "cpus_per_worker": workload.cpus_per_worker,
             "gpus_per_worker": workload.gpus_per_worker, "device": device, "runs_at_once": runs_at_once}
 
 
