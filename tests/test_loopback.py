@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import subprocess
 import sys
+from datetime import timedelta
 
 import psutil
+import pytest
 import ray
+import torch
+import torch.distributed as dist
+from ray.train import RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
 
 from ast_tune.tuning.ray_runtime import ray_session
+from ast_tune.tuning.rendezvous import BoundTorchConfig, join_process_group
 
 
 def _listening(processes: list[psutil.Process]) -> dict[str, list[str]]:
@@ -57,3 +65,47 @@ def test_a_local_ray_listens_only_on_loopback_and_wants_its_token(monkeypatch):
     assert all(_is_loopback(ip) for ip in addresses), listening
     assert gcs.startswith("127.0.0.1:")
     assert stranger.returncode != 0 and "Authentication" in stranger.stderr, stranger.stderr[-2000:]
+
+
+def _own_listening_ips() -> list[str]:
+    return [c.laddr.ip for c in psutil.Process().net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_rendezvous_store_listens_on_the_masters_address_where_torchs_own_listens_on_all():
+    before = set(_own_listening_ips())
+    default = dist.TCPStore("127.0.0.1", _free_port(), 1, is_master=True, timeout=timedelta(seconds=30))
+    assert not all(_is_loopback(ip) for ip in set(_own_listening_ips()) - before)  # torch's own: `::`
+    del default
+    join_process_group(backend="gloo", world_rank=0, world_size=1, address="127.0.0.1", port=_free_port(), timeout_s=30)
+    try:
+        total = torch.ones(1)
+        dist.all_reduce(total)
+        assert total.item() == 1.0
+        opened = set(_own_listening_ips()) - before
+        assert opened and all(_is_loopback(ip) for ip in opened), opened
+    finally:
+        dist.destroy_process_group()
+
+
+def _gather_listening_ips(config: dict) -> list[str]:
+    dist.barrier()  # every rank has joined: the store and gloo's sockets are all open now
+    gathered: list[list[str]] = [[] for _ in range(dist.get_world_size())]
+    dist.all_gather_object(gathered, _own_listening_ips())
+    dist.barrier()
+    return [ip for ips in gathered for ip in ips]
+
+
+@pytest.mark.ray
+def test_a_two_worker_train_run_listens_only_on_loopback(ray_cluster, tmp_path):
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import a test module
+    trainer = TorchTrainer(_gather_listening_ips, torch_config=BoundTorchConfig(),
+                           scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.9}),
+                           run_config=RunConfig(name="listening", storage_path=str(tmp_path)))
+    addresses = trainer.fit().return_value
+    assert addresses and all(_is_loopback(ip) for ip in addresses), addresses

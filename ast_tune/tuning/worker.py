@@ -38,6 +38,7 @@ from ast_tune.core.checkpoint import load as load_checkpoint
 from ast_tune.core.engine import NonFiniteLossError, default_device, fit
 from ast_tune.data.sources import Datasets, load_datasets
 from ast_tune.tuning.ray_runtime import torch_threads, worker_resources
+from ast_tune.tuning.rendezvous import BoundTorchConfig
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,7 @@ def run_training(spec: RunSpec, *, workload: Workload, name: str, storage_path: 
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=_loop_config(spec, workload, baseline_epoch_seconds),
+        torch_config=BoundTorchConfig(),  # its rendezvous store listens on the master's address only
         scaling_config=ScalingConfig(num_workers=workload.workers, use_gpu=workload.gpus_per_worker > 0,
                                      resources_per_worker=worker_resources(workload),
                                      placement_strategy=workload.placement),
