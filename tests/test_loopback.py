@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import socket
 import subprocess
 import sys
 from datetime import timedelta
@@ -22,7 +21,7 @@ import torch.distributed as dist
 from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from ast_tune.tuning.ray_runtime import ray_session
+from ast_tune.tuning.ray_runtime import free_loopback_port, ray_session
 from ast_tune.tuning.rendezvous import BoundTorchConfig, join_process_group
 
 
@@ -68,21 +67,16 @@ def test_a_local_ray_listens_only_on_loopback_and_wants_its_token(monkeypatch):
 
 
 def _own_listening_ips() -> list[str]:
-    return [c.laddr.ip for c in psutil.Process().net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return [ip for ips in _listening([psutil.Process()]).values() for ip in ips]
 
 
 def test_the_rendezvous_store_listens_on_the_masters_address_where_torchs_own_listens_on_all():
     before = set(_own_listening_ips())
-    default = dist.TCPStore("127.0.0.1", _free_port(), 1, is_master=True, timeout=timedelta(seconds=30))
+    default = dist.TCPStore("127.0.0.1", free_loopback_port(), 1, is_master=True, timeout=timedelta(seconds=30))
     assert not all(_is_loopback(ip) for ip in set(_own_listening_ips()) - before)  # torch's own: `::`
     del default
-    join_process_group(backend="gloo", world_rank=0, world_size=1, address="127.0.0.1", port=_free_port(), timeout_s=30)
+    join_process_group(backend="gloo", world_rank=0, world_size=1, address="127.0.0.1", port=free_loopback_port(),
+                       timeout_s=30)
     try:
         total = torch.ones(1)
         dist.all_reduce(total)

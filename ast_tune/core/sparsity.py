@@ -69,14 +69,16 @@ class SundewController:
             self.threshold *= math.exp(step)
         else:
             self.threshold += step
-        self.threshold = max(s.threshold_min, min(s.threshold_max, self.threshold))
+        self.threshold = self._clamped(self.threshold)
         return self.threshold
 
     def start_at(self, threshold: float) -> None:
         """Restart as if settled at ``threshold`` (nats, clamped): the EMA on the target, no integral."""
-        s = self.spec
-        self.threshold = max(s.threshold_min, min(s.threshold_max, threshold))
-        self.ema, self.integral = s.target_activation, 0.0
+        self.threshold = self._clamped(threshold)
+        self.ema, self.integral = self.spec.target_activation, 0.0
+
+    def _clamped(self, threshold: float) -> float:
+        return max(self.spec.threshold_min, min(self.spec.threshold_max, threshold))
 
     def state_dict(self) -> dict[str, float]:
         return {"threshold": self.threshold, "ema": self.ema, "integral": self.integral}

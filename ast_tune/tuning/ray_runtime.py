@@ -64,6 +64,13 @@ def local_ray() -> Iterator[None]:
         _reload_auth()
 
 
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 just now (the OS's pick)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def _reload_auth() -> None:
     """Make this process see the current ``RAY_AUTH_*`` variables (Ray caches them): config first, then token."""
     Config.initialize("")
@@ -87,9 +94,7 @@ def ray_session(*, verbose: bool, num_cpus: int | None = None) -> Iterator[dict[
         ray_cleanup.reap_stale("/tmp")
         temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
         ray_cleanup.mark(temp_dir)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_loopback_port()
         os.environ[API_SERVER_VARIABLE] = f"http://127.0.0.1:{port}"  # Ray's processes inherit it
         options.update(_temp_dir=temp_dir, include_dashboard=True, dashboard_host="127.0.0.1",
                        dashboard_port=port, num_cpus=num_cpus)
