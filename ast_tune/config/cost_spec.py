@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ast_tune.config.spec import check_range
+from ast_tune.config.keys import check_keys, key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,28 +18,24 @@ class WorkloadCost:
     ``data.root`` when they are not given (and it exists).
     """
 
-    epoch_seconds: float | None = None  # s, one epoch (training + validation) of one run
-    images_per_second: float | None = None  # training images/s per GPU (per worker on a CPU)
-    train_images: int | None = None  # training images per epoch
-    val_images: int | None = None  # validation images per epoch
+    epoch_seconds: float | None = key(None, "one epoch (training + validation) of one run; wins over "
+                                      "images_per_second", unit="s", low=0, low_open=True)
+    images_per_second: float | None = key(None, "training throughput per GPU (per worker on a CPU)",
+                                          unit="images/s", low=0, low_open=True)
+    train_images: int | None = key(None, "training images per epoch; null: counted from data.root",
+                                   unit="images", low=1)
+    val_images: int | None = key(None, "validation images per epoch; null: counted from data.root",
+                                 unit="images", low=1)
 
     def __post_init__(self) -> None:
-        for key in ("epoch_seconds", "images_per_second"):
-            if getattr(self, key) is not None:
-                check_range(key, getattr(self, key), low=0, low_open=True)
-        for key in ("train_images", "val_images"):
-            if getattr(self, key) is not None:
-                check_range(key, getattr(self, key), low=1)
+        check_keys(self)
 
 
 @dataclasses.dataclass(frozen=True)
 class CostSpec(WorkloadCost):
     """The sweep workload's cost (the inherited fields), the promoted run's, and the price of a GPU-hour."""
 
-    promote: WorkloadCost = WorkloadCost()  # missing figures: the sweep's, scaled by pixels and images
-    usd_per_gpu_hour: float | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.usd_per_gpu_hour is not None:
-            check_range("usd_per_gpu_hour", self.usd_per_gpu_hour, low=0)
+    promote: WorkloadCost = key(WorkloadCost(), "the promoted run's figures; a missing one is the sweep's, "
+                                "scaled by pixels and images")
+    usd_per_gpu_hour: float | None = key(None, "price of one GPU-hour; null: the estimate gives no price",
+                                         unit="USD", low=0)

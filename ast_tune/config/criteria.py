@@ -19,7 +19,8 @@ import math
 from collections.abc import Mapping
 
 from ast_tune.config import columns
-from ast_tune.config.spec import SpecError, build, check_choice, check_range
+from ast_tune.config.keys import REQUIRED, check_keys, key
+from ast_tune.config.spec import SpecError, build
 
 #: Level names, highest first; ``none`` is the verdict of a trial that meets none.
 LEVELS = ("stretch", "publication", "minimum")
@@ -31,28 +32,27 @@ VERDICTS = (*LEVELS, NO_LEVEL)
 class Level:
     """One success level: every bound must hold for a trial to meet it."""
 
-    max_accuracy_drop: float  # points of final top-1 below the dense baseline's
-    min_savings: float  # counted energy savings, a fraction in [0, 1]
-    min_speedup: float  # ×, time-to-accuracy speedup to baseline top-1 − max_accuracy_drop
+    max_accuracy_drop: float = key(REQUIRED, "most final top-1 below the dense baseline's", unit="points", low=0)
+    min_savings: float = key(REQUIRED, "least energy savings (counted)", unit="fraction", low=0, high=1)
+    min_speedup: float = key(REQUIRED, "least measured time-to-accuracy speedup, to the baseline's top-1 minus "
+                             "max_accuracy_drop", unit="×", low=0)
 
     def __post_init__(self) -> None:
-        check_range("max_accuracy_drop", self.max_accuracy_drop, low=0)
-        check_range("min_savings", self.min_savings, low=0, high=1)
-        check_range("min_speedup", self.min_speedup, low=0)
+        check_keys(self)
 
 
 @dataclasses.dataclass(frozen=True)
 class SuccessSpec:
     """The ``success:`` section: the levels (the seed's by default) and the time-to-accuracy target."""
 
-    minimum: Level = Level(2.0, 0.60, 2.0)
-    publication: Level = Level(1.0, 0.60, 3.0)
-    stretch: Level = Level(0.0, 0.70, 5.0)
-    target_top1: float | None = None  # %, of time_to_target_s; None: baseline's − promote.rule.max_accuracy_drop
+    minimum: Level = key(Level(2.0, 0.60, 2.0), "the plan's Minimum level")
+    publication: Level = key(Level(1.0, 0.60, 3.0), "the plan's Publication level, at least as strict as Minimum")
+    stretch: Level = key(Level(0.0, 0.70, 5.0), "the plan's Stretch level, at least as strict as Publication")
+    target_top1: float | None = key(None, "top-1 that time_to_target_s is timed to; null: the baseline's minus "
+                                    "promote.rule.max_accuracy_drop", unit="%", low=0, high=100)
 
     def __post_init__(self) -> None:
-        if self.target_top1 is not None:
-            check_range("target_top1", self.target_top1, low=0, high=100)
+        check_keys(self)
         for higher, lower in zip(LEVELS, LEVELS[1:], strict=False):
             upper, under = getattr(self, higher), getattr(self, lower)
             for field, stricter in (("max_accuracy_drop", min), ("min_savings", max), ("min_speedup", max)):
@@ -69,12 +69,12 @@ class SuccessSpec:
 class Constraint:
     """One ``constraints:`` entry: ``metric`` (a trial-table column) at most ``max`` or at least ``min``."""
 
-    metric: str
-    max: float | None = None
-    min: float | None = None
+    metric: str = key(REQUIRED, "the trials-table column bounded", choices=columns.CONSTRAINT_METRICS)
+    max: float | None = key(None, "most the metric may be, in its own unit; give max or min")
+    min: float | None = key(None, "least the metric may be, in its own unit; give max or min")
 
     def __post_init__(self) -> None:
-        check_choice("metric", self.metric, columns.CONSTRAINT_METRICS)
+        check_keys(self)
         if (self.max is None) == (self.min is None):
             raise SpecError("max", f"give exactly one of max, min for {self.metric}")
 

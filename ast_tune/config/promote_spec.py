@@ -10,10 +10,14 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from ast_tune.config.spec import check_choice, check_range
+from ast_tune.config.keys import check_keys, key, like
+from ast_tune.config.run_spec import DataSpec
 
 if TYPE_CHECKING:
     from ast_tune.config.sweep_spec import Workload
+
+#: ``baseline:``: train a dense baseline to measure speedups against (auto), or none.
+BASELINES = ("auto", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,20 +29,17 @@ class PromoteWorkload:
     measured speedup and its accuracy drop.
     """
 
-    subset: bool = False  # keep workload.data.subset; false: every class and image of the data set
-    image_size: int | None = None  # px; None: workload.data.image_size
-    workers: int | None = None  # Ray Train workers; None: workload.workers
-    num_workers: int | None = None  # DataLoader processes per worker; None: workload.data.num_workers
-    baseline: str = "auto"  # auto: time a dense baseline on this workload | none
+    subset: bool = key(False, "true: keep workload.data.subset; false: every class and image of the data set")
+    image_size: int | None = like(DataSpec, "image_size", default=None,
+                                  meaning="side of the square network input; null: workload.data.image_size")
+    workers: int | None = key(None, "Ray Train workers (DDP ranks); null: workload.workers", unit="workers", low=1)
+    num_workers: int | None = like(DataSpec, "num_workers", default=None, meaning="DataLoader worker processes "
+                                   "per training worker; null: workload.data.num_workers")
+    baseline: str = key("auto", "auto: train a dense baseline on this workload for promote.epochs, which gives "
+                        "the promoted run's measured speedup and accuracy drop; none: no baseline", choices=BASELINES)
 
     def __post_init__(self) -> None:
-        if self.image_size is not None:
-            check_range("image_size", self.image_size, low=8)
-        if self.workers is not None:
-            check_range("workers", self.workers, low=1)
-        if self.num_workers is not None:
-            check_range("num_workers", self.num_workers, low=-1)
-        check_choice("baseline", self.baseline, ("auto", "none"))
+        check_keys(self)
 
     def apply(self, workload: Workload) -> Workload:
         """``workload`` with these overrides."""
@@ -51,24 +52,29 @@ class PromoteWorkload:
 
 @dataclasses.dataclass(frozen=True)
 class PromoteRule:
-    max_accuracy_drop: float = 1.0  # points of val_top1 below the dense baseline (the best front trial if none)
-    prefer: str = "energy_savings"  # objective metric to maximise among the trials within the drop
+    """How the promoted trial is chosen: the best on ``prefer`` among the front trials within the drop."""
+
+    max_accuracy_drop: float = key(1.0, "most val_top1 below the dense baseline's (without one: the best front "
+                                   "trial's); also sets the default time-to-accuracy target", unit="points", low=0)
+    prefer: str = key("energy_savings", "the objective metric maximised among the trials within the drop")
+
+    def __post_init__(self) -> None:
+        check_keys(self)
 
 
 @dataclasses.dataclass(frozen=True)
 class PromoteSpec:
     """Which trial to run to full length afterwards (``python -m ast_tune.promote``)."""
 
-    enabled: bool = False
-    epochs: int | None = None  # None = the base preset's epochs
-    checkpoint_every: int = 10
-    seeds: int = 1  # runs of the promoted configuration, seeds trial seed, +1, ...: side by side as resources allow
-    rule: PromoteRule = PromoteRule()
-    workload: PromoteWorkload | None = None  # None: the promoted run trains on the sweep's workload
+    enabled: bool = key(False, "whether the sweep promotes a trial once its trials end (python -m ast_tune.promote "
+                        "promotes one on demand)")
+    epochs: int | None = key(None, "epochs of the promoted run; null: the base preset's", unit="epochs", low=1)
+    checkpoint_every: int = key(10, "epochs between the promoted run's checkpoints", unit="epochs", low=1)
+    seeds: int = key(1, "runs of the promoted configuration, random seeds the trial's, +1, ...: side by side as "
+                     "resources allow", unit="runs", low=1)
+    rule: PromoteRule = key(PromoteRule(), "which trial is promoted")
+    workload: PromoteWorkload | None = key(None, "the promoted run's workload where it differs from the sweep's; "
+                                           "null: the sweep's")
 
     def __post_init__(self) -> None:
-        if self.epochs is not None:
-            check_range("epochs", self.epochs, low=1)
-        check_range("checkpoint_every", self.checkpoint_every, low=1)
-        check_range("seeds", self.seeds, low=1)
-        check_range("rule.max_accuracy_drop", self.rule.max_accuracy_drop, low=0)
+        check_keys(self)

@@ -4,16 +4,18 @@ A RunSpec holds everything one training run reads: the data (:class:`DataSpec`),
 batch (samples per forward pass, per training worker) and gradient accumulation, epochs and dense
 warm-up epochs, precision, seed, checkpoint interval (epochs), AST sample selection
 (:class:`SparsitySpec`: significance and threshold in nats, activation as a fraction of samples)
-and SGD with its learning-rate schedule (:class:`OptimSpec`: LRs per optimizer step). Units are
-in each field's comment. Build one with :func:`ast_tune.config.spec.build` or
-:func:`ast_tune.config.spec.apply_overrides`; a bad value raises :class:`~ast_tune.config.spec.SpecError`.
+and SGD with its learning-rate schedule (:class:`OptimSpec`: LRs per optimizer step). Each field's
+unit, allowed values and meaning are in its :func:`~ast_tune.config.keys.key` (``docs/spec.md`` lists
+them). Build one with :func:`ast_tune.config.spec.build` or :func:`ast_tune.config.spec.apply_overrides`;
+a bad value raises :class:`~ast_tune.config.spec.SpecError`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from ast_tune.config.spec import SpecError, check_choice, check_range
+from ast_tune.config.keys import REQUIRED, check_keys, key
+from ast_tune.config.spec import SpecError, check_range
 
 DATA_KINDS = ("digits", "imagefolder", "imagenet")
 MODELS = ("small_resnet", "resnet18", "resnet50")
@@ -33,14 +35,12 @@ class SubsetSpec:
     choice; all of them when None). Labels are renumbered ``0 .. classes - 1`` in name order.
     """
 
-    classes: int  # how many classes to keep
-    per_class: int | None = None  # train images kept per class; None = all
-    seed: int = 0  # seeds the choice of classes and of images
+    classes: int = key(REQUIRED, "how many classes to keep", unit="classes", low=1)
+    per_class: int | None = key(None, "train images kept per class; null: all of them", unit="images", low=1)
+    seed: int = key(0, "random seed of the choice of classes and of images")
 
     def __post_init__(self) -> None:
-        check_range("classes", self.classes, low=1)
-        if self.per_class is not None:
-            check_range("per_class", self.per_class, low=1)
+        check_keys(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,23 +52,22 @@ class DataSpec:
     Kaggle layout under ``root`` (``ILSVRC/Data/CLS-LOC/{train,val}`` and ``LOC_val_solution.csv``).
     """
 
-    kind: str = "digits"
-    root: str | None = None  # dataset root directory; required unless kind is digits
-    image_size: int = 32  # px, side of the square network input (224 for ImageNet)
-    num_workers: int = -1  # DataLoader worker processes per training worker; -1 = auto
-    val_fraction: float = 0.2  # digits only: share of the 1,797 images held out for validation
-    subset: SubsetSpec | None = None  # a class subset (a proxy task); None = every class
-    decoder: str = "pil"  # image files: pil (PIL + torchvision transforms) | torchvision (torchvision.io,
-    #                       on the training GPU when there is one; see ast_tune.data.decode)
+    kind: str = key("digits", "data set: embedded digits, a train/val class-folder tree, or ImageNet's Kaggle layout",
+                    choices=DATA_KINDS)
+    root: str | None = key(None, "data set root directory; required unless kind is digits")
+    image_size: int = key(32, "side of the square network input (224 for ImageNet)", unit="px", low=8)
+    num_workers: int = key(-1, "DataLoader worker processes per training worker; -1: min(8, CPUs - 1), at least 1",
+                           unit="processes", low=-1)
+    val_fraction: float = key(0.2, "digits only: share of the 1,797 images held out for validation",
+                              unit="fraction", low=0, high=1, low_open=True, high_open=True)
+    subset: SubsetSpec | None = key(None, "a class subset (a proxy task); null: every class")
+    decoder: str = key("pil", "image files: pil (PIL + torchvision transforms) or torchvision (torchvision.io, "
+                       "on the training GPU when there is one)", choices=DECODERS)
 
     def __post_init__(self) -> None:
-        check_choice("kind", self.kind, DATA_KINDS)
+        check_keys(self)
         if self.kind != "digits" and not self.root:
             raise SpecError("root", f"required for kind {self.kind}")
-        check_range("image_size", self.image_size, low=8)
-        check_range("num_workers", self.num_workers, low=-1)
-        check_range("val_fraction", self.val_fraction, low=0, high=1, low_open=True, high_open=True)
-        check_choice("decoder", self.decoder, DECODERS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,41 +86,40 @@ class SparsitySpec:
     falls from ~2 to ~0.01 nats).
     """
 
-    mode: str = "inline"  # dense | mask | inline | skip
-    target_activation: float = 0.4  # wanted fraction of samples trained on
-    initial_threshold: float = 3.0  # nats; skip starts from its score table instead
-    kp: float = 0.005  # nats of threshold per unit of activation error, per batch
-    ki: float = 0.0001  # nats per unit of accumulated error, per batch
-    ema_alpha: float = 0.1  # weight of the newest batch in the activation EMA
-    loss_weight: float = 0.7
-    entropy_weight: float = 0.3
-    threshold_min: float = 0.5  # nats; also the lower edge of the anti-windup band
-    threshold_max: float = 10.0  # nats; also the upper edge of the anti-windup band
-    min_keep_fraction: float = 0.1  # top-k floor: keep at least max(2, ceil(f·batch)) per batch
-    score_bn: str = "train"  # inline: BatchNorm mode of the no-grad scoring forward (train | eval); see README
-    refresh_fraction: float = 0.1  # skip: share of predicted-insignificant samples still trained
-    reweight: bool = False  # skip: weight the refreshed low-score samples by 1/refresh_fraction
-    threshold_update: str = "additive"  # additive (seed) | multiplicative (log domain)
-    anneal_epochs: int = 0  # final epochs trained dense, controller frozen; at most epochs − warmup_epochs act
-    pool: bool = False  # inline: pool the selected samples of several batches, then one forward+backward
-    pool_size: int = 0  # inline pooling: samples per rank that trigger a forward+backward; 0 = batch_size
+    mode: str = key("inline", "dense: every sample; mask: full step, loss masked; inline: score, then train the "
+                    "selected; skip: predicted-insignificant samples are not loaded", choices=MODES)
+    target_activation: float = key(0.4, "wanted fraction of samples trained on", unit="fraction",
+                                   low=0, high=1, low_open=True)
+    initial_threshold: float = key(3.0, "significance threshold at the first AST batch; skip starts from its "
+                                   "score table instead", unit="nats", low="threshold_min", high="threshold_max")
+    kp: float = key(0.005, "proportional gain: threshold step per unit of activation error, per batch",
+                    unit="nats; none when multiplicative", low=0)
+    ki: float = key(0.0001, "integral gain: threshold step per unit of accumulated error, per batch",
+                    unit="nats; none when multiplicative", low=0)
+    ema_alpha: float = key(0.1, "weight of the newest batch in the activation EMA; 1: no smoothing",
+                           unit="fraction", low=0, high=1, low_open=True)
+    loss_weight: float = key(0.7, "weight of the cross-entropy in a sample's significance", low=0)
+    entropy_weight: float = key(0.3, "weight of the prediction entropy in a sample's significance", low=0)
+    threshold_min: float = key(0.5, "lowest threshold, and lower edge of the anti-windup band; > 0 when "
+                               "threshold_update is multiplicative", unit="nats", low=0)
+    threshold_max: float = key(10.0, "highest threshold, and upper edge of the anti-windup band", unit="nats",
+                               low="threshold_min", low_open=True)
+    min_keep_fraction: float = key(0.1, "top-k floor: at least max(2, ceil(f·batch)) samples kept per batch",
+                                   unit="fraction", low=0, high=1)
+    score_bn: str = key("train", "inline: BatchNorm mode of the no-grad scoring forward", choices=("eval", "train"))
+    refresh_fraction: float = key(0.1, "skip: share of the predicted-insignificant samples still trained, so "
+                                  "their scores refresh", unit="fraction", low=0, high=1)
+    reweight: bool = key(False, "skip: weight the refreshed low-score samples by 1/refresh_fraction")
+    threshold_update: str = key("additive", "additive: threshold += kp·error + ki·integral; multiplicative: "
+                                "threshold ·= exp(kp·error + ki·integral)", choices=THRESHOLD_UPDATES)
+    anneal_epochs: int = key(0, "final epochs trained dense with the controller frozen (at most the epochs "
+                             "after the warm-up)", unit="epochs", low=0)
+    pool: bool = key(False, "inline: pool the selected samples of several batches, then one forward+backward")
+    pool_size: int = key(0, "inline pooling: pooled samples per rank that trigger a forward+backward; "
+                         "0: batch_size", unit="samples", low=0)
 
     def __post_init__(self) -> None:
-        check_choice("mode", self.mode, MODES)
-        check_range("target_activation", self.target_activation, low=0, high=1, low_open=True)
-        for key in ("kp", "ki", "loss_weight", "entropy_weight"):
-            check_range(key, getattr(self, key), low=0)
-        check_range("ema_alpha", self.ema_alpha, low=0, high=1, low_open=True)
-        check_range("threshold_min", self.threshold_min, low=0)
-        check_range("threshold_max", self.threshold_max, low=self.threshold_min, low_open=True)
-        check_range("initial_threshold", self.initial_threshold, low=self.threshold_min,
-                    high=self.threshold_max)
-        check_range("min_keep_fraction", self.min_keep_fraction, low=0, high=1)
-        check_choice("score_bn", self.score_bn, ("eval", "train"))
-        check_range("refresh_fraction", self.refresh_fraction, low=0, high=1)
-        check_choice("threshold_update", self.threshold_update, THRESHOLD_UPDATES)
-        check_range("anneal_epochs", self.anneal_epochs, low=0)
-        check_range("pool_size", self.pool_size, low=0)
+        check_keys(self)
         if self.threshold_update == "multiplicative":
             check_range("threshold_min", self.threshold_min, low=0, low_open=True)
 
@@ -135,55 +133,43 @@ class OptimSpec:
     all epochs from ``lr`` and ignore ``warmup_lr``.
     """
 
-    lr: float = 0.005
-    warmup_lr: float = 0.01
-    schedule: str = "two_stage"  # constant | step | cosine | onecycle | two_stage
-    step_epochs: int = 30  # step: multiply the LR by gamma every step_epochs epochs
-    gamma: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
+    lr: float = key(0.005, "SGD learning rate per optimizer step: after the warm-up (two_stage), else where "
+                    "the schedule starts (onecycle: its peak)", low=0, low_open=True)
+    warmup_lr: float = key(0.01, "two_stage only: learning rate of the dense warm-up epochs", low=0, low_open=True)
+    schedule: str = key("two_stage", "learning-rate schedule; all but two_stage span every epoch from lr",
+                        choices=SCHEDULES)
+    step_epochs: int = key(30, "step only: epochs between two multiplications of the LR by gamma", unit="epochs",
+                           low=1)
+    gamma: float = key(0.1, "step only: factor applied to the LR every step_epochs", low=0, high=1, low_open=True)
+    momentum: float = key(0.9, "SGD momentum", low=0, high=1, high_open=True)
+    weight_decay: float = key(1e-4, "SGD L2 weight decay", low=0)
 
     def __post_init__(self) -> None:
-        check_range("lr", self.lr, low=0, low_open=True)
-        check_range("warmup_lr", self.warmup_lr, low=0, low_open=True)
-        check_choice("schedule", self.schedule, SCHEDULES)
-        check_range("step_epochs", self.step_epochs, low=1)
-        check_range("gamma", self.gamma, low=0, high=1, low_open=True)
-        check_range("momentum", self.momentum, low=0, high=1, high_open=True)
-        check_range("weight_decay", self.weight_decay, low=0)
+        check_keys(self)
 
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
     """Everything one training run needs; the engine reads nothing else."""
 
-    data: DataSpec = DataSpec()
-    model: str = "small_resnet"  # small_resnet | resnet18 | resnet50
-    pretrained: str | None = None  # path of a local torchvision state_dict file, or none
-    batch_size: int = 128  # samples per forward pass, per training worker
-    grad_accum: int = 1  # forward passes per optimizer step
-    epochs: int = 10
-    warmup_epochs: int = 2  # dense epochs before AST selection starts
-    precision: str = "fp32"  # fp32 | amp (fp16 autocast + GradScaler, CUDA only) | bf16 (autocast, no scaler)
-    channels_last: bool = True  # CUDA only: model and batches in NHWC memory format
-    seed: int = 0
-    checkpoint_every: int = 10  # epochs between checkpoints; the last epoch is always saved
-    sparsity: SparsitySpec = SparsitySpec()
-    optim: OptimSpec = OptimSpec()
+    data: DataSpec = key(DataSpec(), "where the samples come from")
+    model: str = key("small_resnet", "network: a small ResNet for 32 px inputs, or torchvision's ResNet-18 / -50",
+                     choices=MODELS)
+    pretrained: str | None = key(None, "path of a local torchvision state_dict file to start from; null: random "
+                                 "initialisation")
+    batch_size: int = key(128, "samples per forward pass, per training worker", unit="samples", low=1)
+    grad_accum: int = key(1, "forward passes per optimizer step", unit="forward passes", low=1)
+    epochs: int = key(10, "epochs of the run", unit="epochs", low=1)
+    warmup_epochs: int = key(2, "dense epochs before AST selection starts", unit="epochs", low=0, high="epochs")
+    precision: str = key("fp32", "fp32; amp: fp16 autocast + GradScaler, CUDA only; bf16: autocast, no scaler",
+                         choices=PRECISIONS)
+    channels_last: bool = key(True, "CUDA only: model and batches in NHWC memory format")
+    seed: int = key(0, "random seed of the weights' initialisation, the shuffling and skip's refresh draws",
+                    low=0, high=2**32 - 1)  # numpy's seed range
+    checkpoint_every: int = key(10, "epochs between checkpoints; the last epoch is always saved", unit="epochs",
+                                low=1)
+    sparsity: SparsitySpec = key(SparsitySpec(), "how AST selects the samples it trains on")
+    optim: OptimSpec = key(OptimSpec(), "SGD and its learning-rate schedule")
 
     def __post_init__(self) -> None:
-        check_workload_fields(self)
-        check_range("grad_accum", self.grad_accum, low=1)
-        check_range("warmup_epochs", self.warmup_epochs, low=0, high=self.epochs)
-        check_range("seed", self.seed, low=0, high=2**32 - 1)  # numpy's seed range
-
-
-def check_workload_fields(spec: RunSpec | object) -> None:
-    """RunSpec's checks of the fields a sweep's ``workload`` sets too (model, batch_size, epochs,
-    precision, checkpoint_every; None = not set), so that both validate them alike."""
-    check_choice("model", spec.model, MODELS)
-    check_range("batch_size", spec.batch_size, low=1)
-    check_range("epochs", spec.epochs, low=1)
-    check_choice("precision", spec.precision, PRECISIONS)
-    if spec.checkpoint_every is not None:
-        check_range("checkpoint_every", spec.checkpoint_every, low=1)
+        check_keys(self)

@@ -41,7 +41,14 @@ ALIASES = {
     "warmup_epochs": "warmup_epochs",
     "anneal_epochs": "sparsity.anneal_epochs",
 }
-DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice", "fixed")
+#: Each distribution a parameter may take, and the value it is written with.
+DISTRIBUTIONS = {
+    "uniform": "[low, high]: a number drawn uniformly, low < high",
+    "loguniform": "[low, high]: a number drawn uniformly on a log scale, 0 < low < high",
+    "int": "[low, high]: an integer, both ends included, low < high",
+    "choice": "[option, ...]: one of the options, which must differ",
+    "fixed": "value: not searched, still recorded as a parameter",
+}
 WORKLOAD_OWNED = ("data", "model", "batch_size", "epochs", "precision", "checkpoint_every")
 
 

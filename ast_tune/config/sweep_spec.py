@@ -24,14 +24,13 @@ from typing import Any
 from ast_tune.config import columns
 from ast_tune.config.cost_spec import CostSpec
 from ast_tune.config.criteria import Constraint, Criteria, SuccessSpec
+from ast_tune.config.keys import REQUIRED, check_keys, key, like
 from ast_tune.config.presets import PRESETS, get_preset
-from ast_tune.config.promote_spec import PromoteSpec
-from ast_tune.config.run_spec import DataSpec, RunSpec, check_workload_fields
+from ast_tune.config.promote_spec import BASELINES, PromoteSpec
+from ast_tune.config.run_spec import DataSpec, RunSpec
 from ast_tune.config.spec import (
     SpecError,
     build,
-    check_choice,
-    check_range,
     load_yaml,
     parse_assignment,
     set_path,
@@ -51,85 +50,83 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 class Workload:
     """What every trial (and the dense baseline) trains, and the Ray resources of one trial."""
 
-    data: DataSpec = DataSpec()
-    model: str = "small_resnet"  # small_resnet | resnet18 | resnet50
-    batch_size: int = 128  # samples per forward pass, per training worker
-    epochs: int = 10  # per trial; also the scheduler's max_t
-    precision: str = "fp32"  # fp32 | amp | bf16
-    checkpoint_every: int | None = None  # epochs between trial checkpoints; None = the base preset's
-    workers: int = 1  # Ray Train workers (DDP ranks) per trial
-    gpus_per_worker: float = 0
-    cpus_per_worker: float = 1  # also torch threads per worker (tuning.ray_runtime.torch_threads)
-    placement: str = "STRICT_PACK"  # how a trial's workers are placed: STRICT_PACK | PACK | SPREAD
+    data: DataSpec = like(RunSpec, "data", meaning="where the samples of every trial and of the baseline come from")
+    model: str = like(RunSpec, "model")
+    batch_size: int = like(RunSpec, "batch_size")
+    epochs: int = like(RunSpec, "epochs", meaning="epochs of every trial; also the scheduler's max_t")
+    precision: str = like(RunSpec, "precision")
+    checkpoint_every: int | None = like(RunSpec, "checkpoint_every", default=None,
+                                        meaning="epochs between trial checkpoints; null: the base preset's")
+    workers: int = key(1, "Ray Train workers (DDP ranks) per trial", unit="workers", low=1)
+    gpus_per_worker: float = key(0, "GPUs each training worker reserves; 0: train on CPU", unit="GPUs", low=0)
+    cpus_per_worker: float = key(1, "CPUs each training worker reserves; also its torch threads", unit="CPUs",
+                                 low=0, low_open=True)
+    placement: str = key("STRICT_PACK", "Ray placement of a trial's workers: all on one node (STRICT_PACK), "
+                         "packed where they fit (PACK), or spread over nodes (SPREAD)", choices=PLACEMENTS)
 
     def __post_init__(self) -> None:
-        check_workload_fields(self)
-        check_range("workers", self.workers, low=1)
-        check_range("gpus_per_worker", self.gpus_per_worker, low=0)
-        check_range("cpus_per_worker", self.cpus_per_worker, low=0, low_open=True)
-        check_choice("placement", self.placement, PLACEMENTS)
+        check_keys(self)
 
 
 @dataclasses.dataclass(frozen=True)
 class SearchSpec:
     """How Optuna proposes trials; ``max_concurrent`` is capped further by the cluster's resources."""
 
-    sampler: str = "tpe"  # tpe | nsga2 | random | gp (gp needs scipy)
-    num_trials: int = 8
-    max_concurrent: int = 1
-    seed: int = 0
+    sampler: str = key("tpe", "Optuna sampler that proposes each trial's parameters (gp needs scipy)",
+                       choices=SAMPLERS)
+    num_trials: int = key(8, "trials the sweep runs in all", unit="trials", low=1)
+    max_concurrent: int = key(1, "trials running at once, at most", unit="trials", low=1)
+    seed: int = key(0, "random seed of the sampler", low=0, high=2**32 - 1)  # numpy's, which Optuna's samplers use
 
     def __post_init__(self) -> None:
-        check_choice("sampler", self.sampler, SAMPLERS)
+        check_keys(self)
         if self.sampler == "gp" and importlib.util.find_spec("scipy") is None:
             raise SpecError("sampler", "gp needs scipy, which is not installed; use tpe, nsga2 or random")
-        check_range("num_trials", self.num_trials, low=1)
-        check_range("max_concurrent", self.max_concurrent, low=1)
-        check_range("seed", self.seed, low=0, high=2**32 - 1)  # numpy's seed range, which Optuna's samplers use
 
 
 @dataclasses.dataclass(frozen=True)
 class SchedulerSpec:
     """Early stopping, in epochs: ``asha`` on one metric, ``moasha`` on the objectives, ``fifo`` none."""
 
-    kind: str = "asha"
-    metric: str = "val_top1"  # asha only
-    mode: str | None = None  # min | max; by default the mode of the objective on the same metric
-    grace_period: int = 1  # epochs before the first rung
-    reduction_factor: float = 3  # η: about 1/η of the trials pass each rung
-    rank_on: tuple[str, ...] = ()  # moasha only: the objectives its rungs rank; () = every objective
+    kind: str = key("asha", "fifo: no early stopping; asha: on one metric; moasha: on the objectives' Pareto rank",
+                    choices=SCHEDULER_KINDS)
+    metric: str = key("val_top1", "asha only: the metric its rungs rank trials on", choices=columns.OBJECTIVE_METRICS)
+    mode: str | None = key(None, "asha only: whether metric is minimised or maximised; null: the mode of the "
+                           "objective on the same metric", choices=columns.MODES)
+    grace_period: int = key(1, "epochs a trial runs before the first rung; at most workload.epochs", unit="epochs",
+                            low=1)
+    reduction_factor: float = key(3, "η: about 1/η of the trials pass each rung", low=2)  # η < 2: rungs without end
+    rank_on: tuple[str, ...] = key((), "moasha only: the objectives' metrics its rungs rank on; []: every objective")
 
     def __post_init__(self) -> None:
-        check_choice("kind", self.kind, SCHEDULER_KINDS)
+        check_keys(self)
         if self.rank_on and self.kind != "moasha":
             raise SpecError("rank_on", f"only kind moasha ranks on several objectives; kind {self.kind} "
                                        "ranks on scheduler.metric (asha) or none (fifo)")
-        check_choice("metric", self.metric, columns.OBJECTIVE_METRICS)
-        if self.mode is not None:
-            check_choice("mode", self.mode, columns.MODES)
-        check_range("grace_period", self.grace_period, low=1)
-        check_range("reduction_factor", self.reduction_factor, low=2)  # η < 2: rungs without end
 
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
     """One metric Optuna optimises (its last reported epoch's value) and the Pareto front ranks."""
 
-    metric: str
-    mode: str = "max"
+    metric: str = key(REQUIRED, "a metric of the trials table to optimise", choices=columns.RANKED_METRICS)
+    mode: str = key("max", "whether it is minimised or maximised", choices=columns.MODES)
 
     def __post_init__(self) -> None:
-        check_choice("metric", self.metric, columns.RANKED_METRICS)
-        check_choice("mode", self.mode, columns.MODES)
+        check_keys(self)
 
 
 @dataclasses.dataclass(frozen=True)
 class StorageSpec:
-    root: str = "results"  # results go to <root>/<name>; a shared filesystem on multi-node clusters
-    baseline: str = "auto"  # auto: time a dense baseline once per sweep (gives speedup) | none
+    """Where the results go, and whether the sweep trains a dense baseline to measure speedups against."""
+
+    root: str = key("results", "results go to <root>/<name>; on a multi-node cluster a filesystem every node "
+                    "mounts at this path")
+    baseline: str = key("auto", "auto: train a dense baseline once per sweep, which gives the measured speedup; "
+                        "none: no baseline", choices=BASELINES)
 
     def __post_init__(self) -> None:
-        check_choice("baseline", self.baseline, ("auto", "none"))
+        check_keys(self)
         if "://" in self.root:  # every result is written by atomic rename, the journal appended in place
             raise SpecError("root", f"must be a directory path; URIs are not supported, got {self.root!r}: "
                                     "mount the bucket or volume at the same path on every node instead")
@@ -142,24 +139,26 @@ DEFAULT_OBJECTIVES = tuple(Objective(metric, mode) for metric, mode in columns.D
 class SweepSpec:
     """A whole sweep, validated across sections; :meth:`trial_spec` gives each trial's RunSpec."""
 
-    name: str  # results go to <storage.root>/<name>
-    workload: Workload = Workload()
-    base: str = "quickstart"  # preset every trial starts from
-    space: tuple[Param, ...] = ()
-    search: SearchSpec = SearchSpec()
-    scheduler: SchedulerSpec = SchedulerSpec()
-    objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES
-    promote: PromoteSpec = PromoteSpec()
-    storage: StorageSpec = StorageSpec()
-    cost: CostSpec = CostSpec()
-    success: SuccessSpec = SuccessSpec()  # the seed's levels (ast_tune.config.criteria)
-    constraints: tuple[Constraint, ...] = ()  # trials breaking one stay in the tables, off the front
+    name: str = key(REQUIRED, "the sweep's name, a directory name of letters, digits, _ . -; results go to "
+                    "<storage.root>/<name>")
+    workload: Workload = key(Workload(), "what every trial and the dense baseline train, and one trial's resources")
+    base: str = key("quickstart", "the preset every trial starts from", choices=tuple(PRESETS))
+    space: tuple[Param, ...] = key((), "what the search varies: <name>: {<distribution>: <values>} (below)")
+    search: SearchSpec = key(SearchSpec(), "how Optuna proposes trials")
+    scheduler: SchedulerSpec = key(SchedulerSpec(), "early stopping")
+    objectives: tuple[Objective, ...] = key(DEFAULT_OBJECTIVES, "the metrics Optuna optimises and the Pareto front "
+                                            "ranks, each once")
+    promote: PromoteSpec = key(PromoteSpec(), "which trial runs to full length afterwards, and on what")
+    storage: StorageSpec = key(StorageSpec(), "where results go, and the dense baseline")
+    cost: CostSpec = key(CostSpec(), "figures for --dry-run's cost estimate where --probe does not time them")
+    success: SuccessSpec = key(SuccessSpec(), "the plan's success levels each trial is judged by")
+    constraints: tuple[Constraint, ...] = key((), "hard limits on trial metrics; a trial breaking one stays in "
+                                              "the tables, off the front")
 
     def __post_init__(self) -> None:
+        check_keys(self)
         if not _NAME.fullmatch(self.name):
             raise SpecError("name", f"must be a directory name of letters, digits, _ . -; got {self.name!r}")
-        if self.base not in PRESETS:
-            raise SpecError("base", f"must be one of {', '.join(PRESETS)}; got {self.base!r}")
         self._check_objectives()
         if self.scheduler.kind != "fifo" and self.scheduler.grace_period > self.workload.epochs:
             raise SpecError("scheduler.grace_period", f"must be <= workload.epochs ({self.workload.epochs}), "
@@ -241,9 +240,9 @@ def _base_document(spec: SweepSpec) -> dict:
     """The base preset with the workload's fields, as a RunSpec mapping."""
     document = to_dict(get_preset(spec.base))
     workload = to_dict(spec.workload)
-    for key in WORKLOAD_OWNED:
-        if workload[key] is not None:
-            document[key] = workload[key]
+    for name in WORKLOAD_OWNED:
+        if workload[name] is not None:
+            document[name] = workload[name]
     return document
 
 
