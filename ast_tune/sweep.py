@@ -102,7 +102,7 @@ def _versions() -> dict[str, str]:
 
 def _write_run(results: Path, attempt: dict[str, Any]) -> None:
     """``run.json``: this attempt (one driver's run of the sweep) on top, the earlier attempts of a resumed
-    sweep under ``attempts``, oldest first; an earlier ``run.json`` that keeps them under ``previous`` is read too."""
+    sweep under ``attempts``, oldest first; a ``run.json`` that keeps them under ``previous`` is read too."""
     path = results / "run.json"
     stored = json.loads(path.read_text()) if path.is_file() else None
     if stored is not None:
@@ -132,10 +132,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-report", action="store_true", help="skip the HTML report (report/index.html)")
     parser.add_argument("--verbose", action="store_true", help="show Ray's own logs")
     return parser.parse_args(argv)
-
-
-
-
 
 
 def _show_finished(spec: SweepSpec, results: Path) -> int:
@@ -202,8 +198,6 @@ def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, f
         _after_trials(spec, results, report=report)
     record_actuals(results, attempt, journal, spec.workload, trials_at_once)
     return code
-
-
 
 
 def _after_trials(spec: SweepSpec, results: Path, *, report: bool) -> None:
@@ -284,10 +278,6 @@ def _main(argv: list[str]) -> int:
         with ray_session(verbose=args.verbose) as cluster:
             return sweep(spec, results, restore=restore, cluster=cluster, argv=argv, report=not args.no_report,
                          new_baseline=args.new_baseline, estimate=estimate)
-
-
-
-
 
 
 if __name__ == "__main__":
