@@ -247,7 +247,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--trial", help="promote this finished trial instead of the rule's choice")
     parser.add_argument("--epochs", type=int, help="epochs of the promoted run (default: the spec's promote.epochs)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="print the choice and the plan; read only Parquet, JSON and YAML, run nothing")
+                        help="print the choice and its plan.json (the promoted run); read only Parquet, JSON "
+                             "and YAML, run nothing")
     return parser.parse_args(argv)
 
 

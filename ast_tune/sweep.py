@@ -73,7 +73,7 @@ def _write_tables(spec: SweepSpec, results: Path, journal: Journal,
                   baseline_seconds: float | None) -> pd.DataFrame | None:
     """Hand the epochs table to :func:`ast_tune.results.tables.write_tables`; the front, or None if no trial ran.
 
-    Every ``speedup`` is this session's baseline over the epoch's train seconds: one table, one baseline.
+    Every ``speedup`` is this attempt's baseline over the epoch's train seconds: one table, one baseline.
     """
     epochs = epochs_frame(journal.read())
     if epochs.empty:
@@ -85,7 +85,7 @@ def _write_tables(spec: SweepSpec, results: Path, journal: Journal,
 
 
 def _verdict_line(spec: SweepSpec, results: Path, journal: Journal) -> str:
-    """The sweep's answer to the seed: the best trial at the highest level reached, or the closest miss."""
+    """The sweep's answer to the plan: the best trial at the highest level reached, or the closest miss."""
     epochs, baseline = epochs_frame(journal.read()), read_baseline(results / BASELINE_FILE)
     trials = export.trials_table(epochs, [(o.metric, o.mode) for o in spec.objectives], baseline=baseline,
                                  criteria=spec.criteria)
@@ -100,15 +100,15 @@ def _versions() -> dict[str, str]:
             "optuna": optuna.__version__, "pandas": pd.__version__}
 
 
-def _write_run(results: Path, session: dict[str, Any]) -> None:
-    """``run.json``: this session on top, earlier sessions (of a resumed sweep) under ``previous``."""
+def _write_run(results: Path, attempt: dict[str, Any]) -> None:
+    """``run.json``: this attempt (one driver's run of the sweep) on top, the earlier attempts of a resumed
+    sweep under ``attempts``, oldest first; a ``run.json`` that keeps them under ``previous`` is read too."""
     path = results / "run.json"
-    previous = json.loads(path.read_text()) if path.is_file() else None
-    if previous is not None and previous.get("start") != session["start"]:
-        session = {**session, "previous": [*previous.pop("previous", []), previous]}
-    elif previous is not None:
-        session = {**session, "previous": previous.get("previous", [])}
-    atomic.write_text(path, json.dumps(session, indent=2) + "\n")
+    stored = json.loads(path.read_text()) if path.is_file() else None
+    if stored is not None:
+        earlier = stored.pop("attempts", None) or stored.pop("previous", [])
+        attempt = {**attempt, "attempts": earlier if stored.get("start") == attempt["start"] else [*earlier, stored]}
+    atomic.write_text(path, json.dumps(attempt, indent=2) + "\n")
 
 
 # --- the CLI -----------------------------------------------------------------------------------
@@ -132,10 +132,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-report", action="store_true", help="skip the HTML report (report/index.html)")
     parser.add_argument("--verbose", action="store_true", help="show Ray's own logs")
     return parser.parse_args(argv)
-
-
-
-
 
 
 def _show_finished(spec: SweepSpec, results: Path) -> int:
@@ -174,19 +170,19 @@ def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, f
         raise err.within("workload") from None
     results.mkdir(parents=True, exist_ok=True)  # only now: bad input has been ruled out
     atomic.write_text(results / "spec.yaml", yaml.safe_dump(to_document(spec), sort_keys=False))
-    session = {"command": [sys.executable, "-m", "ast_tune.sweep", *argv], "cwd": os.getcwd(),
+    attempt = {"command": [sys.executable, "-m", "ast_tune.sweep", *argv], "cwd": os.getcwd(),
                "start": datetime.now(UTC).isoformat(timespec="seconds"), "end": None, "status": "running",
                "versions": _versions(), "hardware": {"host": platform.node(), "cpus": cluster["CPU"],
                                                        "gpus": cluster["GPU"]},
                "trials_at_once": trials_at_once, "estimate": estimate,
                "subset_classes": classes}
-    _write_run(results, session)
+    _write_run(results, attempt)
     journal = Journal(results / "tune" / JOURNAL, epochs=spec.workload.epochs)
     status, seconds = "interrupted", None
     stored = "retime" if new_baseline else "keep" if restore else "match"
     try:
         if spec.storage.baseline == "auto":
-            seconds = _baseline(spec, results, trials_at_once, session, stored=stored)
+            seconds = _baseline(spec, results, trials_at_once, attempt, stored=stored)
         # a snapshot torn by a kill is set aside; with none whole, a new Tune experiment gets the study's trials back
         whole = restore and usable_snapshot(results / "tune", say=lambda line: print(line, flush=True))
         tuner = make_tuner(spec, results, restore=whole, journal=journal, concurrency=trials_at_once,
@@ -196,14 +192,12 @@ def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, f
         status = "done" if len(ended) >= spec.search.num_trials else "interrupted"
     finally:
         front = _write_tables(spec, results, journal, seconds)
-        _write_run(results, {**session, "end": datetime.now(UTC).isoformat(timespec="seconds"), "status": status})
+        _write_run(results, {**attempt, "end": datetime.now(UTC).isoformat(timespec="seconds"), "status": status})
     code = _conclude(spec, results, journal, front, interrupted=status == "interrupted", argv=argv)
     if code == 0:
         _after_trials(spec, results, report=report)
-    record_actuals(results, session, journal, spec.workload, trials_at_once)
+    record_actuals(results, attempt, journal, spec.workload, trials_at_once)
     return code
-
-
 
 
 def _after_trials(spec: SweepSpec, results: Path, *, report: bool) -> None:
@@ -217,7 +211,7 @@ def _after_trials(spec: SweepSpec, results: Path, *, report: bool) -> None:
         print(f"report: {write_report(results)}", flush=True)
 
 
-def _baseline(spec: SweepSpec, results: Path, trials_at_once: int, session: dict[str, Any], *, stored: str) -> float:
+def _baseline(spec: SweepSpec, results: Path, trials_at_once: int, attempt: dict[str, Any], *, stored: str) -> float:
     """Time (or reuse: ``stored``, see :func:`ensure_baseline`) the dense baseline; its median seconds per epoch."""
     print("baseline: timing the dense baseline (or reusing baseline.json)", flush=True)
     side_by_side = 1 if spec.workload.gpus_per_worker else trials_at_once  # CPU trials share the cores
@@ -225,7 +219,7 @@ def _baseline(spec: SweepSpec, results: Path, trials_at_once: int, session: dict
                                                 storage_path=results / "train", runs_at_once=side_by_side,
                                                 stored=stored)])
     device = baseline["fingerprint"]["device"]
-    session["hardware"]["device"] = device
+    attempt["hardware"]["device"] = device
     print(f"baseline: {baseline['epoch_seconds']:.3f} s per epoch (median of {baseline['epochs_timed']}), "
           f"top1 {baseline['val_top1']:.2f}% on {device}", flush=True)
     return baseline["epoch_seconds"]
@@ -284,10 +278,6 @@ def _main(argv: list[str]) -> int:
         with ray_session(verbose=args.verbose) as cluster:
             return sweep(spec, results, restore=restore, cluster=cluster, argv=argv, report=not args.no_report,
                          new_baseline=args.new_baseline, estimate=estimate)
-
-
-
-
 
 
 if __name__ == "__main__":

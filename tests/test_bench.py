@@ -1,4 +1,4 @@
-"""The benchmark's arithmetic and output shape (its speed figures live in the README, not here)."""
+"""The benchmark's arithmetic and output shape (its speed figures live in docs/benchmarks.md, not here)."""
 
 from __future__ import annotations
 

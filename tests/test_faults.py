@@ -72,8 +72,6 @@ def test_bad_sweep_override_is_one_line_exit_2_and_writes_nothing(tmp_path, caps
     assert not root.exists()
 
 
-
-
 @pytest.mark.parametrize("name", sorted(SPEC_FILES))
 def test_bad_spec_file_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, name):
     spec = tmp_path / name

@@ -1,8 +1,8 @@
 """One list of the metrics an objective may name (``columns.OBJECTIVE_METRICS``), checked alike by the
 sweep spec (before any compute) and by the tables (after it all).
 
-The bug this guards: an objective the spec accepted (``train_loss``) was refused when the tables
-were written, so a sweep spent all its compute and then exited 2.
+What this guards: an objective the spec accepts (e.g. ``train_loss``) must not be refused when the
+tables are written, or a sweep would spend all its compute and then exit 2.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import optuna
 import pandas as pd
 import pytest
 
+from ast_tune.sweep import _write_run
 from tests.test_kills import frozen
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,3 +128,22 @@ def test_interrupted_sweep_resumes_without_rerunning_or_repeating_trials(tmp_pat
     assert (results / "quickstart" / "baseline.json").read_text() == baseline  # cached, not re-timed
     study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{results / 'quickstart' / 'optuna.db'}")
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2
+    run = json.loads((results / "quickstart" / "run.json").read_text())
+    assert run["status"] == "done" and [attempt["status"] for attempt in run["attempts"]] == ["interrupted"]
+
+
+def test_run_json_keeps_the_earlier_attempts_of_a_resumed_sweep_oldest_first(tmp_path):
+    first, second = {"start": "2026-01-01T10:00:00", "status": "running"}, {"start": "2026-01-02T10:00:00"}
+    _write_run(tmp_path, first)
+    _write_run(tmp_path, {**first, "status": "interrupted"})  # the same attempt's end: no earlier attempt yet
+    assert json.loads((tmp_path / "run.json").read_text())["attempts"] == []
+    _write_run(tmp_path, second)
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run == {**second, "attempts": [{**first, "status": "interrupted"}]}
+
+
+def test_run_json_that_keeps_earlier_attempts_under_previous_is_read(tmp_path):
+    older = {"start": "2026-01-01T10:00:00", "status": "interrupted"}
+    (tmp_path / "run.json").write_text(json.dumps({"start": "2026-01-02T10:00:00", "previous": [older]}))
+    _write_run(tmp_path, {"start": "2026-01-03T10:00:00"})
+    assert json.loads((tmp_path / "run.json").read_text())["attempts"] == [older, {"start": "2026-01-02T10:00:00"}]

@@ -1,4 +1,4 @@
-"""Time-to-accuracy, tracking error and the seed's verdict on hand-made epoch tables."""
+"""Time-to-accuracy, tracking error and the plan's verdict on hand-made epoch tables."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ast_tune.results import verdict
 from ast_tune.results.tables import trials_table
 from ast_tune.tuning.promote_plan import choose_trial
 
-SEED = Criteria()
+PLAN = Criteria()
 
 
 def rows(top1, seconds, *, savings=0.0, activation=None, target=0.4, phases=None, trial="t"):
@@ -75,16 +75,16 @@ def test_tracking_error_is_in_points_over_ast_epochs_only():
 ])
 def test_verdict_boundaries_of_each_level(drop, savings, speedups, expected):
     assert verdict.verdict(drop, savings, dict.fromkeys(("stretch", "publication", "minimum"), speedups),
-                           SEED) == expected
+                           PLAN) == expected
 
 
 def test_each_level_uses_the_speedup_to_its_own_accuracy_bar():
     # reaches 90 % (minimum's bar, 92 − 2) after 2 s; never 91 % (publication's) nor 92 %
     run = rows([85.0, 90.0, 90.5], [1.0, 1.0, 1.0], savings=0.65)
-    speedups = verdict.level_speedups(run, verdict.baseline_epochs(BASELINE), 92.0, SEED)
+    speedups = verdict.level_speedups(run, verdict.baseline_epochs(BASELINE), 92.0, PLAN)
     assert speedups["minimum"] == pytest.approx(12.0 / 2.0)  # the baseline first has >= 90 % at epoch 3
     assert math.isnan(speedups["publication"]) and math.isnan(speedups["stretch"])
-    result = verdict.outcome(run, BASELINE, SEED)
+    result = verdict.outcome(run, BASELINE, PLAN)
     assert result["verdict"] == "minimum"
     assert result["top1_drop"] == pytest.approx(1.5)
     assert math.isnan(result["speedup_to_target"])  # target 91 % (92 − promote's 1 point): not reached
@@ -97,13 +97,13 @@ def test_target_top1_from_the_spec_wins_over_the_baseline_minus_the_drop():
     result = verdict.outcome(run, BASELINE, criteria)
     assert result["time_to_target_s"] == 1.0 and result["speedup_to_target"] == pytest.approx(8.0)
     assert verdict.target_top1(BASELINE, Criteria(max_accuracy_drop=2.5)) == 89.5
-    assert verdict.target_top1(None, SEED) is None
+    assert verdict.target_top1(None, PLAN) is None
 
 
 def test_outcomes_has_one_row_per_trial():
     table = pd.concat([rows([85.0, 92.0], [1.0, 1.0], savings=0.75, trial="a"),
                        rows([50.0, 60.0], [1.0, 1.0], trial="b")])
-    out = verdict.outcomes(table, BASELINE, SEED)
+    out = verdict.outcomes(table, BASELINE, PLAN)
     assert out.index.tolist() == ["a", "b"]
     assert out.loc["a", "verdict"] == "stretch"  # 92 % at 2 s vs the baseline's 12 s: 6x
     assert out.loc["b", "verdict"] == "none"
@@ -119,20 +119,20 @@ def test_common_level_is_what_every_seed_meets():
 def test_conclusion_names_the_best_trial_or_how_closely_minimum_was_missed():
     table = pd.concat([rows([85.0, 91.72], [3.0, 3.0], savings=0.54, trial="a"),
                        rows([50.0, 60.0], [1.0, 1.0], savings=0.7, trial="b")])
-    trials = verdict.outcomes(table, BASELINE, SEED).rename_axis("trial_id").reset_index()
+    trials = verdict.outcomes(table, BASELINE, PLAN).rename_axis("trial_id").reset_index()
     trials["val_top1"] = [91.72, 60.0]
     trials["energy_savings"] = [0.54, 0.7]
-    line = verdict.conclusion(trials, table, BASELINE, SEED)
+    line = verdict.conclusion(trials, table, BASELINE, PLAN)
     assert line.startswith("verdict: no trial reaches minimum")
     assert "the closest, trial a, misses: savings 54.0% counted (needs 60%)" in line
     assert "top-1" not in line.split("misses:")[1]  # a's 0.28-point drop is within 2
     table = pd.concat([table, rows([91.0, 92.0], [1.0, 1.0], savings=0.65, trial="c")])
-    trials = verdict.outcomes(table, BASELINE, SEED).rename_axis("trial_id").reset_index()
+    trials = verdict.outcomes(table, BASELINE, PLAN).rename_axis("trial_id").reset_index()
     trials["val_top1"], trials["energy_savings"] = [91.72, 60.0, 92.0], [0.54, 0.7, 0.65]
-    line = verdict.conclusion(trials, table, BASELINE, SEED)
+    line = verdict.conclusion(trials, table, BASELINE, PLAN)
     assert line.startswith("verdict: 1 trial(s) reach publication (none higher); the most accurate, trial c")
     assert "12.00x sooner to 91.00%" in line
-    assert "no dense baseline" in verdict.conclusion(trials, table, None, SEED)
+    assert "no dense baseline" in verdict.conclusion(trials, table, None, PLAN)
 
 
 def test_success_and_constraints_sections_are_checked_naming_the_key():

@@ -1,10 +1,10 @@
 """The result schema in one place: column names, the metrics an objective may name, trial statuses.
 
 See docs/design.md, "Files under results/<name>/". Units: accuracies in percent; ``energy_savings``
-and ``activation_rate`` as fractions in [0, 1]; ``energy_savings`` is COUNTED (the seed's
-1 − (active + 0.01·skipped)/total), ``speedup`` is MEASURED (dense baseline train seconds / this
-run's train seconds, same hardware); times in seconds; memory in MiB; energy in joules (NVML, GPU
-only: NaN elsewhere, never invented).
+and ``activation_rate`` as fractions in [0, 1]; ``energy_savings`` is COUNTED (the reference library's
+1 − (active + 0.01·skipped)/total), ``speedup`` is MEASURED (dense baseline train seconds / this run's
+train seconds, same hardware); times in seconds; memory in MiB; energy in joules (NVML, GPU only: NaN
+elsewhere, never invented).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ EPOCH_TABLE_KEYS = ("trial_id", "status")
 TRIAL_COLUMNS = (
     "trial_id", "status", "epochs_done", "val_top1", "val_top5", "energy_savings", "speedup",
     "activation_rate", "train_seconds", "data_seconds", "energy_j", "pareto_rank", "on_front",
-    # the seed's question (ast_tune.results.verdict), known once a trial's epochs are in
+    # the plan's question (ast_tune.results.verdict), known once a trial's epochs are in
     "top1_drop", "time_to_target_s", "speedup_to_target", "tracking_error_mean", "tracking_error_max",
     "feasible", "verdict",
 )

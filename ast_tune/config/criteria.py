@@ -1,6 +1,7 @@
-"""What a trial must meet: the seed's success levels (``success:``) and hard limits (``constraints:``).
+"""What a trial must meet: the plan's success levels (``success:``) and hard limits (``constraints:``).
 
-The seed plan's three levels, each against the dense baseline of the same sweep:
+The plan is the ImageNet-1K validation plan. Its three levels, each against the dense baseline of the
+same sweep:
 
 - **minimum**: final top-1 at most 2 points below the baseline's, ≥ 60 % energy savings, ≥ 2× speedup;
 - **publication**: at most 1 point below, ≥ 60 %, ≥ 3×;
@@ -43,7 +44,7 @@ class Level:
 
 @dataclasses.dataclass(frozen=True)
 class SuccessSpec:
-    """The ``success:`` section: the levels (the seed's by default) and the time-to-accuracy target."""
+    """The ``success:`` section: the levels (the plan's by default) and the time-to-accuracy target."""
 
     minimum: Level = key(Level(2.0, 0.60, 2.0), "the plan's Minimum level")
     publication: Level = key(Level(1.0, 0.60, 3.0), "the plan's Publication level, at least as strict as Minimum")
@@ -118,5 +119,5 @@ def criteria_from(document: Mapping, *, source: str = "") -> Criteria:
     return Criteria(sections.success, sections.constraints, float(rule.get("max_accuracy_drop", 1.0)))
 
 
-#: The seed's levels, no constraints, the default 1-point target: what a spec without the sections means.
-SEED_CRITERIA = Criteria()
+#: The plan's levels, no constraints, the default 1-point target: what a spec without the sections means.
+PLAN_CRITERIA = Criteria()

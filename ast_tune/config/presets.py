@@ -1,11 +1,11 @@
-"""Named starting points: the seed plan's three configurations, a dense baseline, and a quickstart.
+"""Named starting points: the plan's three configurations, a dense baseline, and a quickstart.
 
-``conservative``, ``aggressive`` and ``ultra`` are the seed ImageNet plan's Configurations 1–3
-for ResNet-50 on ImageNet-1K, value for value. Where the seed leaves a value unsaid (batch size;
-Ultra's gains and LRs), the Conservative value is used: it is the seed's ImageNet-100 production
-setting. ``baseline`` is Conservative trained dense. ``quickstart`` is the embedded default:
-digits and the small ResNet on a CPU, with a log-domain (multiplicative) threshold update whose gains
-do not depend on digits' shrinking loss scale.
+``conservative``, ``aggressive`` and ``ultra`` are Configurations 1–3 of the plan (the ImageNet-1K
+validation plan) for ResNet-50 on ImageNet-1K, value for value. Where the plan leaves a value unsaid
+(batch size; Ultra's gains and LRs), the Conservative value is used: the plan bases it on its
+ImageNet-100 production setting. ``baseline`` is Conservative trained dense. ``quickstart`` is the
+embedded default: digits and the small ResNet on a CPU, with a log-domain (multiplicative) threshold
+update whose gains do not depend on digits' shrinking loss scale.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ _IMAGENET = DataSpec(kind="imagenet", root="/data/imagenet", image_size=224)
 CONSERVATIVE = RunSpec(
     data=_IMAGENET,
     model="resnet50",
-    batch_size=256,  # not in the seed; torchvision's reference recipe
+    batch_size=256,  # not in the plan; torchvision's reference recipe
     epochs=100,
     warmup_epochs=10,
     checkpoint_every=10,
@@ -56,10 +56,10 @@ QUICKSTART = RunSpec(
     model="small_resnet",
     batch_size=64,  # 23 controller steps per epoch on digits' 1,437 training images
     epochs=10,
-    warmup_epochs=1,  # mode, target and warm-up chosen by benchmarks/defaults_experiment.py (README)
+    warmup_epochs=1,  # mode, target and warm-up: benchmarks/defaults_experiment.py (docs/benchmarks.md)
     checkpoint_every=5,
-    # digits' significance falls from ~2 to ~0.01 nats as the model learns, so the threshold moves in the
-    # log domain (scale-free gains; floor 1e-4 nats; it ends near 0.004–0.05) and the EMA is off
+    # digits' significance shrinks as the model learns, so the threshold moves in the log domain
+    # (scale-free gains; floor 1e-4 nats) and the EMA is off
     sparsity=SparsitySpec(mode="skip", target_activation=0.3, initial_threshold=0.5, threshold_min=1e-4,
                           threshold_update="multiplicative", kp=1.5, ki=0.5, ema_alpha=1.0),
     optim=OptimSpec(schedule="cosine", lr=0.05),

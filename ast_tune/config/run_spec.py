@@ -78,12 +78,12 @@ class SparsitySpec:
     ``threshold`` (nats) after every batch so that the EMA of the activation rate tracks
     ``target_activation``; samples with ``s >= threshold`` are trained on.
 
-    ``threshold_update``: ``additive`` is the seed's ``threshold += kp·error + ki·integral``, with
-    ``kp``/``ki`` in nats. ``multiplicative`` moves the threshold in the log domain,
-    ``threshold ·= exp(kp·error + ki·integral)``, with ``kp``/``ki`` dimensionless (natural-log units
-    of threshold per unit of activation error); it needs ``threshold_min > 0``. The log-domain step
-    is scale-free, so fixed gains keep working when significance shrinks over a run (on digits it
-    falls from ~2 to ~0.01 nats).
+    ``threshold_update``: ``additive`` is the reference library's (adaptive-sparse-training 1.0.1)
+    ``threshold += kp·error + ki·integral``, with ``kp``/``ki`` in nats. ``multiplicative`` moves the
+    threshold in the log domain, ``threshold ·= exp(kp·error + ki·integral)``, with ``kp``/``ki``
+    dimensionless (natural-log units of threshold per unit of activation error); it needs
+    ``threshold_min > 0``. The log-domain step is scale-free, so fixed gains keep working when
+    significance shrinks over a run, as it does on digits while the model learns.
     """
 
     mode: str = key("inline", "dense: every sample; mask: full step, loss masked; inline: score, then train the "
@@ -129,7 +129,7 @@ class OptimSpec:
     """SGD and its learning-rate schedule.
 
     LRs are per optimizer step of ``batch_size × grad_accum × world_size`` samples. ``two_stage`` is
-    the seed's: ``warmup_lr`` during the dense warm-up epochs, then ``lr``. The other schedules span
+    the plan's: ``warmup_lr`` during the dense warm-up epochs, then ``lr``. The other schedules span
     all epochs from ``lr`` and ignore ``warmup_lr``.
     """
 

@@ -119,7 +119,7 @@ def _forward_backward(run: RunState, x, y, idx, refresh, *, mode: str, phase: st
         run.table.update(idx, _significance(run, logits, y))
     elif (mode == "mask" and phase == "ast") or (mode in ("inline", "mask") and phase == "calibrate"):
         keep, kept = run.selector.choose(_significance(run, logits, y))
-        if phase == "ast":  # mask, the seed library's way: full forward and backward, loss masked
+        if phase == "ast":  # mask, the reference library's way: full forward and backward, loss masked
             ce, kept_global = ce[keep], kept
     if kept_global is not None:
         loss = ce.sum() * run.world_size / kept_global  # each rank weighted by its share of the global count

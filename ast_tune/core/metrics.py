@@ -2,9 +2,10 @@
 
 Measured and counted are kept apart on purpose: ``train_seconds`` and ``samples_per_second`` are
 wall-clock measurements (CUDA synchronised before the clock is read), and so is ``data_seconds``,
-the share of the train seconds the loop waited on its loader; ``energy_savings`` is only
-counted from sample tallies, with the seed's definition; ``energy_j`` comes from the GPU's own
-energy counter and is NaN where there is none (CPU), never estimated.
+the share of the train seconds the loop waited on its loader; ``energy_savings`` is only counted
+from sample tallies, with the definition of the reference library (adaptive-sparse-training 1.0.1);
+``energy_j`` comes from the GPU's own energy counter and is NaN where there is none (CPU), never
+estimated.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from ast_tune.config.columns import EPOCH_METRICS
 
 log = logging.getLogger(__name__)
 
-#: The seed library's cost of a skipped sample relative to a trained one, in its counted savings.
+#: The reference library's cost of a skipped sample relative to a trained one, in its counted savings.
 SKIPPED_COST = 0.01
 
 
 def counted_energy_savings(*, active: float, total: float) -> float:
-    """The seed's counted saving ``1 − (active + 0.01·skipped)/total``, a fraction; not a measurement."""
+    """The reference library's counted saving ``1 − (active + 0.01·skipped)/total``, a fraction; not measured."""
     if total <= 0:
         return math.nan
     return 1.0 - (active + SKIPPED_COST * (total - active)) / total

@@ -26,9 +26,10 @@ class SmallResNet(nn.Module):
 
     A 3×3 stem (stride 2: digits are 8×8 images upscaled, so 16 px loses nothing), then stages of
     torchvision ``BasicBlock`` modules 32, 64 and 128 channels wide at 16, 8 and 4 px, global average
-    pooling and a linear head: 308,074 parameters for 1 channel and 10 classes. It is sized so that a
-    quickstart sweep of ≥ 8 trials fits in 10 minutes on a 2-core CPU; measured step times and
-    accuracies are in the README (``python -m ast_tune.bench``).
+    pooling and a linear head: 308,074 parameters for 1 channel and 10 classes. It is sized for a
+    quickstart sweep of ≥ 8 trials in 10 minutes on a 2-core CPU; its measured step times and
+    accuracies are in docs/benchmarks.md ("Step cost per mode (bench)", "Accuracy and activation
+    tracking").
     """
 
     def __init__(self, *, num_classes: int, in_channels: int = 3, widths: tuple[int, ...] = (32, 64, 128),

@@ -35,7 +35,7 @@ def min_keep(batch: int, fraction: float) -> int:
 
 
 class SundewController:
-    """The seed's PI controller on the significance threshold (docs/design.md, "The AST algorithm").
+    """The reference library's PI controller on the significance threshold (docs/design.md, "The AST algorithm").
 
     Per step, with activation ``a``: ``ema = (1-α)·ema + α·a``; ``error = ema - target``; the integral
     accumulates ``error`` (clamped to ±100) only while ``threshold_min < threshold < threshold_max``

@@ -2,8 +2,8 @@
 
 Figures are drawn on :class:`matplotlib.figure.Figure` objects, never through pyplot, so nothing
 opens a window or touches the global backend: the PNGs are rendered by Agg. Units on the axes:
-accuracies in %; energy savings in %, labelled *counted* (samples skipped, the seed's
-definition, not a measurement); speedup as ×, labelled *measured*; threshold in nats.
+accuracies in %; energy savings in %, labelled *counted* (samples skipped, the reference
+library's definition, not a measurement); speedup as ×, labelled *measured*; threshold in nats.
 
 ``python -m ast_tune.train`` draws a run's figures with :func:`write_run_plots`; the sweep
 report (:mod:`ast_tune.report`) draws the same curves for every trial, front trials in colour.

@@ -3,7 +3,7 @@
 Pure functions on epoch tables (pandas); no torch, no Ray. A seed's numbers come from
 :func:`ast_tune.results.tables.trials_table`, so they are computed as the sweep's trials' are:
 final top-1 (%), counted savings (a fraction), measured speedups (×), time to target (s), tracking
-error (points) and the seed's verdict. The promoted configuration's verdict is the level that
+error (points) and the verdict of that seed's run. The promoted configuration's verdict is the level that
 every seed meets (:func:`ast_tune.results.verdict.common_level`).
 """
 

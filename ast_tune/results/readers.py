@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ast_tune.config import columns
-from ast_tune.config.criteria import SEED_CRITERIA, Criteria, criteria_from
+from ast_tune.config.criteria import PLAN_CRITERIA, Criteria, criteria_from
 from ast_tune.config.spec import SpecError, load_yaml
 from ast_tune.results.baseline_file import BASELINE_FILE, load_json, read_baseline
 from ast_tune.results.tables import Objective, objectives_from, read_epochs, trials_table
@@ -37,7 +37,7 @@ class SweepResults:
     baseline: Mapping | None
     promoted_epochs: pd.DataFrame | None
     promoted_summary: Mapping | None
-    criteria: Criteria = SEED_CRITERIA  # spec.yaml's success levels and constraints
+    criteria: Criteria = PLAN_CRITERIA  # spec.yaml's success levels and constraints
     promoted_baseline: Mapping | None = None  # promoted/baseline.json: the promoted workload's own (promote.workload)
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ast_tune import atomic
 from ast_tune.config import columns
-from ast_tune.config.criteria import SEED_CRITERIA, Criteria
+from ast_tune.config.criteria import PLAN_CRITERIA, Criteria
 from ast_tune.config.spec import SpecError, load_yaml
 from ast_tune.results import pareto, verdict
 
@@ -111,7 +111,7 @@ def _per_trial_metrics(rows: pd.DataFrame) -> pd.DataFrame:  # rows: verdict.epo
 
 
 def trials_table(epochs: pd.DataFrame, objectives: Sequence[Objective], *, baseline: Mapping | None = None,
-                 criteria: Criteria = SEED_CRITERIA) -> pd.DataFrame:
+                 criteria: Criteria = PLAN_CRITERIA) -> pd.DataFrame:
     """One row per trial (in order of first appearance), ranked on ``objectives``.
 
     Aggregation over a trial's epochs (rows with ``epoch >= 1``; a trial that failed before
@@ -195,7 +195,7 @@ _MD_COLUMNS = (*columns.shown("trial_id", "val_top1", "val_top5", "energy_saving
 def front_markdown(front: pd.DataFrame, objectives: Sequence[Objective], *, target: float | None = None) -> str:
     """A GitHub Markdown table of ``front`` with a one-line caption, ready to paste.
 
-    Accuracies are final top-1/top-5 in %; energy savings is COUNTED (the seed's
+    Accuracies are final top-1/top-5 in %; energy savings is COUNTED (the reference library's
     1 − (active + 0.01·skipped)/total, mean over epochs) in %; speedup is MEASURED (dense
     baseline train time / trial train time, same hardware) as ×; activation is the mean
     realised fraction trained on, in %. Floats in param columns get 4 significant digits;
@@ -206,8 +206,8 @@ def front_markdown(front: pd.DataFrame, objectives: Sequence[Objective], *, targ
     header = [title for _, title, _, _ in _MD_COLUMNS]
     header += [name.removeprefix(columns.PARAM_PREFIX) for name in params]
     lines = [
-        f"Pareto front over {names}. Energy savings are *counted* (samples skipped, as the seed "
-        "library reports them); speedup is *measured* (dense baseline train time / trial train time).",
+        f"Pareto front over {names}. Energy savings are *counted* (samples skipped, as the reference "
+        "library counts them); speedup is *measured* (dense baseline train time / trial train time).",
         verdict.target_caption(target),
         "",
         "| " + " | ".join(header) + " |",
@@ -251,7 +251,7 @@ def _holds(path: Path, frame: pd.DataFrame) -> bool:
 
 
 def write_tables(results_dir: Path, epochs: pd.DataFrame, objectives: Sequence[Objective], *,
-                 baseline: Mapping | None = None, criteria: Criteria = SEED_CRITERIA) -> pd.DataFrame:
+                 baseline: Mapping | None = None, criteria: Criteria = PLAN_CRITERIA) -> pd.DataFrame:
     """Write ``epochs.parquet`` (unless it already holds ``epochs``), ``trials.{parquet,csv}``
     and ``pareto.{parquet,csv,md}`` under ``results_dir``, each atomically; return the front.
 

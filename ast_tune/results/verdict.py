@@ -1,4 +1,4 @@
-"""The seed's question, per trial: time-to-accuracy, tracking error and the success level it meets.
+"""The plan's question, per trial: time-to-accuracy, tracking error and the success level it meets.
 
 Pure functions on epoch tables (pandas) and ``baseline.json``'s mapping; no torch, no Ray.
 A run's *rows* are its epochs in order, one row per epoch (``epoch``, ``val_top1`` in %,
@@ -143,7 +143,7 @@ def target_caption(target: float | None) -> str:
     """The sentence that says what "target" and "verdict" mean in a table's caption (``target`` in %)."""
     where = f"{target:.2f}% top-1" if target is not None else "the target (no baseline: not measured)"
     return (f"Speedup to target: the dense baseline's train time to {where} / the trial's (time-to-accuracy); "
-            "verdict: the highest of the seed's levels (stretch, publication, minimum) the trial meets.")
+            "verdict: the highest of the plan's levels (stretch, publication, minimum) the trial meets.")
 
 
 def common_level(verdicts: Iterable[str]) -> str:

@@ -16,9 +16,9 @@ The expected number reaching the next rung is the sum of those probabilities ove
 (a fractional last arrival counts in proportion). A trial stopped at a rung ran ``ceil(milestone)``
 epochs; one that passes every rung runs ``max_t``. ``fifo`` runs every trial to ``max_t``.
 
-**Seconds per epoch** come from :class:`EpochCosts` (:mod:`ast_tune.tuning.probe` or the spec's
-``cost`` section). :func:`estimate` adds the dense baseline(s) and the promotion to the trials and
-prices them; :func:`estimate_lines` prints it as Markdown.
+**Seconds per epoch** come from :class:`EpochCosts` (:func:`ast_tune.tuning.epoch_cost.epoch_costs`:
+timed by ``--probe`` or from the spec's ``cost`` section). :func:`estimate` adds the dense baseline(s)
+and the promotion to the trials and prices them; :func:`estimate_lines` prints it as Markdown.
 """
 
 from __future__ import annotations

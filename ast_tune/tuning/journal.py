@@ -60,7 +60,7 @@ class Journal(tune.Callback):
             self.label = label
         if run_key is not None:
             self.run_key = run_key
-        self.warned_data = False  # the data-bound warning is printed once per sweep session
+        self.warned_data = False  # the data-bound warning is printed once per attempt (one driver's run)
 
     def _append(self, entry: dict[str, Any]) -> None:
         """One line; it starts on a line of its own even after a line torn by a kill or a full disk."""

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ast_tune.config import columns
 from ast_tune.config.columns import FRONT_STATUSES, may_rank
-from ast_tune.config.criteria import SEED_CRITERIA, Criteria
+from ast_tune.config.criteria import PLAN_CRITERIA, Criteria
 from ast_tune.config.presets import get_preset
 from ast_tune.config.promote_spec import PromoteRule
 from ast_tune.config.run_spec import RunSpec
@@ -81,7 +81,7 @@ class Plan:
     full_sweep: SweepSpec | None = None  # promote.workload: the sweep on the promoted workload and epochs
     full_baseline: Mapping | None = None  # its dense baseline (promoted/baseline.json), once timed
     seeds: tuple[int, ...] = (0,)  # the runs' seeds: promote.seeds of them, the trial's own first
-    criteria: Criteria = SEED_CRITERIA  # the sweep's success levels and constraints
+    criteria: Criteria = PLAN_CRITERIA  # the sweep's success levels and constraints
 
     @property
     def run_baseline(self) -> Mapping | None:

@@ -43,7 +43,7 @@ def _names_dir(command: list[str], directory: str) -> bool:
     return any(arg == directory or arg.endswith(f"={directory}") or f"{directory}/" in arg for arg in command)
 
 
-def session_processes(temp_dir: str | Path) -> list[psutil.Process]:
+def ray_processes(temp_dir: str | Path) -> list[psutil.Process]:
     """This user's processes whose command line names ``temp_dir``, and all their descendants."""
     directory, found = str(temp_dir), {}
     for process in psutil.process_iter(["cmdline", "uids"]):
@@ -65,7 +65,7 @@ def reap_stale(parent: str | Path = "/tmp") -> list[Path]:
     for marker in Path(parent).glob(f"*/{OWNER_FILE}"):
         if _owner_alive(marker):
             continue
-        processes = session_processes(marker.parent)
+        processes = ray_processes(marker.parent)
         for process in processes:
             with contextlib.suppress(psutil.Error):
                 process.kill()

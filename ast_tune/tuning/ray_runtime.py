@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 API_SERVER_VARIABLE = "RAY_API_SERVER_ADDRESS"  # where Ray's state API is asked (the dashboard)
 # A local Ray's environment: no multi-node cluster (every process takes 127.0.0.1 as the node's
-# address and binds its ports there) and token authentication, with a fresh token per session.
+# address and binds its ports there) and token authentication, with a fresh token for each local Ray.
 LOCAL_RAY_VARIABLES = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
 

@@ -48,10 +48,11 @@ def print_estimate(spec: SweepSpec, probe_steps: int | None) -> None:
     print("\n".join(estimate_lines(result)))
 
 
-def record_actuals(results: Path, session: dict[str, Any], journal: Journal, workload: Workload,
+def record_actuals(results: Path, attempt: dict[str, Any], journal: Journal, workload: Workload,
                     trials_at_once: int) -> None:
-    """``run.json``'s ``actual`` beside its ``estimate``: trial-epochs, wall time (promotion included), GPU-hours."""
-    start = datetime.fromisoformat(session["start"])
+    """``run.json``'s ``actual`` beside its ``estimate``: trial-epochs (of every attempt, from the journal),
+    wall time since ``attempt`` started (promotion included) and GPU-hours over that time."""
+    start = datetime.fromisoformat(attempt["start"])
     wall = (datetime.now(UTC) - start).total_seconds()
     stored = json.loads((results / "run.json").read_text())
     stored["actual"] = actuals(trial_epochs=count_trial_epochs(journal.read()), wall_seconds=wall,

@@ -3,8 +3,8 @@
 Restoring unpickles ``tune/tuner.pkl`` and the searcher's state, and the journal unpickles trials'
 errors: any code those pickles name would run. :func:`check_restorable` allows it only for a
 results directory that the current user owns and that nobody else can write (every directory and
-file in it, links not followed), and whose pickles name only modules this version of ast_tune has:
-a sweep made before the subpackage move names e.g. ``ast_tune.worker``. The pickles are read with
+file in it, links not followed), and whose pickles name only modules this version of ast_tune has
+(a sweep made by another version may name one it lacks, e.g. ``ast_tune.worker``). The pickles are read with
 :mod:`pickletools`, which lists what they would import without running any of it.
 :func:`check_results` decides what a sweep does with an existing ``results/<name>/``: restore it
 (``--resume``), show it (finished), or refuse (another spec, or unfinished without ``--resume``).

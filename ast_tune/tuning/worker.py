@@ -220,9 +220,9 @@ def run_in_trial(spec: RunSpec, *, workload: Workload, trial_dir: str,
     """Train a one-worker ``spec`` in this Tune trial's own process, continuing from the trial's checkpoint.
 
     No Train controller, worker actor or placement group is started, and the datasets are loaded
-    once per process (Tune reuses a trial's process for the next trial), so a trial starts in
-    about a second instead of tens of seconds (README, "Per-trial overhead"). Tune keeps the
-    checkpoints and restarts the trial from the newest when its process dies.
+    once per process (Tune reuses a trial's process for the next trial), so a trial pays none of
+    their start-up (docs/benchmarks.md, "Per-trial overhead"). Tune keeps the checkpoints and
+    restarts the trial from the newest when its process dies.
 
     Args:
         spec: the run.
