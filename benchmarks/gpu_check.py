@@ -4,7 +4,7 @@ Trains ResNet-50 with the project's own engine (``RunState`` + ``train_one_epoch
 224-px samples, batch 256, and writes ``<out>/gpu_check.json`` and ``<out>/gpu_check.md`` (under its
 command, date and machine: :mod:`machine`) with:
 
-- dense images/s in fp32 without channels_last (the seed's "unoptimised baseline") and in bf16 with
+- dense images/s in fp32 without channels_last (the plan's "unoptimised baseline") and in bf16 with
   channels_last, on synthetic data already on the GPU (compute only);
 - ``inline`` and ``skip`` at r = 0.4 and 0.2 in bf16 + channels_last, on that synthetic data and with
   the real loader over 500×375 JPEGs this script writes (each ``data.decoder``);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +62,24 @@ def test_listing_imports_neither_torch_nor_ray() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[]"
     assert "commands:" in done.stdout
+
+
+def test_python_dash_m_ast_tune_exits_with_mains_code() -> None:
+    listed = subprocess.run([sys.executable, "-m", "ast_tune"], capture_output=True, text=True, check=False)
+    refused = subprocess.run([sys.executable, "-m", "ast_tune", "bogus"], capture_output=True, text=True,
+                             check=False)
+    assert (listed.returncode, refused.returncode) == (0, 2)
+    assert listed.stdout == entry.listing() + "\n" and "Traceback" not in refused.stderr
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_plain_make_lists_every_phony_target_with_a_line_each() -> None:
+    root = PACKAGE.parent
+    phony = next(line for line in (root / "Makefile").read_text().splitlines() if line.startswith(".PHONY:"))
+    targets = phony.split(":", 1)[1].split()
+    plain = subprocess.run(["make", "-s"], cwd=root, capture_output=True, text=True, check=True).stdout
+    assert plain == subprocess.run(["make", "-s", "help"], cwd=root, capture_output=True, text=True,
+                                   check=True).stdout
+    listed = {line.split()[1]: line.split(None, 2)[2] for line in plain.splitlines()}
+    assert set(listed) == set(targets) and {"demo", "test", "bench", "help"} <= set(listed)
+    assert all(description.strip() for description in listed.values())
