@@ -8,8 +8,8 @@ epochs instead of 2, and (on the chosen ``skip`` and on ``inline`` at 0.3) the k
 ``sparsity.refresh_fraction``, ``sparsity.ki`` and ``sparsity.score_bn``, over ``--seeds``. The runs
 go seed by seed, every configuration within a seed in turn, so drift on a shared machine hits them
 alike. Every finished run is kept in ``--results`` (JSON, written atomically after each run); a
-rerun skips what is there, so a killed experiment resumes. Then it prints a Markdown table, per
-configuration over its seeds:
+rerun skips what is there, so a killed experiment resumes. Then it prints a Markdown table under its
+command, date and machine (:mod:`machine`), per configuration over its seeds:
 
 - final top-1 (%, mean and min) and its drop below the dense run of the same seed (points, max);
 - counted savings: the mean of the epochs' counted ``energy_savings`` (warm-up and annealing
@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from machine import Snapshot, command_line
 
 from ast_tune.atomic import write_text
 from ast_tune.config.criteria import SEED_CRITERIA
@@ -106,7 +107,7 @@ def table(results: dict, configs: list[str], seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python benchmarks/defaults_experiment.py",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -116,7 +117,8 @@ def main() -> None:
     parser.add_argument("--merge", type=Path, nargs="*", default=[],
                         help="more results files (other processes' runs): not rerun, and joined in the table")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    machine = Snapshot.take()
     configs = grid()
     unknown = set(args.configs or ()) - set(configs)
     if unknown:
@@ -138,7 +140,8 @@ def main() -> None:
                   file=sys.stderr, flush=True)
     results = {**merged, **results}
     seeds = sorted({int(key.split("|")[1]) for key in results})
-    print(table(results, chosen, seeds))
+    print(f"{machine.header(command_line('benchmarks/defaults_experiment.py', argv))}\n\n"
+          f"{table(results, chosen, seeds)}")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@
 [--root /tmp/estimate_accuracy] [--set KEY=VALUE ...]`` runs the sweep ``--runs`` times, each as
 ``python -m ast_tune.sweep SPEC --probe STEPS --no-report`` under its own name, and reads each
 ``run.json``: the ``estimate`` written before the trials and the ``actual`` written at the end.
-Prints a Markdown table, one row per run and the mean: estimated and measured trial-epochs and
-wall time, and the error of each (estimate / actual − 1). The measured wall time runs from the
+Prints a Markdown table under its command, date and machine (:mod:`machine`), one row per run and
+the mean: estimated and measured trial-epochs and wall time, and the error of each (estimate /
+actual − 1). The measured wall time runs from the
 sweep's start (after the probe) to its end, so it holds Ray's start and every trial's start-up,
 which the estimate leaves out.
 """
@@ -20,6 +21,8 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from machine import Snapshot, command_line
 
 
 def run_once(spec: Path, root: Path, name: str, steps: int, overrides: Sequence[str]) -> dict:
@@ -43,22 +46,27 @@ def row(label: str, estimate: dict, actual: dict) -> str:
             f"{e_wall:.0f} | {a_wall:.0f} | {100 * (e_wall / a_wall - 1):+.0f} % |")
 
 
+def table(runs: Sequence[dict]) -> str:
+    """The Markdown table of ``runs`` (each a ``run.json``): one row per run, then their mean."""
+    lines = ["| run | trial-epochs, estimated | measured | error | wall s, estimated | measured | error |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [row(str(i), run["estimate"], run["actual"]) for i, run in enumerate(runs)]
+    mean = {side: {key: sum(r[side][key] for r in runs) / len(runs) for key in ("trial_epochs", "wall_seconds")}
+            for side in ("estimate", "actual")}
+    return "\n".join([*lines, row("mean", mean["estimate"], mean["actual"])])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python benchmarks/estimate_accuracy.py", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--spec", type=Path, default=Path("search_spaces/quickstart.yaml"))
     parser.add_argument("--steps", type=int, default=200, help="--probe steps")
     parser.add_argument("--root", type=Path, default=Path("/tmp/estimate_accuracy"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
+    machine = Snapshot.take()
     runs = [run_once(args.spec, args.root, f"estimate_{i}", args.steps, args.set) for i in range(args.runs)]
-    print("| run | trial-epochs, estimated | measured | error | wall s, estimated | measured | error |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for i, run in enumerate(runs):
-        print(row(str(i), run["estimate"], run["actual"]))
-    mean = {side: {key: sum(r[side][key] for r in runs) / len(runs) for key in ("trial_epochs", "wall_seconds")}
-            for side in ("estimate", "actual")}
-    print(row("mean", mean["estimate"], mean["actual"]))
+    print(f"{machine.header(command_line('benchmarks/estimate_accuracy.py', argv))}\n\n{table(runs)}")
     return 0
 
 

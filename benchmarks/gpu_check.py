@@ -1,9 +1,10 @@
 """One-shot GPU check: ``python benchmarks/gpu_check.py [--out gpu_check]``; a few minutes on one GPU.
 
 Trains ResNet-50 with the project's own engine (``RunState`` + ``train_one_epoch``) on ``--images``
-224-px samples, batch 256, and writes ``<out>/gpu_check.json`` and ``<out>/gpu_check.md`` with:
+224-px samples, batch 256, and writes ``<out>/gpu_check.json`` and ``<out>/gpu_check.md`` (under its
+command, date and machine: :mod:`machine`) with:
 
-- dense images/s in fp32 without channels_last (the seed's "unoptimised baseline") and in bf16 with
+- dense images/s in fp32 without channels_last (the plan's "unoptimised baseline") and in bf16 with
   channels_last, on synthetic data already on the GPU (compute only);
 - ``inline`` and ``skip`` at r = 0.4 and 0.2 in bf16 + channels_last, on that synthetic data and with
   the real loader over 500×375 JPEGs this script writes (each ``data.decoder``);
@@ -26,7 +27,6 @@ import dataclasses
 import json
 import math
 import os
-import shlex
 import statistics
 import sys
 import tempfile
@@ -47,6 +47,7 @@ from ast_tune.data.sources import Datasets, TensorImageDataset, load_datasets
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from collective_check import collective_check  # noqa: E402  (sibling scripts)
 from loader_bench import write_photo  # noqa: E402
+from machine import Snapshot, command_line  # noqa: E402
 
 CLASSES = 8
 RATES = (0.4, 0.2)
@@ -202,7 +203,7 @@ def _cell(value: float | None, digits: int = 2) -> str:
 
 def markdown(report: dict) -> str:
     """The report as Markdown: the configurations, the stacked speedups, the collective check."""
-    lines = [f"# GPU check on {report['device']}", "", f"`{report['command']}` · torch {report['torch']} · "
+    lines = [f"# GPU check on {report['device']}", "", f"{report['header']}", "", f"torch {report['torch']} · "
              f"{report['scale']['model']}, {report['scale']['images']} samples of {report['scale']['image_size']} px, "
              f"batch {report['scale']['batch']} · {report['seconds_total']:.0f} s in all", "",
              "| configuration | measured r | epoch s | images/s | data s (loader alone) | compute s (synthetic) "
@@ -258,10 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     if scale.images < scale.batch or args.repeats < 1:
         parser.error(f"--images must be >= the batch ({scale.batch}) and --repeats >= 1")
     out = Path(args.out)
+    machine = Snapshot.take()
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
         report = run_check(scale, tuple(args.decoders), args.repeats, Path(tmp))
-    command = "python benchmarks/gpu_check.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    report = {"command": command.strip(), **report}
+    command = command_line("benchmarks/gpu_check.py", argv)
+    report = {**machine.as_dict(command), "header": machine.header(command), **report}
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "gpu_check.json", json.dumps(report, indent=2) + "\n")
     write_text(out / "gpu_check.md", markdown(report))

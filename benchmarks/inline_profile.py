@@ -4,11 +4,12 @@ Builds the bench's RunSpec (``ast_tune.bench.BASE``: the quickstart preset, cons
 in ``inline`` mode, trains two warm-up epochs and one AST epoch so the threshold has settled, then
 times, on the same 10 batches and 3 times over, each part of a dense step (forward + backward,
 optimizer step) and of an inline step (no-grad scoring forward, selection, forward + backward on
-the kept subset, optimizer step). Prints the median milliseconds of each part, its share of a
-dense step, and the forward + backward cost per sample of the subset against the full batch. For
-pooled inline (``sparsity.pool``: the kept samples of several batches trained on as one full batch)
-it prints the speedup these measured parts give per scored batch: dense step over scoring forward +
-choice + (kept/batch) of a dense step, since the pool trains full batches at the dense per-sample cost.
+the kept subset, optimizer step). Prints, as Markdown under its command, date and machine
+(:mod:`machine`), the median milliseconds of each part, its share of a dense step, and the forward +
+backward cost per sample of the subset against the full batch. For pooled inline (``sparsity.pool``:
+the kept samples of several batches trained on as one full batch) it prints the speedup these
+measured parts give per scored batch: dense step over scoring forward + choice + (kept/batch) of a
+dense step, since the pool trains full batches at the dense per-sample cost.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from machine import Snapshot, command_line
 
 from ast_tune.bench import BASE
 from ast_tune.core.engine import _score, train_one_epoch
@@ -68,25 +70,43 @@ def profile(rate: float, *, batch: int, batches: int = 10, repeats: int = 3) -> 
     return {**{part: 1000 * statistics.median(v) for part, v in times.items()}, "kept": statistics.median(kept)}
 
 
-def main() -> None:
+def markdown(profiles: dict[float, dict[str, float]], *, batch: int) -> str:
+    """Two Markdown tables of :func:`profile` results by target rate: each part's ms, then what they add up to.
+
+    Per rate: an ``inline`` step's speedup (a dense step over the sum of the inline parts), the subset's
+    forward + backward per sample against the full batch's, and the pooled speedup these parts give per
+    scored batch (scoring forward + choice + kept/batch of a dense step) beside its ideal 3/(1+3r).
+    """
+    rates = list(profiles)
+    parts = ["| part | " + " | ".join(f"r={r}: ms | share of a dense step" for r in rates) + " |",
+             "|---|" + "---:|---:|" * len(rates)]
+    dense = {r: ms["dense fwd+bwd"] + ms["dense opt"] for r, ms in profiles.items()}
+    for part in PARTS:
+        parts.append(f"| {part} | " + " | ".join(f"{profiles[r][part]:.2f} | {profiles[r][part] / dense[r]:.2f}"
+                                                 for r in rates) + " |")
+    sums = ["| target r | kept samples (median) | inline step speedup | subset fwd+bwd per sample, × full batch's "
+            "| pooled speedup from the parts | ideal 3/(1+3r) |", "|---:|---:|---:|---:|---:|---:|"]
+    for r, ms in profiles.items():
+        share = ms["kept"] / batch
+        per_sample = (ms["subset fwd+bwd"] / ms["kept"]) / (ms["dense fwd+bwd"] / batch)
+        pooled = ms["score fwd"] + ms["choose"] + share * dense[r]
+        sums.append(f"| {r} | {ms['kept']:g} | {dense[r] / sum(ms[p] for p in PARTS[2:]):.2f}× | {per_sample:.2f}× "
+                    f"| {dense[r] / pooled:.2f}× | {3 / (1 + 3 * share):.2f}× |")
+    return "\n".join([*parts, "", *sums])
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python benchmarks/inline_profile.py", description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=float, nargs="+", default=[0.4, 0.2])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    machine = Snapshot.take()
     torch.set_num_threads(args.threads)
-    for rate in args.rates:
-        ms = profile(rate, batch=args.batch)
-        dense = ms["dense fwd+bwd"] + ms["dense opt"]
-        inline = sum(ms[part] for part in PARTS[2:])
-        print(f"target r={rate}, batch {args.batch}, {args.threads} threads: median of {ms['kept']:g} kept samples")
-        for part in PARTS:
-            print(f"  {part:15s} {ms[part]:6.2f} ms  {ms[part] / dense:.2f} of a dense step")
-        per_sample = (ms["subset fwd+bwd"] / ms["kept"]) / (ms["dense fwd+bwd"] / args.batch)
-        print(f"  speedup {dense / inline:.2f}x; subset fwd+bwd per sample {per_sample:.2f}x the full batch's")
-        share = ms["kept"] / args.batch
-        pooled = ms["score fwd"] + ms["choose"] + share * dense
-        print(f"  pooled: {dense / pooled:.2f}x from these parts, ideal 3/(1+3r) {3 / (1 + 3 * share):.2f}x")
+    profiles = {rate: profile(rate, batch=args.batch) for rate in args.rates}
+    print(f"{machine.header(command_line('benchmarks/inline_profile.py', argv))}\n\n"
+          f"batch {args.batch}, {args.threads} threads; median over 10 batches × 3\n\n"
+          f"{markdown(profiles, batch=args.batch)}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import Snapshot, command_line
 from PIL import Image
 
 from ast_tune.config.run_spec import DECODERS, DataSpec
@@ -99,19 +100,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.images, args.repeats, args.batch) < 1 or args.image_size < 8:
         parser.error("--images, --repeats and --batch must be >= 1, --image-size >= 8")
+    machine = Snapshot.take()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="loader_bench_") as tmp:
         root = write_tree(Path(tmp), classes=4, per_class=-(-args.images // 4))
         images = 4 * -(-args.images // 4)
         sizes = [p.stat().st_size for p in (root / "train").rglob("*.jpg")]
         rows = measure(root, images=images, repeats=args.repeats, image_size=args.image_size, batch=args.batch)
-    header = (f"{images} JPEGs of {PHOTO[0]}×{PHOTO[1]} px (mean {statistics.fmean(sizes) / 1024:.0f} KiB), "
-              f"{args.image_size}-px RandomResizedCrop + flip + normalise, batch {args.batch}, 1 torch thread")
+    setup = (f"{images} JPEGs of {PHOTO[0]}×{PHOTO[1]} px (mean {statistics.fmean(sizes) / 1024:.0f} KiB), "
+             f"{args.image_size}-px RandomResizedCrop + flip + normalise, batch {args.batch}, 1 torch thread")
+    command = command_line("benchmarks/loader_bench.py", argv)
     if args.json:
-        print(json.dumps({"setup": header, "results": rows}, indent=2))
+        print(json.dumps({**machine.as_dict(command), "setup": setup, "results": rows}, indent=2))
     else:
-        print(header)
-        print(markdown(rows))
+        print(f"{machine.header(command)}\n\n{setup}\n\n{markdown(rows)}")
     return 0
 
 

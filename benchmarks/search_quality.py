@@ -3,8 +3,9 @@
 ``python benchmarks/search_quality.py --seeds 0 1 --trials 10 --fifo-trials 4 --out sq.md`` runs
 ``python -m ast_tune.sweep SPEC --set search.sampler=... --set scheduler.kind=... --set search.seed=...``
 once per pair × seed, one after another, reads each sweep's ``trials.parquet`` and ``epochs.parquet``
-and prints a Markdown table: the hypervolume of the finished trials against a FIXED reference point
-(median, min–max over seeds), the epochs trained, and the wall time. The first sweep times the dense
+and prints a Markdown table under its command, date and machine (:mod:`machine`): the hypervolume
+of the finished trials against a FIXED reference point (median, min–max over seeds), the epochs
+trained, and the wall time. The first sweep times the dense
 baseline; every later sweep gets a copy of its ``baseline.json``, so all pairs share one baseline
 (same speedup denominator) and none spends time re-timing it.
 
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from machine import Snapshot, command_line
 
 from ast_tune.results.pareto import hypervolume
 from ast_tune.results.tables import read_objectives
@@ -156,6 +158,7 @@ def table(scores: dict[str, list[dict[str, float]]], *, reference: Sequence[floa
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    machine = Snapshot.take()
     root = args.root.resolve()
     baseline: Path | None = args.baseline
     scores: dict[str, list[dict[str, float]]] = {pair: [] for pair in args.pairs}
@@ -172,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 baseline = results / "baseline.json"
             if (results / "trials.parquet").is_file() and (results / "bench.json").is_file():
                 scores[pair].append(score(results, args.reference))
-    markdown = table({pair: runs for pair, runs in scores.items() if runs}, reference=args.reference)
+    markdown = (f"{machine.header(command_line('benchmarks/search_quality.py', argv))}\n\n"
+                f"{table({pair: runs for pair, runs in scores.items() if runs}, reference=args.reference)}")
     print(markdown)
     if args.out:
         args.out.write_text(markdown)

@@ -3,7 +3,8 @@
 ``python benchmarks/trial_overhead.py RESULTS_DIR [RESULTS_DIR ...]`` reads a finished sweep's Tune
 experiment (``tune/experiment_state-*.json``: each trial's start time and last result time, and
 ``tune/trial_*/result.json``: each epoch's ``time_total_s``, ``time_this_iter_s`` and
-``train_seconds``) and prints a Markdown table per sweep:
+``train_seconds``) and prints a Markdown table, one row per sweep (its start and device from its
+``run.json``), under the command, date and machine of the tabulation (:mod:`machine`):
 
 - ``startup``: trial start → first epoch's report, minus that epoch's own wall time (its
   ``train_seconds`` plus the median evaluation + report time of the later epochs). This is Ray
@@ -29,6 +30,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from machine import Snapshot, command_line
 
 
 @dataclass(frozen=True)
@@ -105,12 +108,16 @@ def summary(results: Path) -> str:
     startup = [t.startup_s for t in timings]
     per_trial = statistics.median(startup) + (statistics.median(gaps) if gaps else 0.0)
     compute = statistics.median(t.epoch_wall_s / t.epochs for t in timings)
-    return (f"| {results.name} | {len(timings)} | {_spread(startup)} | {_spread(gaps)} | {per_trial:.1f} "
+    hardware = run.get("hardware", {})
+    started = str(run.get("start", "?")).replace("T", " ")[:16]
+    cpus = f"{hardware['cpus']:g}" if isinstance(hardware.get("cpus"), int | float) else "?"
+    return (f"| {results.name} | {started} | {hardware.get('device', '?')}, {cpus} CPUs "
+            f"| {len(timings)} | {_spread(startup)} | {_spread(gaps)} | {per_trial:.1f} "
             f"| {idle_per_trial(timings, concurrency=concurrency):.1f} | {compute:.2f} |")
 
 
-HEADER = ("| sweep | trials | startup s | handover s | overhead / trial s | idle slot s / trial | epoch wall s |\n"
-          "|---|---|---|---|---|---|---|")
+HEADER = ("| sweep | started (UTC) | device | trials | startup s | handover s | overhead / trial s "
+          "| idle slot s / trial | epoch wall s |\n|---|---|---|---|---|---|---|---|---|")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -120,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = [str(path) for path in args.results if not (path / "run.json").is_file()]
     if missing:
         parser.error(f"results: not a sweep's results directory (no run.json): {', '.join(missing)}")
+    print(f"{Snapshot.take().header(command_line('benchmarks/trial_overhead.py', argv))}\n")
     print(HEADER)
     for path in args.results:
         print(summary(path))

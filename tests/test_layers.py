@@ -13,8 +13,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from ast_tune.__main__ import COMMANDS
+
 PACKAGE = Path(__file__).resolve().parents[1] / "ast_tune"
-CLIS = {"train", "bench", "sweep", "export", "report", "promote"}
+CLIS = {*COMMANDS, "__main__"}  # the commands, and ``python -m ast_tune`` that lists them
 #: What each part of the package may import of ast_tune (``atomic`` is the base every part may use).
 ALLOWED = {
     "atomic": set(),
