@@ -37,7 +37,7 @@ import torch
 from machine import Snapshot, command_line
 
 from ast_tune.atomic import write_text
-from ast_tune.config.criteria import SEED_CRITERIA
+from ast_tune.config.criteria import PLAN_CRITERIA
 from ast_tune.config.presets import QUICKSTART
 from ast_tune.config.spec import apply_overrides
 from ast_tune.core.engine import fit
@@ -81,7 +81,7 @@ def measures(records: list[dict], dense: list[dict]) -> dict[str, float | str]:
     """One run against the dense run of its seed, judged as the sweep judges a trial (:func:`verdict.outcome`,
     the dense run as its baseline): top-1, drop, counted savings, whole-run and time-to-target speedups, verdict."""
     outcome = verdict.outcome(pd.DataFrame(records), {"val_top1": dense[-1]["val_top1"], "epochs": dense},
-                              SEED_CRITERIA)
+                              PLAN_CRITERIA)
     return {"top1": records[-1]["val_top1"], "drop": outcome["top1_drop"],
             "savings": statistics.fmean(r["energy_savings"] for r in records),
             "speedup": sum(r["train_seconds"] for r in dense) / sum(r["train_seconds"] for r in records),
