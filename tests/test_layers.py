@@ -14,7 +14,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ast_tune"
-CLIS = {"train", "bench", "sweep", "export", "report", "promote"}
+CLIS = {"train", "bench", "sweep", "export", "report", "promote", "prepare"}
 #: What each part of the package may import of ast_tune (``atomic`` is the base every part may use).
 ALLOWED = {
     "atomic": set(),
