@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 from ast_tune.config.cli import CliParser, os_error_line, run_main
 from ast_tune.config.presets import CONSERVATIVE
 from ast_tune.config.spec import SpecError, check_range
+from ast_tune.data.loaders import available_cpus
 from ast_tune.data.prepare import MANIFEST, Settings, destination_state, list_source, prepare, tidy
 from ast_tune.data.sources import tree_kind, val_short_side
 
@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
                              f"to at --image-size, {val_short_side(DEFAULT_IMAGE_SIZE)} at {DEFAULT_IMAGE_SIZE})")
     parser.add_argument("--quality", type=int, default=DEFAULT_QUALITY,
                         help=f"JPEG quality of the scaled-down images, 1-95 (default {DEFAULT_QUALITY})")
-    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+    parser.add_argument("--workers", type=int, default=available_cpus(),
                         help="processes that resize at once (default: the CPUs this process may use)")
     return parser
 
@@ -67,9 +67,9 @@ def _main(argv: Sequence[str] | None) -> int:
     for counts in record["splits"].values():
         total.update(counts)
     print(f"prepared {total['images']} images of {settings.source} in {dst} (short side {settings.short_side} px, "
-          f"serves data.image_size up to {record['image_size']}): {total['resized']} scaled down, "
-          f"{total['kept']} copied as they were (already small), {total['unreadable']} unreadable, "
-          f"copied as they were and listed in {MANIFEST}")
+          f"serves data.image_size up to {record['max_image_size']}): {total['resized']} scaled down, "
+          f"{total['kept']} already small and copied, {total['unreadable']} unreadable (copied as they were, "
+          f"listed in {MANIFEST})")
     return 0
 
 

@@ -22,6 +22,7 @@ from torchvision.datasets.folder import default_loader
 from ast_tune import prepare as command
 from ast_tune.config.run_spec import DataSpec, OptimSpec, RunSpec, SparsitySpec, SubsetSpec
 from ast_tune.core import engine
+from ast_tune.data import prepare as prepare_module
 from ast_tune.data import sources
 from ast_tune.data.inventory import image_counts, subset_classes
 from ast_tune.data.loaders import make_loader
@@ -134,9 +135,9 @@ def test_unreadable_file_is_copied_as_it_is_and_listed_in_the_manifest(folder_tr
     manifest = json.loads((dst / MANIFEST).read_text())
     assert [entry["path"] for entry in manifest["unreadable"]] == [BROKEN]
     assert manifest["unreadable"][0]["reason"]
-    assert {key: manifest[key] for key in ("version", "source", "kind", "short_side", "quality", "image_size")} == {
+    assert {key: manifest[key] for key in ("version", "source", "kind", "short_side", "quality", "max_image_size")} == {
         "version": 1, "source": str(folder_tree), "kind": "imagefolder", "short_side": PX, "quality": 80,
-        "image_size": 56}
+        "max_image_size": 56}
     # train: 16 images, the small one kept, the broken one unreadable; val: 8 photos of 150+ px
     assert manifest["splits"] == {"train": {"images": 16, "resized": 14, "kept": 1, "unreadable": 1},
                                   "val": {"images": 8, "resized": 8, "kept": 0, "unreadable": 0}}
@@ -148,7 +149,7 @@ def test_default_short_side_is_what_validation_resizes_to_at_the_image_size(fold
     _photo(photos, folder_tree / "train" / "cat" / "4.jpg", index=0, size=(320, 240))  # the one above 183 px
     assert command.main([str(folder_tree), str(tmp_path / "dst"), "--image-size", "160", "--workers", "1"]) == 0
     manifest = json.loads((tmp_path / "dst" / MANIFEST).read_text())
-    assert (manifest["short_side"], manifest["image_size"]) == (183, 160)
+    assert (manifest["short_side"], manifest["max_image_size"]) == (183, 160)
     assert manifest["splits"]["train"]["resized"] == 1
     assert Image.open(tmp_path / "dst" / "train" / "cat" / "4.jpg").size == (244, 183)  # 320 · 183/240
 
@@ -221,6 +222,28 @@ def test_killed_prepare_run_again_equals_an_uninterrupted_one(folder_tree: Path,
     blocker.unlink()
     _photo(photos, blocker, index=1, size=(200, 120))
     assert command.main(args[3:]) == 0  # the same command, run again
+    reference = tmp_path / "reference"
+    assert _prepare(folder_tree, reference) == 0
+    assert _files(dst) == _files(reference)
+
+
+def test_interrupted_prepare_exits_130_and_the_same_command_finishes_it(folder_tree: Path, tmp_path: Path,
+                                                                        monkeypatch, capsys) -> None:
+    real, calls = prepare_module.shrink_file, []
+
+    def interrupted_at_the_fifth(source: Path, target: Path, **kwargs):
+        calls.append(source)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(source, target, **kwargs)
+
+    monkeypatch.setattr(prepare_module, "shrink_file", interrupted_at_the_fifth)
+    dst = tmp_path / "dst"
+    assert _prepare(folder_tree, dst) == 130
+    assert "run the same command to continue" in capsys.readouterr().err
+    assert not (dst / MANIFEST).exists() and len(list(dst.rglob("*.jpg"))) == 4
+    assert _prepare(folder_tree, dst) == 0
+    assert len(calls) == 5 + 24 - 4  # the rerun did only what was left
     reference = tmp_path / "reference"
     assert _prepare(folder_tree, reference) == 0
     assert _files(dst) == _files(reference)

@@ -175,9 +175,9 @@ def tidy(dst: Path) -> None:
 
 
 def manifest(settings: Settings, listing: Listing, done: dict[str, tuple[str, str]]) -> dict:
-    """The manifest: the settings, the ``image_size`` served, per split the images and what became of
-    them (``resized``, ``kept`` as they were, ``unreadable`` and copied as they were), and the unreadable
-    files with their reasons."""
+    """The manifest: the settings, ``max_image_size`` (:func:`largest_image_size`), per split the images
+    and what became of them (``resized``, ``kept`` as they were, ``unreadable`` and copied as they were),
+    and the unreadable files with their reasons."""
     splits: dict[str, Counter] = {}
     for path, split in listing.images:
         counts = splits.setdefault(split, Counter({"images": 0, RESIZED: 0, KEPT: 0, UNREADABLE_FILE: 0}))
@@ -185,7 +185,7 @@ def manifest(settings: Settings, listing: Listing, done: dict[str, tuple[str, st
         counts[done[path][0]] += 1
     unreadable = [{"path": path, "reason": done[path][1]} for path, _ in sorted(listing.images)
                   if done[path][0] == UNREADABLE_FILE]
-    return {**settings.as_dict(), "image_size": largest_image_size(settings.short_side),
+    return {**settings.as_dict(), "max_image_size": largest_image_size(settings.short_side),
             "splits": {split: dict(counts) for split, counts in splits.items()}, "unreadable": unreadable}
 
 
