@@ -155,6 +155,8 @@ def prepare(dst: Path, settings: Settings, listing: Listing, *, workers: int) ->
     bar = tqdm(total=len(listing.images), initial=len(listing.images) - len(todo), unit="img", desc="prepare",
                file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30, dynamic_ncols=True)
     with bar, (work / _DONE).open("a") as journal:
+        if journal.tell() and not (work / _DONE).read_bytes().endswith(b"\n"):
+            journal.write("\n")  # a torn last line stays apart from the next
         for path, outcome, reason in _shrink_all(todo, settings, dst, workers=workers):
             journal.write(json.dumps({"path": path, "outcome": outcome, "reason": reason}) + "\n")
             journal.flush()
