@@ -135,6 +135,7 @@ def test_bad_export_and_report_input_is_one_line_exit_2(tmp_path, capsys, cli, f
     ["ast_tune.train", "--preset", "turbo"],
     ["ast_tune.export", "/nonexistent"],
     ["ast_tune.report", "/nonexistent"],
+    ["ast_tune.prepare", "/nonexistent", "copy"],
 ])
 def test_real_cli_rejects_bad_input_in_one_line(tmp_path, argv):
     done = subprocess.run([sys.executable, "-m", *argv], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},

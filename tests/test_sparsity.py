@@ -114,6 +114,13 @@ def test_score_table_skips_low_scores_and_refreshes_a_fraction():
     assert refresh.tolist() == [False, True, False, True]
 
 
+def test_an_epoch_whose_threshold_leaves_too_few_samples_trains_the_top_scored_floor():
+    table = ScoreTable(10, SparsitySpec(refresh_fraction=0.0, min_keep_fraction=0.2))
+    table.update(torch.arange(10), torch.tensor([0.1, 0.9, 0.2, 0.8, 0.3, 0.4, 0.5, 0.6, 0.7, 0.05]))
+    indices, refresh = table.plan_epoch(5.0, torch.Generator().manual_seed(0))  # no score reaches 5 nats
+    assert indices.tolist() == [1, 3] and not refresh.any()  # max(2, ceil(0.2 * 10)) = 2: the two highest
+
+
 def test_score_table_predicts_activation_including_refresh():
     table = ScoreTable(4, SparsitySpec(refresh_fraction=0.5))
     table.update(torch.arange(4), torch.tensor([0.1, 5.0, 0.2, 3.0]))

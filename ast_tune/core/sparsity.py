@@ -160,11 +160,18 @@ class ScoreTable:
     def plan_epoch(self, threshold: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Dataset indices to train on this epoch, and a bool flag per index: kept only to refresh.
 
-        The draw uses ``generator``; seed it identically on every rank so all ranks agree.
+        At least the top-k floor of :func:`min_keep` (over the whole data set) is trained: when the
+        threshold and the refresh draw leave fewer, the highest scores make it up. The draw uses
+        ``generator``; seed it identically on every rank so all ranks agree.
         """
         significant = self.scores >= threshold
         draw = torch.rand(self.scores.shape, generator=generator)
         refresh = ~significant & (draw < self.spec.refresh_fraction)
+        floor = min_keep(self.scores.numel(), self.spec.min_keep_fraction)
+        if int((significant | refresh).sum()) < floor:
+            significant = torch.zeros_like(significant)
+            significant[torch.topk(self.scores, floor).indices] = True
+            refresh &= ~significant
         indices = torch.nonzero(significant | refresh).flatten()
         return indices, refresh[indices]
 

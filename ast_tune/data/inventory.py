@@ -13,7 +13,7 @@ from torchvision.datasets.folder import find_classes
 
 from ast_tune.config.run_spec import DataSpec
 from ast_tune.config.spec import SpecError
-from ast_tune.data.sources import load_datasets
+from ast_tune.data.sources import VAL_SOLUTION, load_datasets
 from ast_tune.data.subsets import chosen_labels
 
 
@@ -50,9 +50,9 @@ def _val_count(spec: DataSpec, keep: set[str]) -> int:
     root = Path(spec.root)
     if spec.kind == "imagefolder":
         return sum(len(os.listdir(root / "val" / name)) for name in keep if (root / "val" / name).is_dir())
-    table = root / "LOC_val_solution.csv"
+    table = root / VAL_SOLUTION
     if not table.is_file():
-        raise SpecError("data.root", f"LOC_val_solution.csv not found in {root}")
+        raise SpecError("data.root", f"{VAL_SOLUTION} not found in {root}")
     with table.open(newline="") as rows:
         first = ((row["PredictionString"] or "").split()[:1] for row in csv.DictReader(rows))
         return sum(1 for wnid in first if wnid and wnid[0] in keep)

@@ -38,6 +38,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _ROOT = "data.root"  # the spec key that every data-on-disk error names
 UNREADABLE = (OSError, SyntaxError, Image.DecompressionBombError)  # what PIL raises on a bad file
+VAL_SOLUTION = "LOC_val_solution.csv"  # Kaggle layout: the val labels, beside ILSVRC/
+SYNSET_MAPPING = "LOC_synset_mapping.txt"  # Kaggle layout: the class names (optional)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +117,12 @@ def photo_transform(image_size: int, *, train: bool, decoder: str = "pil") -> Ca
         return transforms.Compose(
             [transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip(), *to_tensor])
     return transforms.Compose(
-        [transforms.Resize(round(image_size / 0.875)), transforms.CenterCrop(image_size), *to_tensor])
+        [transforms.Resize(val_short_side(image_size)), transforms.CenterCrop(image_size), *to_tensor])
+
+
+def val_short_side(image_size: int) -> int:
+    """px: the short side validation resizes an image to before its centre crop of ``image_size`` px."""
+    return round(image_size / 0.875)
 
 
 # --- proxy subsets -----------------------------------------------------------------------------
@@ -187,10 +194,15 @@ def _imagenet_kaggle(spec: DataSpec) -> Datasets:
     val = ImageList(samples, photo_transform(spec.image_size, train=False, decoder=spec.decoder),
                     loader=reader(spec.decoder))
     return Datasets(train=train, val=val, num_classes=len(train.classes), in_channels=3,
-                    class_names=_class_names(root / "LOC_synset_mapping.txt", train.classes))
+                    class_names=_class_names(root / SYNSET_MAPPING, train.classes))
 
 
-_TRAIN_DIRS = {"imagefolder": ("train",), "imagenet": ("ILSVRC", "Data", "CLS-LOC", "train")}
+_TRAIN_DIRS = {"imagenet": ("ILSVRC", "Data", "CLS-LOC", "train"), "imagefolder": ("train",)}
+
+
+def tree_kind(root: Path) -> str | None:
+    """``imagenet`` (Kaggle layout) or ``imagefolder``: the kind whose train folder ``root`` holds; None if neither."""
+    return next((kind for kind, parts in _TRAIN_DIRS.items() if root.joinpath(*parts).is_dir()), None)
 
 
 def check_root(spec: DataSpec) -> None:
@@ -253,9 +265,9 @@ def _image_folder(path: Path, spec: DataSpec, *, train: bool,
 
 def _kaggle_val_samples(root: Path, val_dir: Path, class_to_idx: dict[str, int]) -> list[tuple[str, int]]:
     """``(path, label)`` of every row of ``LOC_val_solution.csv``; the first wnid of a row is its class."""
-    table = root / "LOC_val_solution.csv"
+    table = root / VAL_SOLUTION
     if not table.is_file():
-        raise SpecError(_ROOT, f"LOC_val_solution.csv not found in {root}")
+        raise SpecError(_ROOT, f"{VAL_SOLUTION} not found in {root}")
     present = set(os.listdir(_directory(val_dir)))
     samples = []
     with table.open(newline="") as rows:
