@@ -4,7 +4,7 @@ Writes ``epochs.parquet`` (rewritten after every epoch), ``summary.json``, check
 (``checkpoints/epoch_NNNN``) and the run's figures (``plots/*.png``) to ``--out``, and prints one
 progress line per epoch. ``--resume`` continues from the newest checkpoint that loads.
 Exit codes: 0 done, 1 the run failed (e.g. the loss became NaN), 2 bad input (one line naming the
-key), 130 interrupted.
+key), 130 interrupted by Ctrl-C, 143 by SIGTERM (both print the command that continues the run).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ast_tune.atomic import write_text
-from ast_tune.config.cli import CliParser, run_main
+from ast_tune.config.cli import CliParser, continue_command, run_main
 from ast_tune.config.presets import PRESETS, get_preset
 from ast_tune.config.run_spec import RunSpec
 from ast_tune.config.spec import SpecError, apply_overrides, to_dict
@@ -87,8 +87,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    again = continue_command("ast_tune.train", argv)
     return run_main(lambda: run(parse_args(argv)),
-                    interrupted="interrupted: checkpoints so far are kept; --resume continues",
+                    interrupted=f"interrupted: the checkpoints so far are kept; continue with: {again}",
                     log_format="%(levelname)s %(name)s: %(message)s")
 
 
