@@ -24,19 +24,17 @@ With a CUDA device, ``torchvision`` is also timed decoding on it (nvJPEG), which
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import psutil
 import torch
 from machine import Snapshot, command_line
+from photos import QUALITIES, write_tree
 from PIL import Image
-from sklearn.datasets import load_sample_images
 from torch.utils.data import Dataset
 from torchvision import transforms
 
@@ -46,56 +44,12 @@ from ast_tune.data.prepare import Settings, list_source, prepare
 from ast_tune.data.sources import load_datasets, val_short_side
 from ast_tune.prepare import DEFAULT_QUALITY
 
-PHOTO = (500, 375)  # px, width × height: ImageNet's commonest size
-LONG_SIDES = (200, 640)  # px, the range of the long sides drawn
-QUALITIES = (75, 95)  # JPEG quality range drawn
 CLASSES = 4
 DEFAULT_DECODER = DataSpec().decoder
 DRAFT = "pil draft"  # measured by this script only
 NVJPEG = "torchvision, nvJPEG"
 _DATA_DECODER = {DRAFT: "pil", NVJPEG: "torchvision"}  # the data.decoder each row's dataset is made with
 TARGETS = {160: 3.0, 224: 2.0}  # wanted prepared ÷ original, images per CPU-second, default decoder
-
-
-@functools.cache
-def sample_photos() -> tuple[Image.Image, ...]:
-    """scikit-learn's two sample photos (china.jpg, flower.jpg), 640×427 px."""
-    return tuple(Image.fromarray(pixels) for pixels in load_sample_images().images)
-
-
-def write_photo(path: Path, seed: int, size: tuple[int, int] = PHOTO, quality: int = 90) -> None:
-    """A JPEG of ``size`` px (w, h): a seeded crop of a sample photo, scaled down (never up) to ``size``."""
-    rng = np.random.default_rng(seed)
-    photo = sample_photos()[seed % 2]
-    aspect = size[0] / size[1]
-    widest = min(photo.width, photo.height * aspect)  # the largest crop of this aspect, px wide
-    if size[0] > widest:
-        raise ValueError(f"{size} px would upscale a crop of a {photo.width}×{photo.height} photo")
-    width = rng.uniform(max(size[0], 0.6 * widest), widest)
-    height = width / aspect
-    left, top = rng.uniform(0, photo.width - width), rng.uniform(0, photo.height - height)
-    crop = photo.resize(size, Image.Resampling.LANCZOS, box=(left, top, left + width, top + height))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    crop.save(path, format="JPEG", quality=quality)
-
-
-def drawn_photo(seed: int) -> tuple[tuple[int, int], int]:
-    """An ImageNet-like ``((width, height) px, JPEG quality)`` for image ``seed``; see the module docstring."""
-    rng = np.random.default_rng([seed, 1])
-    aspect = (4 / 3, 3 / 2)[rng.integers(2)]
-    long_side = PHOTO[0] if rng.random() < 0.5 else int(rng.integers(LONG_SIDES[0], LONG_SIDES[1] + 1))
-    height = sample_photos()[seed % 2].height
-    long_side = min(long_side, int(height * aspect))  # a crop of the photo, never upscaled
-    return (long_side, round(long_side / aspect)), int(rng.integers(QUALITIES[0], QUALITIES[1] + 1))
-
-
-def write_tree(root: Path, *, classes: int, per_class: int) -> Path:
-    """An ImageFolder tree of drawn photos: ``per_class`` per class in train, one per class in val."""
-    paths = [root / "train" / f"c{label}" / f"{i}.jpg" for label in range(classes) for i in range(per_class)]
-    paths += [root / "val" / f"c{label}" / "0.jpg" for label in range(classes)]
-    for seed, path in enumerate(paths):
-        write_photo(path, seed, *drawn_photo(seed))
-    return root
 
 
 def prepare_seconds(root: Path, dst: Path, *, short_side: int) -> tuple[float, float]:
@@ -183,6 +137,57 @@ def measure(trees: dict[str, Path], *, images: int, repeats: int, image_sizes: l
                 "images_per_second": spread([images / wall for wall, _ in seconds[size, decoder, tree, n]])}
             for n in workers}})
     return rows
+
+
+STAGES = ("decode", "crop and resize", "flip, to tensor, normalise")
+
+
+def stage_seconds(dataset: Dataset) -> list[float]:
+    """CPU seconds of one pass over ``dataset``'s files in this process, per stage (:data:`STAGES`): its
+    loader, its transform's first step (RandomResizedCrop), the rest of its transform."""
+    crop, *rest = dataset.transform.transforms
+    finish = transforms.Compose(rest)
+    totals = [0.0] * len(STAGES)
+    for path, _ in dataset.samples:
+        start = time.process_time()
+        image = dataset.loader(path)
+        decoded = time.process_time()
+        image = crop(image)
+        cropped = time.process_time()
+        finish(image)
+        totals[0] += decoded - start
+        totals[1] += cropped - decoded
+        totals[2] += time.process_time() - cropped
+    return totals
+
+
+def stages(trees: dict[str, Path], *, repeats: int, image_sizes: list[int]) -> list[dict]:
+    """Per image size × tree, the default decoder's CPU µs per image in each of :data:`STAGES` (median)."""
+    setups = [(size, tree) for size in image_sizes for tree in ("original", f"prepared for {size}")]
+    datasets = {s: train_set(trees[s[1]], DEFAULT_DECODER, s[0]) for s in setups}
+    seconds: dict[tuple, list[list[float]]] = {s: [] for s in setups}
+    for _ in range(repeats):
+        for setup, values in seconds.items():
+            values.append(stage_seconds(datasets[setup]))
+    return [{"image_size": size, "tree": tree, "microseconds": {
+        stage: statistics.median(1e6 * run[i] / len(datasets[size, tree]) for run in seconds[size, tree])
+        for i, stage in enumerate(STAGES)}} for size, tree in setups]
+
+
+def stages_markdown(stage_rows: list[dict], rows: list[dict]) -> str:
+    """CPU µs per image by stage, and what the loader pass (N = the first count) adds to them."""
+    n = next(iter(rows[0]["workers"]))
+    per_second = {(r["image_size"], r["tree"]): r["workers"][n]["images_per_cpu_second"]["median"] for r in rows
+                  if r["decoder"] == DEFAULT_DECODER}
+    lines = [f"| image size | tree | {' | '.join(STAGES)} | the rest of the loader pass, N={n} | loader pass, N={n} |",
+             "|" + "---|" * (len(STAGES) + 4)]
+    for r in stage_rows:
+        whole = 1e6 / per_second[r["image_size"], r["tree"]]
+        parts = list(r["microseconds"].values())
+        cells = [f"{r['image_size']} px", r["tree"], *(f"{part:.0f}" for part in parts),
+                 f"{whole - sum(parts):.0f}", f"{whole:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def speedups(rows: list[dict]) -> dict[tuple[int, str, str], float]:
@@ -277,20 +282,34 @@ def make_trees(tmp: Path, *, per_class: int, image_sizes: list[int],
     return trees, timings
 
 
-def describe(root: Path, *, images: int, image_sizes: list[int], batch: int) -> str:
-    """The setup line: the original JPEGs' sizes, the prepared copies, the loader."""
+def train_files(root: Path) -> tuple[list[tuple[int, int]], float]:
+    """The (width, height) px of ``root``'s train JPEGs, and their mean size in KiB."""
     files = sorted((root / "train").rglob("*.jpg"))
-    sizes = [Image.open(path).size for path in files]
+    sizes = []
+    for path in files:
+        with Image.open(path) as image:
+            sizes.append(image.size)
+    return sizes, statistics.fmean(path.stat().st_size for path in files) / 1024
+
+
+def describe(trees: dict[str, Path], *, images: int, image_sizes: list[int], batch: int) -> str:
+    """The setup line: the original JPEGs' sizes, the prepared copies', the loader."""
+    sizes, kib = train_files(trees["original"])
     width, height = (statistics.fmean(side) for side in zip(*sizes, strict=True))
-    pixels = statistics.fmean(w * h for w, h in sizes)
-    kib = statistics.fmean(path.stat().st_size for path in files) / 1024
-    copies = ", ".join(f"{val_short_side(size)} px for {size}" for size in image_sizes)
+    copies = []
+    for size in image_sizes:
+        copy, copy_kib = train_files(trees[f"prepared for {size}"])
+        copies.append(f"{val_short_side(size)} px for {size} (mean {_kilopixels(copy)} k px, {copy_kib:.0f} KiB)")
     return (f"{images} train JPEGs: crops of scikit-learn's 2 sample photos scaled down to long sides "
             f"{min(map(max, sizes))}–{max(map(max, sizes))} px (mean {width:.0f}×{height:.0f} px, "
-            f"{pixels / 1e3:.0f} k px, {kib:.0f} KiB), JPEG qualities {QUALITIES[0]}–{QUALITIES[1]}. Prepared "
-            f"copies (short side): {copies}; quality {DEFAULT_QUALITY}. Train loader: RandomResizedCrop to the "
-            f"image size + flip + normalise, batch {batch}, 1 torch thread per process; N loader processes, "
+            f"{_kilopixels(sizes)} k px, {kib:.0f} KiB), JPEG qualities {QUALITIES[0]}–{QUALITIES[1]}. Prepared "
+            f"copies, short side: {', '.join(copies)}; quality {DEFAULT_QUALITY}. Train loader: RandomResizedCrop "
+            f"to the image size + flip + normalise, batch {batch}, 1 torch thread per process; N loader processes, "
             f"their CPU time included.")
+
+
+def _kilopixels(sizes: list[tuple[int, int]]) -> str:
+    return f"{statistics.fmean(w * h for w, h in sizes) / 1e3:.0f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,9 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="loader_bench_") as tmp:
         trees, timings = make_trees(Path(tmp), per_class=per_class, image_sizes=args.image_sizes,
                                     repeats=args.repeats)
-        setup = describe(trees["original"], images=images, image_sizes=args.image_sizes, batch=args.batch)
+        setup = describe(trees, images=images, image_sizes=args.image_sizes, batch=args.batch)
         rows = measure(trees, images=images, repeats=args.repeats, image_sizes=args.image_sizes,
                        workers=args.workers, batch=args.batch)
+        stage_rows = stages(trees, repeats=args.repeats, image_sizes=args.image_sizes)
     prepared = images + CLASSES  # prepare copies val too
     command = command_line("benchmarks/loader_bench.py", argv)
     if args.json:
@@ -312,10 +332,10 @@ def main(argv: list[str] | None = None) -> int:
                                 "images_per_second": spread([prepared / wall for wall, _ in values])}
                          for side, values in timings.items()}
         print(json.dumps({**machine.as_dict(command), "setup": setup, "results": rows, "prepare": prepare_rates,
-                          "summary": summary(rows)}, indent=2))
+                          "stages_us_per_image": stage_rows, "summary": summary(rows)}, indent=2))
     else:
-        print(f"{machine.header(command)}\n\n{setup}\n\n{markdown(rows)}\n\n{summary(rows)}\n\n"
-              f"{prepare_markdown(timings, prepared)}")
+        print("\n\n".join([machine.header(command), setup, markdown(rows), summary(rows),
+                           stages_markdown(stage_rows, rows), prepare_markdown(timings, prepared)]))
     return 0
 
 

@@ -38,6 +38,7 @@ search_quality = _load("search_quality")
 trial_overhead = _load("trial_overhead")
 inline_profile = _load("inline_profile")
 estimate_accuracy = _load("estimate_accuracy")
+photos = _load("photos")
 loader_bench = _load("loader_bench")
 
 #: a header line: `command` · YYYY-MM-DD HH:MM UTC · N cores, CPU, idle|loaded (load average X)
@@ -214,11 +215,10 @@ def test_loader_bench_prints_header_setup_loader_table_summary_and_prepare_table
         capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--images", "8", "--repeats", "1", "--image-sizes", "16", "--workers", "0,1", "--batch", "4"]
     assert loader_bench.main(argv) == 0
-    blocks = capsys.readouterr().out.split("\n\n")
-    header, setup, table, summary, prepare_table = blocks
+    header, setup, table, summary, stage_table, prepare_table = capsys.readouterr().out.split("\n\n")
     assert HEADER.match(header)["command"] == "python benchmarks/loader_bench.py " + " ".join(argv)
     assert setup.startswith("8 train JPEGs: crops of scikit-learn's 2 sample photos")
-    assert "Prepared copies (short side): 18 px for 16" in setup  # val resizes to round(16 / 0.875)
+    assert "Prepared copies, short side: 18 px for 16 (mean " in setup  # val resizes to round(16 / 0.875)
     head, rule, *rows = table.splitlines()
     assert head.strip("| ").split(" | ") == [
         "image size", "decoder", "tree", "images per CPU-second, N=0", "÷ pil on the originals", "images/s, N=0",
@@ -230,6 +230,8 @@ def test_loader_bench_prints_header_setup_loader_table_summary_and_prepare_table
                                                    for tree in ("original", "prepared for 16")]
     assert cells[0][4] == "1.00×" and all(len(c) == 8 for c in cells)
     assert summary.startswith("Prepared ÷ original, pil (the default decoder)") and " at 16 px." in summary
+    assert [row.split(" | ")[:2] for row in stage_table.splitlines()[2:]] == [["| 16 px", "original"],
+                                                                              ["| 16 px", "prepared for 16"]]
     assert prepare_table.splitlines()[2].startswith("| short side 18 px | ")
     assert prepare_table.splitlines()[2].endswith(" | 1 |")
 
@@ -249,8 +251,18 @@ def test_loader_summary_divides_prepared_by_original_for_the_default_decoder() -
     assert loader_bench.speedups(rows)[160, "torchvision", "prepared for 160"] == pytest.approx(9.0)
 
 
+def test_stage_table_adds_what_the_loader_pass_costs_beyond_the_stages() -> None:
+    stage_rows = [{"image_size": 160, "tree": "original",
+                   "microseconds": {"decode": 300.0, "crop and resize": 200.0, "flip, to tensor, normalise": 100.0}}]
+    rows = [_loader_row(160, "original", 500.0), _loader_row(160, "original", 900.0, decoder="torchvision")]
+    lines = loader_bench.stages_markdown(stage_rows, rows).splitlines()
+    assert lines[0] == ("| image size | tree | decode | crop and resize | flip, to tensor, normalise "
+                        "| the rest of the loader pass, N=0 | loader pass, N=0 |")
+    assert lines[2] == "| 160 px | original | 300 | 200 | 100 | 1400 | 2000 |"  # 1e6 / 500 = 2000 µs
+
+
 def test_drawn_photos_are_imagenet_like_crops_never_upscaled() -> None:
-    drawn = [loader_bench.drawn_photo(seed) for seed in range(200)]
+    drawn = [photos.drawn_photo(seed) for seed in range(200)]
     for (width, height), quality in drawn:
         assert 200 <= width <= 640 and height <= 427 and 75 <= quality <= 95
         assert width / height == pytest.approx(4 / 3, abs=0.01) or width / height == pytest.approx(1.5, abs=0.01)
@@ -262,13 +274,13 @@ def test_drawn_photos_are_imagenet_like_crops_never_upscaled() -> None:
 def test_write_photo_crops_a_sample_photo_and_refuses_to_upscale(tmp_path: Path) -> None:
     from PIL import Image
 
-    loader_bench.write_photo(tmp_path / "a.jpg", 3, (300, 200), 80)
-    loader_bench.write_photo(tmp_path / "b.jpg", 5, (300, 200), 80)
+    photos.write_photo(tmp_path / "a.jpg", 3, (300, 200), 80)
+    photos.write_photo(tmp_path / "b.jpg", 5, (300, 200), 80)
     with Image.open(tmp_path / "a.jpg") as a, Image.open(tmp_path / "b.jpg") as b:
         assert a.size == b.size == (300, 200) and a.format == "JPEG"
         assert np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float)).mean() > 5  # other crops
     with pytest.raises(ValueError, match="upscale"):
-        loader_bench.write_photo(tmp_path / "c.jpg", 0, (700, 400))
+        photos.write_photo(tmp_path / "c.jpg", 0, (700, 400))
 
 
 def test_draft_crop_decodes_no_smaller_than_its_output_and_matches_the_full_decode(tmp_path: Path) -> None:
@@ -276,7 +288,7 @@ def test_draft_crop_decodes_no_smaller_than_its_output_and_matches_the_full_deco
     from torchvision import transforms
 
     path = tmp_path / "photo.jpg"
-    loader_bench.write_photo(path, 1, (600, 400), 95)
+    photos.write_photo(path, 1, (600, 400), 95)
     size, factors = 80, set()
     for seed in range(40):
         image, boxes = Image.open(path), []

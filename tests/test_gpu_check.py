@@ -124,8 +124,8 @@ def test_nccl_check_says_why_it_did_not_run_without_two_gpus() -> None:
 
 
 def test_full_scale_photos_are_jpegs_of_its_photo_size(tmp_path: Path) -> None:
-    loader_bench = sys.modules["loader_bench"]  # imported by gpu_check for write_photo
-    loader_bench.write_photo(tmp_path / "one.jpg", 0, gpu_check.FULL.photo)
+    photos = sys.modules["photos"]  # imported by gpu_check
+    photos.write_photo(tmp_path / "one.jpg", 0, gpu_check.FULL.photo)
     from PIL import Image
 
     with Image.open(tmp_path / "one.jpg") as image:
