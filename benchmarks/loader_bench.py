@@ -16,22 +16,28 @@ collate) for each image size × tree (original, prepared) × decoder × ``--work
 Images per CPU-second count the CPU time of this process and, with N > 0, of its N loader processes: the
 per-core figure, which holds on a loaded machine. Images/s are per wall-clock second. With N > 0 the
 processes are started by an untimed pass first (a steady state, as over an epoch of ImageNet). One torch
-thread per process. The configurations are interleaved within each repeat; reported: median and min–max
-over ``--repeats`` passes. ``prepare``'s images per CPU-second and per second are timed on the same JPEGs.
+thread per process. Also timed: the default decoder's stages one image at a time in this process (decode,
+crop and resize, the rest of the transform), and ``prepare``'s images per CPU-second and per second.
+Every configuration runs once untimed, then ``--repeats`` times, interleaved within each repeat; reported:
+median and min–max over the repeats, ratios taken within each repeat. Tables: :mod:`loader_tables`.
 With a CUDA device, ``torchvision`` is also timed decoding on it (nvJPEG), which is not a per-core figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import torch
+from loader_tables import DEFAULT_DECODER, STAGES, loader_table, prepare_table, spread, stage_table, summary
 from machine import Snapshot, command_line
 from photos import QUALITIES, write_tree
 from PIL import Image
@@ -45,11 +51,9 @@ from ast_tune.data.sources import load_datasets, val_short_side
 from ast_tune.prepare import DEFAULT_QUALITY
 
 CLASSES = 4
-DEFAULT_DECODER = DataSpec().decoder
 DRAFT = "pil draft"  # measured by this script only
 NVJPEG = "torchvision, nvJPEG"
 _DATA_DECODER = {DRAFT: "pil", NVJPEG: "torchvision"}  # the data.decoder each row's dataset is made with
-TARGETS = {160: 3.0, 224: 2.0}  # wanted prepared ÷ original, images per CPU-second, default decoder
 
 
 def prepare_seconds(root: Path, dst: Path, *, short_side: int) -> tuple[float, float]:
@@ -111,37 +115,6 @@ def pass_seconds(dataset: Dataset, *, workers: int, batch: int,
     return seconds
 
 
-def spread(values: list[float]) -> dict[str, float]:
-    """Median, min and max."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
-def measure(trees: dict[str, Path], *, images: int, repeats: int, image_sizes: list[int], workers: list[int],
-            batch: int) -> list[dict]:
-    """One row per image size × decoder × tree: images per CPU-second and per second, per worker count."""
-    decoders = [*DECODERS, DRAFT] + ([NVJPEG] if torch.cuda.is_available() else [])
-    setups = [(size, decoder, tree) for size in image_sizes for decoder in decoders
-              for tree in ("original", f"prepared for {size}")]
-    datasets = {s: train_set(trees[s[2]], s[1], s[0]) for s in setups}
-    device = {decoder: torch.device("cuda") if decoder == NVJPEG else None for decoder in decoders}
-    seconds: dict[tuple, list[tuple[float, float]]] = {(*s, n): [] for s in setups for n in workers}
-    for key in seconds:
-        pass_seconds(datasets[key[:3]], workers=key[3], batch=batch, device=device[key[1]])  # warm the page cache
-    for _ in range(repeats):
-        for key, values in seconds.items():  # interleaved: drift on a loaded machine hits every setup alike
-            values.append(pass_seconds(datasets[key[:3]], workers=key[3], batch=batch, device=device[key[1]]))
-    rows = []
-    for size, decoder, tree in setups:
-        rows.append({"image_size": size, "decoder": decoder, "tree": tree, "n": repeats, "workers": {
-            n: {"images_per_cpu_second": spread([images / cpu for _, cpu in seconds[size, decoder, tree, n]]),
-                "images_per_second": spread([images / wall for wall, _ in seconds[size, decoder, tree, n]])}
-            for n in workers}})
-    return rows
-
-
-STAGES = ("decode", "crop and resize", "flip, to tensor, normalise")
-
-
 def stage_seconds(dataset: Dataset) -> list[float]:
     """CPU seconds of one pass over ``dataset``'s files in this process, per stage (:data:`STAGES`): its
     loader, its transform's first step (RandomResizedCrop), the rest of its transform."""
@@ -161,92 +134,64 @@ def stage_seconds(dataset: Dataset) -> list[float]:
     return totals
 
 
-def stages(trees: dict[str, Path], *, repeats: int, image_sizes: list[int]) -> list[dict]:
-    """Per image size × tree, the default decoder's CPU µs per image in each of :data:`STAGES` (median)."""
-    setups = [(size, tree) for size in image_sizes for tree in ("original", f"prepared for {size}")]
-    datasets = {s: train_set(trees[s[1]], DEFAULT_DECODER, s[0]) for s in setups}
-    seconds: dict[tuple, list[list[float]]] = {s: [] for s in setups}
+def measure(trees: dict[str, Path], *, images: int, repeats: int, image_sizes: list[int], workers: list[int],
+            batch: int) -> tuple[list[dict], list[dict]]:
+    """Loader rows (image size × decoder × tree) and stage rows (image size × tree, default decoder).
+
+    Every timing runs once untimed (warm caches), then ``repeats`` times, interleaved: drift on a
+    loaded machine hits every configuration alike, and the ratios are taken within a repeat.
+    """
+    decoders = [*DECODERS, DRAFT] + ([NVJPEG] if torch.cuda.is_available() else [])
+    jobs: dict[tuple, Callable[[], object]] = {}
+    for size in image_sizes:
+        pair = ("original", f"prepared for {size}")
+        data = {(decoder, tree): train_set(trees[tree], decoder, size) for decoder in decoders for tree in pair}
+        for tree in pair:
+            jobs["stages", size, tree] = functools.partial(stage_seconds, data[DEFAULT_DECODER, tree])
+        for n, decoder, tree in itertools.product(workers, decoders, pair):
+            jobs["pass", size, decoder, tree, n] = functools.partial(
+                pass_seconds, data[decoder, tree], workers=n, batch=batch,
+                device=torch.device("cuda") if decoder == NVJPEG else None)
+    results: dict[tuple, list] = {key: [] for key in jobs}
+    for job in jobs.values():
+        job()
     for _ in range(repeats):
-        for setup, values in seconds.items():
-            values.append(stage_seconds(datasets[setup]))
-    return [{"image_size": size, "tree": tree, "microseconds": {
-        stage: statistics.median(1e6 * run[i] / len(datasets[size, tree]) for run in seconds[size, tree])
-        for i, stage in enumerate(STAGES)}} for size, tree in setups]
+        for key, job in jobs.items():
+            results[key].append(job())
+    passes = {key[1:]: values for key, values in results.items() if key[0] == "pass"}
+    stages = {key[1:]: values for key, values in results.items() if key[0] == "stages"}
+    return loader_rows(passes, images, workers), stage_rows(stages, passes, images, workers[0])
 
 
-def stages_markdown(stage_rows: list[dict], rows: list[dict]) -> str:
-    """CPU µs per image by stage, and what the loader pass (N = the first count) adds to them."""
-    n = next(iter(rows[0]["workers"]))
-    per_second = {(r["image_size"], r["tree"]): r["workers"][n]["images_per_cpu_second"]["median"] for r in rows
-                  if r["decoder"] == DEFAULT_DECODER}
-    lines = [f"| image size | tree | {' | '.join(STAGES)} | the rest of the loader pass, N={n} | loader pass, N={n} |",
-             "|" + "---|" * (len(STAGES) + 4)]
-    for r in stage_rows:
-        whole = 1e6 / per_second[r["image_size"], r["tree"]]
-        parts = list(r["microseconds"].values())
-        cells = [f"{r['image_size']} px", r["tree"], *(f"{part:.0f}" for part in parts),
-                 f"{whole - sum(parts):.0f}", f"{whole:.0f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def loader_rows(passes: dict[tuple, list], images: int, workers: list[int]) -> list[dict]:
+    """A row per image size × decoder × tree from ``passes``: ``(wall, CPU)`` seconds per repeat, keyed by
+    (image size, decoder, tree, N)."""
+    def rates(key: tuple) -> dict[str, dict[str, float]]:
+        return {"images_per_cpu_second": spread([images / cpu for _, cpu in passes[key]]),
+                "images_per_second": spread([images / wall for wall, _ in passes[key]])}
+
+    rows = []
+    for size, decoder, tree, n in passes:
+        if n == workers[0]:
+            base = [cpu for _, cpu in passes[size, DEFAULT_DECODER, "original", n]]
+            ratios = [b / cpu for b, (_, cpu) in zip(base, passes[size, decoder, tree, n], strict=True)]
+            rows.append({"image_size": size, "decoder": decoder, "tree": tree, "vs_original": spread(ratios),
+                         "workers": {m: rates((size, decoder, tree, m)) for m in workers}})
+    return rows
 
 
-def speedups(rows: list[dict]) -> dict[tuple[int, str, str], float]:
-    """Each row's images per CPU-second (first worker count, medians) ÷ the default decoder's on the originals."""
-    def median(row: dict) -> float:
-        return next(iter(row["workers"].values()))["images_per_cpu_second"]["median"]
-
-    base = {r["image_size"]: median(r) for r in rows if r["decoder"] == DEFAULT_DECODER and r["tree"] == "original"}
-    return {(r["image_size"], r["decoder"], r["tree"]): median(r) / base[r["image_size"]] for r in rows}
-
-
-def _cell(figures: dict[str, float]) -> str:
-    return f"{figures['median']:.0f} ({figures['min']:.0f}–{figures['max']:.0f})"
-
-
-def markdown(rows: list[dict]) -> str:
-    """The loader table: a row per image size × decoder × tree, two columns per worker count N."""
-    workers = list(rows[0]["workers"])
-    header = ["image size", "decoder", "tree"]
-    for i, n in enumerate(workers):
-        header.append(f"images per CPU-second, N={n}")
-        if i == 0:
-            header.append(f"÷ {DEFAULT_DECODER} on the originals")
-        header.append(f"images/s, N={n}")
-    ratio = speedups(rows)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        cells = [f"{r['image_size']} px", r["decoder"], r["tree"]]
-        for i, n in enumerate(workers):
-            cells.append(_cell(r["workers"][n]["images_per_cpu_second"]))
-            if i == 0:
-                cells.append(f"{ratio[r['image_size'], r['decoder'], r['tree']]:.2f}×")
-            cells.append(_cell(r["workers"][n]["images_per_second"]))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def prepare_markdown(timings: dict[int, list[tuple[float, float]]], images: int) -> str:
-    """The table of ``prepare`` with one worker: a row per short side."""
-    lines = ["| prepare, 1 worker | images per CPU-second (median, min–max) | images/s (median, min–max) | n |",
-             "|---|---|---|---|"]
-    lines += [f"| short side {side} px | {_cell(spread([images / cpu for _, cpu in values]))} "
-              f"| {_cell(spread([images / wall for wall, _ in values]))} | {len(values)} |"
-              for side, values in timings.items()]
-    return "\n".join(lines)
-
-
-def summary(rows: list[dict]) -> str:
-    """The line that compares prepared with original for the default decoder, against the targets."""
-    ratio = speedups(rows)
-    n = next(iter(rows[0]["workers"]))
-    parts = []
-    for size in dict.fromkeys(r["image_size"] for r in rows):
-        value = ratio[size, DEFAULT_DECODER, f"prepared for {size}"]
-        target = TARGETS.get(size)
-        verdict = "" if target is None else f" (target ≥ {target:g}×: {'met' if value >= target else 'not met'})"
-        parts.append(f"{value:.2f}× at {size} px{verdict}")
-    return (f"Prepared ÷ original, {DEFAULT_DECODER} (the default decoder), images per CPU-second at N={n}, "
-            f"medians: {'; '.join(parts)}.")
+def stage_rows(stages: dict[tuple, list], passes: dict[tuple, list], images: int, n: int) -> list[dict]:
+    """Per (image size, tree) of ``stages``: CPU µs per image of each stage, of the rest of the default
+    decoder's loader pass with N = ``n`` (that pass in the same repeat, less the stages) and of the pass."""
+    rows = []
+    for (size, tree), runs in stages.items():
+        whole = [1e6 * cpu / images for _, cpu in passes[size, DEFAULT_DECODER, tree, n]]
+        parts = [[1e6 * seconds / images for seconds in run] for run in runs]
+        columns = [*zip(*parts, strict=True), [w - sum(run) for w, run in zip(whole, parts, strict=True)], whole]
+        names = (*STAGES, "rest of the loader pass", "loader pass")
+        rows.append({"image_size": size, "tree": tree, "workers": n,
+                     "microseconds": dict(zip(names, map(statistics.median, columns), strict=True))})
+    return rows
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -268,18 +213,21 @@ def _ints(text: str) -> list[int]:
     return [int(part) for part in text.split(",")]
 
 
-def make_trees(tmp: Path, *, per_class: int, image_sizes: list[int],
-               repeats: int) -> tuple[dict[str, Path], dict[int, list[tuple[float, float]]]]:
-    """The original tree and a prepared copy per image size (``prepare`` timed ``repeats`` times each):
-    ``({tree name: root}, {short side px: [(wall, CPU) seconds]})``."""
+def make_trees(tmp: Path, *, per_class: int, image_sizes: list[int], repeats: int) -> tuple[dict[str, Path], list]:
+    """The original tree and a prepared copy per image size, ``prepare`` timed ``repeats`` times each:
+    ``({tree name: root}, a prepare row per short side)``."""
     trees = {"original": write_tree(tmp / "original", classes=CLASSES, per_class=per_class)}
-    timings: dict[int, list[tuple[float, float]]] = {}
+    images = CLASSES * (per_class + 1)  # prepare copies val too
+    prepare_rows = []
     for size in image_sizes:
-        side = val_short_side(size)
+        side, seconds = val_short_side(size), []
         for repeat in range(repeats):
             trees[f"prepared for {size}"] = copy = tmp / f"prepared_{side}_{repeat}"
-            timings.setdefault(side, []).append(prepare_seconds(trees["original"], copy, short_side=side))
-    return trees, timings
+            seconds.append(prepare_seconds(trees["original"], copy, short_side=side))
+        prepare_rows.append({"short_side": side, "n": repeats,
+                             "images_per_cpu_second": spread([images / cpu for _, cpu in seconds]),
+                             "images_per_second": spread([images / wall for wall, _ in seconds])})
+    return trees, prepare_rows
 
 
 def train_files(root: Path) -> tuple[list[tuple[int, int]], float]:
@@ -319,23 +267,18 @@ def main(argv: list[str] | None = None) -> int:
     per_class = -(-args.images // CLASSES)
     images = CLASSES * per_class
     with tempfile.TemporaryDirectory(prefix="loader_bench_") as tmp:
-        trees, timings = make_trees(Path(tmp), per_class=per_class, image_sizes=args.image_sizes,
-                                    repeats=args.repeats)
+        trees, prepare_rows = make_trees(Path(tmp), per_class=per_class, image_sizes=args.image_sizes,
+                                         repeats=args.repeats)
         setup = describe(trees, images=images, image_sizes=args.image_sizes, batch=args.batch)
-        rows = measure(trees, images=images, repeats=args.repeats, image_sizes=args.image_sizes,
-                       workers=args.workers, batch=args.batch)
-        stage_rows = stages(trees, repeats=args.repeats, image_sizes=args.image_sizes)
-    prepared = images + CLASSES  # prepare copies val too
+        rows, stages = measure(trees, images=images, repeats=args.repeats, image_sizes=args.image_sizes,
+                               workers=args.workers, batch=args.batch)
     command = command_line("benchmarks/loader_bench.py", argv)
     if args.json:
-        prepare_rates = {side: {"images_per_cpu_second": spread([prepared / cpu for _, cpu in values]),
-                                "images_per_second": spread([prepared / wall for wall, _ in values])}
-                         for side, values in timings.items()}
-        print(json.dumps({**machine.as_dict(command), "setup": setup, "results": rows, "prepare": prepare_rates,
-                          "stages_us_per_image": stage_rows, "summary": summary(rows)}, indent=2))
+        print(json.dumps({**machine.as_dict(command), "setup": setup, "loader": rows, "summary": summary(rows),
+                          "stages_us_per_image": stages, "prepare": prepare_rows}, indent=2))
     else:
-        print("\n\n".join([machine.header(command), setup, markdown(rows), summary(rows),
-                           stages_markdown(stage_rows, rows), prepare_markdown(timings, prepared)]))
+        print("\n\n".join([machine.header(command), setup, loader_table(rows), summary(rows), stage_table(stages),
+                           prepare_table(prepare_rows)]))
     return 0
 
 

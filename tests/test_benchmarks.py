@@ -39,6 +39,7 @@ trial_overhead = _load("trial_overhead")
 inline_profile = _load("inline_profile")
 estimate_accuracy = _load("estimate_accuracy")
 photos = _load("photos")
+loader_tables = _load("loader_tables")
 loader_bench = _load("loader_bench")
 
 #: a header line: `command` · YYYY-MM-DD HH:MM UTC · N cores, CPU, idle|loaded (load average X)
@@ -228,37 +229,52 @@ def test_loader_bench_prints_header_setup_loader_table_summary_and_prepare_table
     cells = [row.strip("| ").split(" | ") for row in rows]
     assert [(c[0], c[1], c[2]) for c in cells] == [("16 px", d, tree) for d in decoders
                                                    for tree in ("original", "prepared for 16")]
-    assert cells[0][4] == "1.00×" and all(len(c) == 8 for c in cells)
-    assert summary.startswith("Prepared ÷ original, pil (the default decoder)") and " at 16 px." in summary
+    assert cells[0][4] == "1.00× (1.00–1.00)" and all(len(c) == 8 for c in cells)
+    assert summary.startswith("Prepared ÷ original, pil (the default decoder)") and " at 16 px (min–max " in summary
     assert [row.split(" | ")[:2] for row in stage_table.splitlines()[2:]] == [["| 16 px", "original"],
                                                                               ["| 16 px", "prepared for 16"]]
     assert prepare_table.splitlines()[2].startswith("| short side 18 px | ")
     assert prepare_table.splitlines()[2].endswith(" | 1 |")
 
 
-def _loader_row(size: int, tree: str, per_cpu_second: float, decoder: str = "pil") -> dict:
-    figures = {"median": per_cpu_second, "min": per_cpu_second, "max": per_cpu_second}
-    return {"image_size": size, "decoder": decoder, "tree": tree, "n": 1,
-            "workers": {0: {"images_per_cpu_second": figures, "images_per_second": figures}}}
+def test_loader_rows_divide_by_the_default_decoder_on_the_originals_within_each_repeat() -> None:
+    passes = {(160, "pil", "original", 0): [(2.0, 4.0), (1.0, 2.0)],  # (wall, CPU) seconds per repeat
+              (160, "pil", "prepared for 160", 0): [(1.0, 1.0), (1.0, 1.0)],
+              (160, "pil", "original", 2): [(1.0, 8.0), (1.0, 8.0)],
+              (160, "pil", "prepared for 160", 2): [(0.5, 4.0), (0.5, 4.0)]}
+    original, prepared = loader_bench.loader_rows(passes, 8, [0, 2])
+    assert original["workers"][0]["images_per_cpu_second"] == {"median": 3.0, "min": 2.0, "max": 4.0}  # 8/4, 8/2
+    assert original["vs_original"] == {"median": 1.0, "min": 1.0, "max": 1.0}
+    # repeat by repeat 4 / 1 and 2 / 1; the ratio of the medians would be 8 / 3
+    assert prepared["vs_original"] == {"median": 3.0, "min": 2.0, "max": 4.0}
+    assert prepared["workers"][2]["images_per_second"]["median"] == 16.0
 
 
-def test_loader_summary_divides_prepared_by_original_for_the_default_decoder() -> None:
-    rows = [_loader_row(160, "original", 100.0), _loader_row(160, "prepared for 160", 350.0),
-            _loader_row(160, "prepared for 160", 900.0, decoder="torchvision"),
-            _loader_row(224, "original", 120.0), _loader_row(224, "prepared for 224", 180.0)]
-    assert loader_bench.summary(rows).endswith(
-        "medians: 3.50× at 160 px (target ≥ 3×: met); 1.50× at 224 px (target ≥ 2×: not met).")
-    assert loader_bench.speedups(rows)[160, "torchvision", "prepared for 160"] == pytest.approx(9.0)
-
-
-def test_stage_table_adds_what_the_loader_pass_costs_beyond_the_stages() -> None:
-    stage_rows = [{"image_size": 160, "tree": "original",
-                   "microseconds": {"decode": 300.0, "crop and resize": 200.0, "flip, to tensor, normalise": 100.0}}]
-    rows = [_loader_row(160, "original", 500.0), _loader_row(160, "original", 900.0, decoder="torchvision")]
-    lines = loader_bench.stages_markdown(stage_rows, rows).splitlines()
+def test_stage_rows_take_the_rest_from_the_same_repeats_loader_pass() -> None:
+    stages = {(160, "original"): [[0.001, 0.002, 0.001], [0.002, 0.002, 0.002]]}  # seconds for 2 images
+    passes = {(160, "pil", "original", 0): [(9.0, 0.006), (9.0, 0.008)]}
+    (row,) = loader_bench.stage_rows(stages, passes, 2, 0)
+    # µs per image: stages 500 + 1000 + 500 and 1000 × 3; passes 3000 and 4000, so the rest is 1000 in both
+    assert row["microseconds"] == pytest.approx({"decode": 750, "crop and resize": 1000,
+                                                 "flip, to tensor, normalise": 750, "rest of the loader pass": 1000,
+                                                 "loader pass": 3500})
+    lines = loader_tables.stage_table([row]).splitlines()
     assert lines[0] == ("| image size | tree | decode | crop and resize | flip, to tensor, normalise "
                         "| the rest of the loader pass, N=0 | loader pass, N=0 |")
-    assert lines[2] == "| 160 px | original | 300 | 200 | 100 | 1400 | 2000 |"  # 1e6 / 500 = 2000 µs
+    assert lines[2] == "| 160 px | original | 750 | 1000 | 750 | 1000 | 3500 |"
+
+
+def test_loader_summary_gives_prepared_over_original_for_the_default_decoder_against_the_targets() -> None:
+    def row(size: int, tree: str, ratios: tuple[float, float, float], decoder: str = "pil") -> dict:
+        return {"image_size": size, "decoder": decoder, "tree": tree, "workers": {0: {}},
+                "vs_original": dict(zip(("median", "min", "max"), ratios, strict=True))}
+
+    rows = [row(160, "original", (1, 1, 1)), row(160, "prepared for 160", (3.5, 3.0, 4.0)),
+            row(160, "prepared for 160", (9, 9, 9), decoder="torchvision"),
+            row(224, "original", (1, 1, 1)), row(224, "prepared for 224", (1.5, 1.25, 2.5))]
+    assert loader_tables.summary(rows).endswith(
+        "median of the repeats: 3.50× at 160 px (min–max 3.00–4.00; target ≥ 3×: met); "
+        "1.50× at 224 px (min–max 1.25–2.50; target ≥ 2×: not met).")
 
 
 def test_drawn_photos_are_imagenet_like_crops_never_upscaled() -> None:
