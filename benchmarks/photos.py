@@ -31,9 +31,9 @@ def write_photo(path: Path, seed: int, size: tuple[int, int] = PHOTO, quality: i
     photo = sample_photos()[seed % 2]
     aspect = size[0] / size[1]
     widest = min(photo.width, photo.height * aspect)  # the largest crop of this aspect, px wide
-    if size[0] > widest:
+    if size[0] > widest + 0.5:  # half a pixel: the rounding of an aspect ratio
         raise ValueError(f"{size} px would upscale a crop of a {photo.width}×{photo.height} photo")
-    width = rng.uniform(max(size[0], 0.6 * widest), widest)
+    width = rng.uniform(min(max(size[0], 0.6 * widest), widest), widest)
     height = width / aspect
     left, top = rng.uniform(0, photo.width - width), rng.uniform(0, photo.height - height)
     crop = photo.resize(size, Image.Resampling.LANCZOS, box=(left, top, left + width, top + height))
@@ -42,7 +42,9 @@ def write_photo(path: Path, seed: int, size: tuple[int, int] = PHOTO, quality: i
 
 
 def drawn_photo(seed: int) -> tuple[tuple[int, int], int]:
-    """An ImageNet-like ``((width, height) px, JPEG quality)`` for image ``seed``; see the module docstring."""
+    """An ImageNet-like ``((width, height) px, JPEG quality)`` for image ``seed``: landscape, 4:3 or 3:2; the
+    long side 500 px (ImageNet's commonest) for half of them, drawn from :data:`LONG_SIDES` for the rest,
+    and no larger than a crop of the photo (which is never upscaled); the quality drawn from :data:`QUALITIES`."""
     rng = np.random.default_rng([seed, 1])
     aspect = (4 / 3, 3 / 2)[rng.integers(2)]
     long_side = PHOTO[0] if rng.random() < 0.5 else int(rng.integers(LONG_SIDES[0], LONG_SIDES[1] + 1))
