@@ -46,8 +46,8 @@ from ast_tune.data.sources import Datasets, TensorImageDataset, load_datasets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from collective_check import collective_check  # noqa: E402  (sibling scripts)
-from loader_bench import write_photo  # noqa: E402
 from machine import Snapshot, command_line  # noqa: E402
+from photos import write_photo  # noqa: E402
 
 CLASSES = 8
 RATES = (0.4, 0.2)
@@ -114,7 +114,8 @@ def spec_of(config: Config, scale: Scale, root: Path) -> RunSpec:
 
 
 def write_photos(root: Path, scale: Scale) -> Path:
-    """``scale.images`` generated JPEGs as an ImageFolder tree of CLASSES classes (one val image each)."""
+    """``scale.images`` JPEGs (crops of real photos: :func:`photos.write_photo`) as an ImageFolder tree
+    of CLASSES classes (one val image each)."""
     paths = [root / "train" / f"c{i % CLASSES}" / f"{i}.jpg" for i in range(scale.images)]
     paths += [root / "val" / f"c{c}" / "0.jpg" for c in range(CLASSES)]
     with ProcessPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1)) as pool:

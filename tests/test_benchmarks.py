@@ -9,8 +9,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from ast_tune.config.sweep_spec import load_sweep
@@ -36,6 +38,8 @@ search_quality = _load("search_quality")
 trial_overhead = _load("trial_overhead")
 inline_profile = _load("inline_profile")
 estimate_accuracy = _load("estimate_accuracy")
+photos = _load("photos")
+loader_tables = _load("loader_tables")
 loader_bench = _load("loader_bench")
 
 #: a header line: `command` · YYYY-MM-DD HH:MM UTC · N cores, CPU, idle|loaded (load average X)
@@ -208,10 +212,114 @@ def test_estimate_accuracy_table_has_a_row_per_run_and_the_mean() -> None:
     assert lines[-1] == "| mean | 90.0 | 90 | +0 % | 60 | 60 | +0 % |"
 
 
-def test_loader_bench_prints_header_setup_and_table(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["--images", "4", "--repeats", "1", "--image-size", "16", "--batch", "2"]
+def test_loader_bench_prints_header_setup_loader_table_summary_and_prepare_table(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--images", "8", "--repeats", "1", "--image-sizes", "16", "--workers", "0,1", "--batch", "4"]
     assert loader_bench.main(argv) == 0
-    header, _, setup, _, *table = capsys.readouterr().out.splitlines()
+    header, setup, table, summary, stage_table, prepare_table = capsys.readouterr().out.split("\n\n")
     assert HEADER.match(header)["command"] == "python benchmarks/loader_bench.py " + " ".join(argv)
-    assert setup.startswith("4 JPEGs of 500×375 px") and table[0].startswith("| decoder |")
-    assert len(table) == 2 + len([row for row in table[2:] if row.startswith("| ")])
+    assert setup.startswith("8 train JPEGs: crops of scikit-learn's 2 sample photos")
+    assert "Prepared copies, short side: 18 px for 16 (mean " in setup  # val resizes to round(16 / 0.875)
+    head, rule, *rows = table.splitlines()
+    assert head.strip("| ").split(" | ") == [
+        "image size", "decoder", "tree", "images per CPU-second, N=0", "÷ pil on the originals", "images/s, N=0",
+        "images per CPU-second, N=1", "images/s, N=1"]
+    assert rule == "|---|---|---|---|---|---|---|---|"
+    decoders = ["pil", "torchvision", "pil draft"] + (["torchvision, nvJPEG"] if torch.cuda.is_available() else [])
+    cells = [row.strip("| ").split(" | ") for row in rows]
+    assert [(c[0], c[1], c[2]) for c in cells] == [("16 px", d, tree) for d in decoders
+                                                   for tree in ("original", "prepared for 16")]
+    assert cells[0][4] == "1.00× (1.00–1.00)" and all(len(c) == 8 for c in cells)
+    assert summary.startswith("Prepared ÷ original, pil (the default decoder)") and " at 16 px (min–max " in summary
+    assert [row.split(" | ")[:2] for row in stage_table.splitlines()[2:]] == [["| 16 px", "original"],
+                                                                              ["| 16 px", "prepared for 16"]]
+    assert prepare_table.splitlines()[2].startswith("| short side 18 px | ")
+    assert prepare_table.splitlines()[2].endswith(" | 1 |")
+
+
+def test_loader_rows_divide_by_the_default_decoder_on_the_originals_within_each_repeat() -> None:
+    passes = {(160, "pil", "original", 0): [(2.0, 4.0), (1.0, 2.0)],  # (wall, CPU) seconds per repeat
+              (160, "pil", "prepared for 160", 0): [(1.0, 1.0), (1.0, 1.0)],
+              (160, "pil", "original", 2): [(1.0, 8.0), (1.0, 8.0)],
+              (160, "pil", "prepared for 160", 2): [(0.5, 4.0), (0.5, 4.0)]}
+    original, prepared = loader_bench.loader_rows(passes, 8, [0, 2])
+    assert original["workers"][0]["images_per_cpu_second"] == {"median": 3.0, "min": 2.0, "max": 4.0}  # 8/4, 8/2
+    assert original["vs_original"] == {"median": 1.0, "min": 1.0, "max": 1.0}
+    # repeat by repeat 4 / 1 and 2 / 1; the ratio of the medians would be 8 / 3
+    assert prepared["vs_original"] == {"median": 3.0, "min": 2.0, "max": 4.0}
+    assert prepared["workers"][2]["images_per_second"]["median"] == 16.0
+
+
+def test_stage_rows_take_the_rest_from_the_same_repeats_loader_pass() -> None:
+    stages = {(160, "original"): [[0.001, 0.002, 0.001], [0.002, 0.002, 0.002]]}  # seconds for 2 images
+    passes = {(160, "pil", "original", 0): [(9.0, 0.006), (9.0, 0.008)]}
+    (row,) = loader_bench.stage_rows(stages, passes, 2, 0)
+    # µs per image: stages 500 + 1000 + 500 and 1000 × 3; passes 3000 and 4000, so the rest is 1000 in both
+    assert row["microseconds"] == pytest.approx({"decode": 750, "crop and resize": 1000,
+                                                 "flip, to tensor, normalise": 750, "rest of the loader pass": 1000,
+                                                 "loader pass": 3500})
+    lines = loader_tables.stage_table([row]).splitlines()
+    assert lines[0] == ("| image size | tree | decode | crop and resize | flip, to tensor, normalise "
+                        "| the rest of the loader pass, N=0 | loader pass, N=0 |")
+    assert lines[2] == "| 160 px | original | 750 | 1000 | 750 | 1000 | 3500 |"
+
+
+def test_loader_summary_gives_prepared_over_original_for_the_default_decoder_against_the_targets() -> None:
+    def row(size: int, tree: str, ratios: tuple[float, float, float], decoder: str = "pil") -> dict:
+        return {"image_size": size, "decoder": decoder, "tree": tree, "workers": {0: {}},
+                "vs_original": dict(zip(("median", "min", "max"), ratios, strict=True))}
+
+    rows = [row(160, "original", (1, 1, 1)), row(160, "prepared for 160", (3.5, 3.0, 4.0)),
+            row(160, "prepared for 160", (9, 9, 9), decoder="torchvision"),
+            row(224, "original", (1, 1, 1)), row(224, "prepared for 224", (1.5, 1.25, 2.5))]
+    assert loader_tables.summary(rows).endswith(
+        "median of the repeats: 3.50× at 160 px (min–max 3.00–4.00; target ≥ 3×: met); "
+        "1.50× at 224 px (min–max 1.25–2.50; target ≥ 2×: not met).")
+
+
+def test_drawn_photos_are_imagenet_like_crops_never_upscaled() -> None:
+    drawn = [photos.drawn_photo(seed) for seed in range(200)]
+    for (width, height), quality in drawn:
+        assert 200 <= width <= 640 and height <= 427 and 75 <= quality <= 95
+        assert width / height == pytest.approx(4 / 3, abs=0.01) or width / height == pytest.approx(1.5, abs=0.01)
+    widths = [width for (width, _), _ in drawn]
+    assert 0.3 < widths.count(500) / len(widths) < 0.8  # half drawn at ImageNet's commonest size, 500 px
+    assert min(widths) < 300 and max(widths) > 560
+
+
+def test_write_photo_crops_a_sample_photo_and_refuses_to_upscale(tmp_path: Path) -> None:
+    from PIL import Image
+
+    photos.write_photo(tmp_path / "a.jpg", 3, (300, 200), 80)
+    photos.write_photo(tmp_path / "b.jpg", 5, (300, 200), 80)
+    with Image.open(tmp_path / "a.jpg") as a, Image.open(tmp_path / "b.jpg") as b:
+        assert a.size == b.size == (300, 200) and a.format == "JPEG"
+        assert np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float)).mean() > 5  # other crops
+    with pytest.raises(ValueError, match="upscale"):
+        photos.write_photo(tmp_path / "c.jpg", 0, (700, 400))
+
+
+def test_draft_crop_decodes_no_smaller_than_its_output_and_matches_the_full_decode(tmp_path: Path) -> None:
+    from PIL import Image
+    from torchvision import transforms
+
+    path = tmp_path / "photo.jpg"
+    photos.write_photo(path, 1, (600, 400), 95)
+    size, factors = 80, set()
+    for seed in range(40):
+        image, boxes = Image.open(path), []
+        draft = image.draft
+        image.draft = lambda mode, box, draft=draft, boxes=boxes: boxes.append(draft(mode, box)[1])  # decoded box
+        torch.manual_seed(seed)
+        top, left, height, width = transforms.RandomResizedCrop.get_params(image, (0.08, 1.0), (3 / 4, 4 / 3))
+        torch.manual_seed(seed)
+        fast = np.asarray(loader_bench.DraftCrop(size)(image), dtype=float)
+        torch.manual_seed(seed)
+        with Image.open(path) as full:
+            exact = np.asarray(transforms.RandomResizedCrop(size)(full.convert("RGB")), dtype=float)
+        assert fast.shape == exact.shape == (size, size, 3)
+        assert np.abs(fast - exact).mean() < 4  # of 255: decoding at a reduced scale is a good downscale
+        factor = 600 / boxes[0][2] if boxes else 1  # the JPEG was decoded this many times smaller
+        assert factor in (1, 2, 4, 8) and min(height, width) / factor >= size
+        factors.add(factor)
+    assert {1, 2} <= factors  # crops too small to draft, and drafted ones

@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.py at its CPU smoke scale (the report's structure, figures from the run); loader_bench.
+"""benchmarks/gpu_check.py at its CPU smoke scale (the report's structure, figures from the run).
 
 The smoke trains every configuration for real (small_resnet, 16 px, fp32 on the CPU); what is checked
 is that the JSON and the Markdown hold the issue's list and that each figure follows from the run's
@@ -123,16 +123,10 @@ def test_nccl_check_says_why_it_did_not_run_without_two_gpus() -> None:
     assert not check["ran"] and "needs 2" in check["reason"]
 
 
-def test_loader_bench_writes_photos_and_times_each_decoder(tmp_path: Path) -> None:
-    loader_bench = sys.modules["loader_bench"]  # imported by gpu_check
-    loader_bench.write_photo(tmp_path / "one.jpg", seed=0)
+def test_full_scale_photos_are_jpegs_of_its_photo_size(tmp_path: Path) -> None:
+    photos = sys.modules["photos"]  # imported by gpu_check
+    photos.write_photo(tmp_path / "one.jpg", 0, gpu_check.FULL.photo)
     from PIL import Image
 
     with Image.open(tmp_path / "one.jpg") as image:
-        assert image.size == (500, 375) and image.format == "JPEG"
-    root = loader_bench.write_tree(tmp_path / "tree", classes=2, per_class=2, size=(40, 30))
-    rows = loader_bench.measure(root, images=4, repeats=1, image_size=16, batch=2)
-    assert [r["decoder"] for r in rows][:2] == ["pil", "torchvision"]
-    for row in rows:
-        assert _positive(row["images_per_second"]) and _positive(row["images_per_cpu_second"]) and row["n"] == 1
-    assert loader_bench.markdown(rows).count("\n") == len(rows) + 1
+        assert image.size == gpu_check.FULL.photo == (500, 375) and image.format == "JPEG"
