@@ -65,7 +65,7 @@ def test_imagefolder_numbers_val_labels_like_train(folder_tree: Path) -> None:
     assert data.class_names == ("cat", "dog") and data.num_classes == 2 and data.in_channels == 3
     image, label = data.val[0]
     assert label == 1  # dog is 1 in train, though it is val's only class
-    assert image.shape == (3, 16, 16) and image.dtype == torch.float32
+    assert image.shape == (3, 16, 16) and image.dtype == torch.uint8  # the crop; normalised per batch
 
 
 def test_kaggle_imagenet_labels_val_from_csv_and_names_from_synsets(kaggle_tree: Path) -> None:

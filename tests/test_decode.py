@@ -1,4 +1,5 @@
-"""The ``data.decoder`` choice on the CPU: torchvision.io against PIL, and the batch decoder of the GPU path.
+"""The ``data.decoder`` choice on the CPU (torchvision.io, PIL, auto), the uint8 crops every decoder ends at and
+their conversion per batch, and the batch decoder of the GPU path.
 
 The GPU path itself (nvJPEG on a CUDA device) is tested in tests/test_cuda.py, skipped on CPU. Here
 :class:`DeviceBatches` runs with ``device=cpu``, which exercises its batching, fallback and skipping.
@@ -9,17 +10,20 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision import transforms
 from torchvision.io import read_file
 
 from ast_tune.config.run_spec import DataSpec, RunSpec
 from ast_tune.config.spec import SpecError, build
 from ast_tune.data import decode
-from ast_tune.data.decode import DeviceBatches, decodes_on_device
+from ast_tune.data.decode import MANIFEST, DeviceBatches, chosen_decoder, decodes_on_device
 from ast_tune.data.loaders import make_loader
-from ast_tune.data.sources import IMAGENET_MEAN, IMAGENET_STD, load_datasets
+from ast_tune.data.normalise import IMAGENET_MEAN, IMAGENET_STD, normalised
+from ast_tune.data.sources import load_datasets
 
 COLOURS = {"cat": (200, 40, 90), "dog": (30, 160, 220)}
 
@@ -49,16 +53,77 @@ def _normalised(colour: tuple[int, int, int]) -> torch.Tensor:
     return torch.tensor([(c / 255 - m) / s for c, m, s in zip(colour, IMAGENET_MEAN, IMAGENET_STD, strict=True)])
 
 
-@pytest.mark.parametrize("decoder", ["pil", "torchvision"])
-def test_each_decoder_gives_the_normalised_colour_at_the_network_size(tree: Path, decoder: str) -> None:
+@pytest.mark.parametrize("decoder", ["auto", "pil", "torchvision"])
+def test_each_decoder_gives_a_uint8_crop_that_normalises_to_the_colour(tree: Path, decoder: str) -> None:
     data = _data(tree, decoder)
     for dataset in (data.train, data.val):
         for index, (path, label) in enumerate(dataset.samples):
             x, y = dataset[index]
-            assert y == label and x.shape == (3, 16, 16) and x.dtype == torch.float32
+            assert y == label and x.shape == (3, 16, 16) and x.dtype == torch.uint8
             expected = _normalised(COLOURS[data.class_names[label]])
             # JPEG may move a solid colour by a level or two: 3/255 over the smallest std
-            assert torch.allclose(x.mean(dim=(1, 2)), expected, atol=3 / 255 / 0.224), path
+            assert torch.allclose(normalised(x[None])[0].mean(dim=(1, 2)), expected, atol=3 / 255 / 0.224), path
+
+
+def test_normalised_scales_uint8_by_255_and_imagenets_mean_and_std_and_passes_float_batches() -> None:
+    x = torch.tensor([0, 255], dtype=torch.uint8).view(1, 1, 1, 2).expand(2, 3, 2, 2).contiguous()
+    out = normalised(x.contiguous(memory_format=torch.channels_last))
+    assert out.dtype == torch.float32 and out.is_contiguous(memory_format=torch.channels_last)
+    # red: (0 - 0.485) / 0.229 = -2.1179, (1 - 0.485) / 0.229 = 2.2489; blue: -0.406 / 0.225, 0.594 / 0.225
+    assert out[1, 0, 0].tolist() == pytest.approx([-2.1179, 2.2489], abs=1e-4)
+    assert out[0, 2, 1].tolist() == pytest.approx([-1.8044, 2.64], abs=1e-4)
+    digits = torch.randn(2, 1, 4, 4)
+    assert normalised(digits) is digits
+
+
+def _photo_like(path: Path, seed: int) -> None:
+    """A JPEG with detail at every scale (a gradient plus noise), 120×90 px."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 200, 120)[None, :, None] + np.linspace(0, 50, 90)[:, None, None]
+    pixels = np.clip(ramp + rng.normal(0, 25, (90, 120, 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, quality=90)
+
+
+@pytest.mark.parametrize("decoder", ["pil", "torchvision"])
+@pytest.mark.parametrize("train", [True, False])
+def test_uint8_crop_normalised_per_batch_is_the_float_pipeline_within_a_level(tmp_path: Path, decoder: str,
+                                                                               train: bool) -> None:
+    """The float pipeline: PIL, torchvision's crops on the PIL image, ToTensor and Normalize, per image."""
+    paths = [tmp_path / split / name / f"{i}.jpg" for split in ("train", "val") for name in "ab" for i in range(3)]
+    for seed, path in enumerate(paths):
+        _photo_like(path, seed)
+    data = _data(tmp_path, decoder, size=48)
+    dataset = data.train if train else data.val
+    float_path = transforms.Compose(
+        [transforms.RandomResizedCrop(48), transforms.RandomHorizontalFlip()] if train
+        else [transforms.Resize(55), transforms.CenterCrop(48)])  # 55 = round(48 / 0.875)
+    to_float = transforms.Compose([transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    for index, (path, _) in enumerate(dataset.samples):
+        torch.manual_seed(index)
+        new = normalised(dataset[index][0][None])[0]
+        torch.manual_seed(index)
+        with Image.open(path) as image:
+            old = to_float(float_path(image.convert("RGB")))
+        level = 1 / 255 / min(IMAGENET_STD)  # one uint8 level, normalised
+        assert (new - old).abs().max() <= 1.01 * level and (new - old).abs().mean() < 0.05 * level, path
+
+
+def test_auto_decoder_is_torchvision_on_a_prepared_copy_and_pil_elsewhere(tree: Path) -> None:
+    assert chosen_decoder("auto", tree) == "pil" and chosen_decoder("auto", None) == "pil"
+    assert _data(tree, "auto").train.loader is decode.read_pil
+    (tree / MANIFEST).write_text("{}")
+    assert chosen_decoder("auto", tree) == "torchvision" and chosen_decoder("pil", tree) == "pil"
+    data = _data(tree, "auto")
+    assert data.train.loader is decode.read_decoded and data.val.loader is decode.read_decoded
+
+
+def test_torchvision_decoder_reads_a_format_torchvision_io_does_not_with_pil(tree: Path) -> None:
+    bmp = tree / "train" / "cat" / "9.bmp"
+    _solid(bmp, COLOURS["cat"], fmt="BMP")
+    image = decode.read_decoded(str(bmp))
+    assert image.dtype == torch.uint8 and image.shape == (3, 30, 40)
+    assert image[:, 0, 0].tolist() == list(COLOURS["cat"])
 
 
 def test_torchvision_decoder_decodes_with_torchvision_io(tree: Path) -> None:
@@ -114,8 +179,8 @@ def test_batch_decoder_decodes_jpegs_together_and_falls_back_for_others(tree: Pa
     with caplog.at_level(logging.WARNING):
         (x, y, idx), = list(batches)
     assert idx.tolist() == [1, png, 4] and y.tolist() == [data.train.targets[i] for i in (1, png, 4)]
-    assert x.shape == (3, 3, 16, 16) and str(broken) in caplog.text
-    for image, label in zip(x, y.tolist(), strict=True):
+    assert x.shape == (3, 3, 16, 16) and x.dtype == torch.uint8 and str(broken) in caplog.text
+    for image, label in zip(normalised(x), y.tolist(), strict=True):
         expected = _normalised(COLOURS[data.class_names[label]])
         assert torch.allclose(image.mean(dim=(1, 2)), expected, atol=3 / 255 / 0.224)
 
@@ -131,5 +196,5 @@ def test_batch_decoder_gives_an_empty_batch_when_nothing_decodes(tree: Path) -> 
 
 
 def test_unknown_decoder_is_a_spec_error_naming_the_key_and_choices() -> None:
-    with pytest.raises(SpecError, match=r"^data\.decoder: must be one of pil, torchvision; got 'dali'$"):
+    with pytest.raises(SpecError, match=r"^data\.decoder: must be one of auto, pil, torchvision; got 'dali'$"):
         build(RunSpec, {"data": {"kind": "digits", "decoder": "dali"}})

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from sklearn.datasets import load_sample_images
-from torchvision.datasets.folder import default_loader
 
 from ast_tune import prepare as command
 from ast_tune.config.run_spec import DataSpec, OptimSpec, RunSpec, SparsitySpec, SubsetSpec
@@ -175,7 +174,8 @@ def test_a_skip_epoch_on_the_copy_opens_only_the_samples_it_trains_on(folder_tre
     dst = tmp_path / "dst"
     assert _prepare(folder_tree, dst) == 0
     opened: list[str] = []  # every image file the datasets' reader opens, in order
-    monkeypatch.setattr(sources, "reader", lambda decoder: lambda path: opened.append(path) or default_loader(path))
+    reader = sources.reader
+    monkeypatch.setattr(sources, "reader", lambda decoder: lambda path: opened.append(path) or reader(decoder)(path))
     plans = []  # the indices each loader was asked for: the val loader's, then each epoch's
     real = engine.make_loader
     monkeypatch.setattr(engine, "make_loader", lambda data, **kw: plans.append(kw.get("indices")) or real(data, **kw))

@@ -23,7 +23,7 @@ MODES = ("dense", "mask", "inline", "skip")
 THRESHOLD_UPDATES = ("additive", "multiplicative")
 SCHEDULES = ("constant", "step", "cosine", "onecycle", "two_stage")
 PRECISIONS = ("fp32", "amp", "bf16")
-DECODERS = ("pil", "torchvision")
+DECODERS = ("pil", "torchvision")  # what data.decoder: auto chooses between
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +61,9 @@ class DataSpec:
     val_fraction: float = key(0.2, "digits only: share of the 1,797 images held out for validation",
                               unit="fraction", low=0, high=1, low_open=True, high_open=True)
     subset: SubsetSpec | None = key(None, "a class subset (a proxy task); null: every class")
-    decoder: str = key("pil", "image files: pil (PIL + torchvision transforms) or torchvision (torchvision.io, "
-                       "on the training GPU when there is one)", choices=DECODERS)
+    decoder: str = key("auto", "image files: pil (PIL decodes), torchvision (torchvision.io, on the training GPU "
+                       "when there is one), or auto: torchvision on a copy `python -m ast_tune.prepare` made (its "
+                       "manifest.json in root), pil elsewhere", choices=("auto", *DECODERS))
 
     def __post_init__(self) -> None:
         check_keys(self)

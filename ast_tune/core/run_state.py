@@ -17,6 +17,7 @@ from ast_tune.config.spec import to_dict
 from ast_tune.core.models import build_model
 from ast_tune.core.sparsity import BatchSelector, SamplePool, ScoreTable, SundewController
 from ast_tune.data.loaders import seeded_generator
+from ast_tune.data.normalise import normalised
 from ast_tune.data.sources import Datasets
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,11 @@ class RunState:
                    channels_last=channels_last)
 
     def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        """A loader's batch as the network takes it: on the device, in NHWC with ``channels_last``, a uint8
+        batch of photos converted to float32 and normalised there (:func:`~ast_tune.data.normalise.normalised`)."""
         x = x.to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        x = x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        return normalised(x)
 
     def set_lr(self, lr: float) -> None:
         self.lr = lr

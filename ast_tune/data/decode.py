@@ -1,11 +1,15 @@
 """Image-file decoders (``data.decoder``), and decoding a batch of JPEGs on the GPU.
 
-- ``pil``: PIL opens and decodes the file, torchvision's transforms crop and normalise the PIL image
-  in the DataLoader workers. The CPU default.
-- ``torchvision``: ``torchvision.io`` decodes the file into a uint8 tensor ``[3, H, W]`` and the same
-  transforms run on the tensor. On the CPU this happens in the workers. When the loader is given a CUDA
-  device (:func:`ast_tune.data.loaders.make_loader`), the workers only read the files' bytes. The batch is
-  then decoded on that device by nvJPEG (``torchvision.io.decode_jpeg``) and transformed there.
+Every decoder gives a uint8 RGB tensor ``[3, H, W]``; the transforms that follow
+(:func:`~ast_tune.data.sources.photo_transform`) are the same for all of them and end at a uint8 crop.
+
+- ``pil``: PIL opens and decodes the file, in the DataLoader workers.
+- ``torchvision``: ``torchvision.io`` decodes the file (PIL a format it does not read: BMP, TIFF, PPM).
+  On the CPU this happens in the workers. When the loader is given a CUDA device
+  (:func:`ast_tune.data.loaders.make_loader`), the workers only read the files' bytes. The batch is then
+  decoded on that device by nvJPEG (``torchvision.io.decode_jpeg``) and transformed there.
+- ``auto`` (the default): ``torchvision`` on a copy ``python -m ast_tune.prepare`` made (its root holds
+  :data:`MANIFEST`), ``pil`` on any other tree (:func:`chosen_decoder`).
 
 Either way the loader reads only the samples it is asked for, so ``skip`` still loads only the samples
 it trains on, and batches stay ``(x, y, idx)``. An unreadable file is dropped from its batch with a
@@ -14,38 +18,66 @@ warning that names it.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision import transforms
 from torchvision.datasets.folder import default_loader
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
+from torchvision.transforms.v2.functional import pil_to_tensor
 
 log = logging.getLogger(__name__)
 
 Batch = tuple[Tensor, Tensor, Tensor]
+MANIFEST = "manifest.json"  # what a complete copy made by ``python -m ast_tune.prepare`` holds at its root
+UNREADABLE = (OSError, SyntaxError, Image.DecompressionBombError)  # what PIL raises on a bad file
+
+
+def chosen_decoder(decoder: str, root: str | Path | None) -> str:
+    """The decoder ``data.decoder`` names for the tree at ``root``: ``auto`` is ``torchvision`` on a prepared
+    copy (``root`` holds :data:`MANIFEST`: files ``prepare`` wrote, small, where torchvision.io decodes
+    faster than PIL) and ``pil`` elsewhere."""
+    if decoder != "auto":
+        return decoder
+    return "torchvision" if root is not None and Path(root, MANIFEST).is_file() else "pil"
+
+
+def read_pil(path: str) -> Tensor:
+    """The image at ``path`` as uint8 RGB ``[3, H, W]``, decoded by PIL."""
+    return pil_to_tensor(default_loader(path))
+
+
+def decode_bytes(data: Tensor) -> Tensor:
+    """An encoded image file (uint8 ``[n]``) as uint8 RGB ``[3, H, W]``, decoded on the CPU by torchvision.io,
+    or by PIL where torchvision.io does not read the format.
+
+    Raises:
+        OSError, SyntaxError, DecompressionBombError (:data:`UNREADABLE`): neither can decode it.
+    """
+    try:
+        return decode_image(data, mode=ImageReadMode.RGB)
+    except RuntimeError:  # torchvision.io's error for a corrupt or unknown file
+        with Image.open(io.BytesIO(data.numpy().tobytes())) as image:
+            return pil_to_tensor(image.convert("RGB"))
 
 
 def read_decoded(path: str) -> Tensor:
-    """The image at ``path`` as uint8 RGB ``[3, H, W]``, decoded on the CPU by torchvision.io."""
+    """The image at ``path`` as uint8 RGB ``[3, H, W]``: :func:`decode_bytes` of the file."""
     try:
-        return decode_image(read_file(path), mode=ImageReadMode.RGB)
-    except RuntimeError as err:  # torchvision.io's error for a missing, corrupt or unknown file
-        raise OSError(f"cannot decode {path}: {err}") from None
+        data = read_file(path)
+    except RuntimeError as err:  # torchvision.io's error for a missing or unreadable file
+        raise OSError(f"cannot read {path}: {err}") from None
+    return decode_bytes(data)
 
 
-def reader(decoder: str) -> Callable[[str], Any]:
-    """What turns a path into an image for ``decoder`` (``DataSpec.decoder``): a PIL image or a tensor."""
-    return default_loader if decoder == "pil" else read_decoded
-
-
-def to_float(decoder: str) -> Callable[[Any], Tensor]:
-    """The transform that ends a pipeline: the decoded image as float32 ``[C, H, W]`` in [0, 1]."""
-    return transforms.ToTensor() if decoder == "pil" else transforms.ConvertImageDtype(torch.float32)
+def reader(decoder: str) -> Callable[[str], Tensor]:
+    """What turns a path into a uint8 RGB tensor ``[3, H, W]`` for ``decoder`` (``pil`` or ``torchvision``)."""
+    return read_pil if decoder == "pil" else read_decoded
 
 
 def decodes_on_device(dataset: Dataset, device: torch.device | None) -> bool:
@@ -80,7 +112,8 @@ def collate_encoded(items: list[tuple[Tensor, int, int] | None]) -> tuple[list[T
 class DeviceBatches:
     """Batches of encoded files from ``loader``, decoded on ``device`` and put through ``transform`` there.
 
-    Yields ``(x float32 [B, 3, S, S] on device, y int64, idx int64)``; ``len()`` is the loader's.
+    Yields ``(x uint8 [B, 3, S, S] on device, y int64, idx int64)``; ``len()`` is the loader's. The training
+    process converts ``x`` as it converts every batch of photos (:func:`ast_tune.data.normalise.normalised`).
     """
 
     def __init__(self, loader: Iterable[tuple[list[Tensor], Tensor, Tensor]], *,
@@ -116,8 +149,8 @@ class DeviceBatches:
                 image = decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device)
             except RuntimeError:
                 try:  # PNG, GIF, CMYK JPEG…: the CPU decoder, then onto the device
-                    image = decode_image(data, mode=ImageReadMode.RGB).to(self.device)
-                except RuntimeError as err:
+                    image = decode_bytes(data).to(self.device)
+                except UNREADABLE as err:
                     log.warning("skipping unreadable image %s: %s", self.samples[int(idx[position])][0], err)
                     continue
             images.append(image)

@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ast_tune.data.decode import DeviceBatches, EncodedFiles, collate_encoded, decodes_on_device
-from ast_tune.data.sources import UNREADABLE, TensorImageDataset
+from ast_tune.data.decode import UNREADABLE, DeviceBatches, EncodedFiles, collate_encoded, decodes_on_device
+from ast_tune.data.sources import TensorImageDataset
 
 log = logging.getLogger(__name__)
 REPLACEMENT_TRIES = 64  # unreadable images in a row after which loading fails instead of searching on

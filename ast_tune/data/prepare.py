@@ -37,12 +37,12 @@ from tqdm import tqdm
 from ast_tune import atomic
 from ast_tune.config.run_spec import DataSpec
 from ast_tune.config.spec import SpecError
+from ast_tune.data.decode import MANIFEST
 from ast_tune.data.shrink import FILE_MODE, KEPT, RESIZED, UNREADABLE_FILE, copy_file, shrink_file
 from ast_tune.data.sources import SYNSET_MAPPING, VAL_SOLUTION, load_datasets, val_short_side
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 VERSION = 1  # of the manifest and of the copy's rules
 _WORK = ".prepare"
 _SETTINGS, _DONE = "settings.json", "done.jsonl"

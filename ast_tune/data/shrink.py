@@ -17,7 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from ast_tune.atomic import atomic_path
-from ast_tune.data.sources import UNREADABLE
+from ast_tune.data.decode import UNREADABLE
 
 RESIZED, KEPT, UNREADABLE_FILE = "resized", "kept", "unreadable"  # what became of a file
 _ORIENTATION = 0x0112  # the EXIF tag

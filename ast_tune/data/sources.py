@@ -1,7 +1,9 @@
 """Datasets: digits (the embedded default), ImageFolder trees and ImageNet's Kaggle layout.
 
 :func:`load_datasets` turns a :class:`~ast_tune.config.run_spec.DataSpec` into train and val datasets whose items
-are ``(image, label)``: a float tensor ``[C, H, W]`` and an int. Batching lives in :mod:`ast_tune.data.loaders`.
+are ``(image, label)``: a tensor ``[C, H, W]`` and an int. Image files give a uint8 crop (0–255), which the
+training process converts per batch (:mod:`ast_tune.data.normalise`); the digits are float32, normalised
+once when loaded. Batching lives in :mod:`ast_tune.data.loaders`.
 
 Bad data on disk raises a one-line :class:`~ast_tune.config.spec.SpecError` naming ``data.root``. An image
 that cannot be read while loading is replaced by the next readable one (:mod:`ast_tune.data.loaders`)
@@ -20,24 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision import transforms
 from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, find_classes
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
+from torchvision.transforms import v2
 
 from ast_tune.config.run_spec import DataSpec, SubsetSpec
 from ast_tune.config.spec import SpecError
-from ast_tune.data.decode import reader, to_float
+from ast_tune.data.decode import chosen_decoder, read_pil, reader
 from ast_tune.data.subsets import chosen_labels, kept_indices
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _ROOT = "data.root"  # the spec key that every data-on-disk error names
-UNREADABLE = (OSError, SyntaxError, Image.DecompressionBombError)  # what PIL raises on a bad file
 VAL_SOLUTION = "LOC_val_solution.csv"  # Kaggle layout: the val labels, beside ILSVRC/
 SYNSET_MAPPING = "LOC_synset_mapping.txt"  # Kaggle layout: the class names (optional)
 
@@ -47,7 +45,7 @@ class Datasets:
     """The two splits of one data source.
 
     Attributes:
-        train: item ``i`` is ``(image float tensor [C, H, W], int label)``.
+        train: item ``i`` is ``(image tensor [C, H, W], int label)``: uint8 for image files, float32 for digits.
         val: same item format, same label numbering as ``train``.
         num_classes: number of labels, ``0 .. num_classes - 1``.
         in_channels: 1 for digits, 3 for photos.
@@ -79,10 +77,10 @@ class TensorImageDataset(Dataset):
 
 
 class ImageList(Dataset):
-    """Labelled image files: ``samples`` is a list of ``(path, label)``, read by ``loader`` (PIL: RGB)."""
+    """Labelled image files: ``samples`` is a list of ``(path, label)``, read by ``loader`` (uint8 RGB tensors)."""
 
-    def __init__(self, samples: list[tuple[str, int]], transform: Callable[[Any], Tensor],
-                 loader: Callable[[str], Any] = default_loader) -> None:
+    def __init__(self, samples: list[tuple[str, int]], transform: Callable[[Tensor], Tensor],
+                 loader: Callable[[str], Tensor] = read_pil) -> None:
         self.samples = samples
         self.targets = [label for _, label in samples]
         self.transform = transform
@@ -107,17 +105,16 @@ def load_datasets(spec: DataSpec) -> Datasets:
     return data if spec.subset is None else take_subset(data, spec.subset)
 
 
-def photo_transform(image_size: int, *, train: bool, decoder: str = "pil") -> Callable[[Any], Tensor]:
-    """torchvision's ImageNet transforms; ``image_size`` in px (val resizes to image_size / 0.875).
+def photo_transform(image_size: int, *, train: bool) -> Callable[[Tensor], Tensor]:
+    """torchvision's ImageNet crops of a uint8 image ``[3, H, W]``, as uint8 ``[3, image_size, image_size]``.
 
-    They take what ``decoder``'s reader gives (:mod:`ast_tune.data.decode`): a PIL image or a uint8 tensor.
+    Train: RandomResizedCrop (bilinear, antialiased) and a horizontal flip; val: a resize to
+    :func:`val_short_side` and the centre crop. The float conversion and ImageNet's normalisation follow
+    per batch, on the training device (:func:`ast_tune.data.normalise.normalised`).
     """
-    to_tensor = [to_float(decoder), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     if train:
-        return transforms.Compose(
-            [transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip(), *to_tensor])
-    return transforms.Compose(
-        [transforms.Resize(val_short_side(image_size)), transforms.CenterCrop(image_size), *to_tensor])
+        return v2.Compose([v2.RandomResizedCrop(image_size, antialias=True), v2.RandomHorizontalFlip()])
+    return v2.Compose([v2.Resize(val_short_side(image_size), antialias=True), v2.CenterCrop(image_size)])
 
 
 def val_short_side(image_size: int) -> int:
@@ -191,8 +188,8 @@ def _imagenet_kaggle(spec: DataSpec) -> Datasets:
     images = root / "ILSVRC" / "Data" / "CLS-LOC"
     train = _image_folder(images / "train", spec, train=True)
     samples = _kaggle_val_samples(root, images / "val", train.class_to_idx)
-    val = ImageList(samples, photo_transform(spec.image_size, train=False, decoder=spec.decoder),
-                    loader=reader(spec.decoder))
+    val = ImageList(samples, photo_transform(spec.image_size, train=False),
+                    loader=reader(chosen_decoder(spec.decoder, spec.root)))
     return Datasets(train=train, val=val, num_classes=len(train.classes), in_channels=3,
                     class_names=_class_names(root / SYNSET_MAPPING, train.classes))
 
@@ -246,14 +243,14 @@ class _ClassFolder(ImageFolder):
 def _image_folder(path: Path, spec: DataSpec, *, train: bool,
                   class_to_idx: dict[str, int] | None = None) -> ImageFolder:
     _directory(path)
-    transform = photo_transform(spec.image_size, train=train, decoder=spec.decoder)
+    transform, loader = photo_transform(spec.image_size, train=train), reader(chosen_decoder(spec.decoder, spec.root))
     try:
         if class_to_idx is None:
-            return ImageFolder(path, transform=transform, loader=reader(spec.decoder))
+            return ImageFolder(path, transform=transform, loader=loader)
         for name in find_classes(path)[0]:
             if name not in class_to_idx:
                 raise SpecError(_ROOT, f"val class {name} is not among the train classes")
-        folder = _ClassFolder(path, class_to_idx=class_to_idx, transform=transform, loader=reader(spec.decoder))
+        folder = _ClassFolder(path, class_to_idx=class_to_idx, transform=transform, loader=loader)
     except FileNotFoundError as err:  # torchvision: no class folders, or a class without images
         raise SpecError(_ROOT, str(err).splitlines()[0]) from None
     if not folder.samples:
