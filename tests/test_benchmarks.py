@@ -225,56 +225,74 @@ def test_loader_bench_prints_header_setup_loader_table_summary_and_prepare_table
         "image size", "decoder", "tree", "images per CPU-second, N=0", "÷ pil on the originals", "images/s, N=0",
         "images per CPU-second, N=1", "images/s, N=1"]
     assert rule == "|---|---|---|---|---|---|---|---|"
-    decoders = ["pil", "torchvision", "pil draft"] + (["torchvision, nvJPEG"] if torch.cuda.is_available() else [])
     cells = [row.strip("| ").split(" | ") for row in rows]
-    assert [(c[0], c[1], c[2]) for c in cells] == [("16 px", d, tree) for d in decoders
-                                                   for tree in ("original", "prepared for 16")]
+    expected = [("pil (auto)", "original"), ("pil", "prepared for 16"), ("torchvision", "original"),
+                ("torchvision (auto)", "prepared for 16"), ("pil draft", "original"), ("pil draft", "prepared for 16")]
+    expected += [("torchvision, nvJPEG", tree) for tree in ("original", "prepared for 16") if torch.cuda.is_available()]
+    assert [(c[0], c[1], c[2]) for c in cells] == [("16 px", *row) for row in expected]
     assert cells[0][4] == "1.00× (1.00–1.00)" and all(len(c) == 8 for c in cells)
-    assert summary.startswith("Prepared ÷ original, pil (the default decoder)") and " at 16 px (min–max " in summary
-    assert [row.split(" | ")[:2] for row in stage_table.splitlines()[2:]] == [["| 16 px", "original"],
-                                                                              ["| 16 px", "prepared for 16"]]
+    assert summary.startswith("Prepared ÷ original, each read by the default decoder (auto; pil on the originals)")
+    assert " at 16 px with torchvision (min–max " in summary and "a CPU run): " in summary
+    stage_rows = [row.split(" | ")[:3] for row in stage_table.splitlines()[2:]]
+    assert stage_rows == [["| 16 px", "original", "pil"], ["| 16 px", "prepared for 16", "torchvision"]]
     assert prepare_table.splitlines()[2].startswith("| short side 18 px | ")
     assert prepare_table.splitlines()[2].endswith(" | 1 |")
 
 
+DEFAULTS = {"original": "pil", "prepared for 160": "torchvision"}  # the decoder auto reads each tree with
+
+
+def test_default_decoders_are_pil_on_the_originals_and_torchvision_on_a_prepared_copy(tmp_path: Path) -> None:
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "manifest.json").write_text("{}")
+    assert loader_bench.default_decoders({"original": tmp_path, "prepared for 160": tmp_path / "copy"}) == DEFAULTS
+
+
 def test_loader_rows_divide_by_the_default_decoder_on_the_originals_within_each_repeat() -> None:
-    passes = {(160, "pil", "original", 0): [(2.0, 4.0), (1.0, 2.0)],  # (wall, CPU) seconds per repeat
-              (160, "pil", "prepared for 160", 0): [(1.0, 1.0), (1.0, 1.0)],
-              (160, "pil", "original", 2): [(1.0, 8.0), (1.0, 8.0)],
-              (160, "pil", "prepared for 160", 2): [(0.5, 4.0), (0.5, 4.0)]}
-    original, prepared = loader_bench.loader_rows(passes, 8, [0, 2])
+    passes = {(160, "pil", "original", 0): [(2.0, 4.0, 1.0), (1.0, 2.0, 1.0)],  # (wall, CPU, conversion) s per repeat
+              (160, "torchvision", "prepared for 160", 0): [(1.0, 1.0, 1.0), (1.0, 1.0, 1.0)],
+              (160, "pil", "original", 2): [(1.0, 8.0, 1.0), (1.0, 8.0, 1.0)],
+              (160, "torchvision", "prepared for 160", 2): [(0.5, 4.0, 1.0), (0.5, 4.0, 1.0)]}
+    original, prepared = loader_bench.loader_rows(passes, 8, [0, 2], DEFAULTS)
     assert original["workers"][0]["images_per_cpu_second"] == {"median": 3.0, "min": 2.0, "max": 4.0}  # 8/4, 8/2
-    assert original["vs_original"] == {"median": 1.0, "min": 1.0, "max": 1.0}
+    assert original["vs_original"] == {"median": 1.0, "min": 1.0, "max": 1.0} and original["default"]
     # repeat by repeat 4 / 1 and 2 / 1; the ratio of the medians would be 8 / 3
-    assert prepared["vs_original"] == {"median": 3.0, "min": 2.0, "max": 4.0}
+    assert prepared["vs_original"] == {"median": 3.0, "min": 2.0, "max": 4.0} and prepared["default"]
+    # with the conversion counted: (4 + 1) / (1 + 1) and (2 + 1) / (1 + 1)
+    assert prepared["vs_original_converting"] == {"median": 2.0, "min": 1.5, "max": 2.5}
     assert prepared["workers"][2]["images_per_second"]["median"] == 16.0
 
 
-def test_stage_rows_take_the_rest_from_the_same_repeats_loader_pass() -> None:
-    stages = {(160, "original"): [[0.001, 0.002, 0.001], [0.002, 0.002, 0.002]]}  # seconds for 2 images
-    passes = {(160, "pil", "original", 0): [(9.0, 0.006), (9.0, 0.008)]}
-    (row,) = loader_bench.stage_rows(stages, passes, 2, 0)
+def test_stage_rows_take_the_rest_and_the_conversion_from_the_same_repeats_loader_pass() -> None:
+    stages = {(160, "prepared for 160"): [[0.001, 0.002, 0.001], [0.002, 0.002, 0.002]]}  # seconds for 2 images
+    passes = {(160, "torchvision", "prepared for 160", 0): [(9.0, 0.006, 0.001), (9.0, 0.008, 0.002)]}
+    (row,) = loader_bench.stage_rows(stages, passes, 2, 0, DEFAULTS)
     # µs per image: stages 500 + 1000 + 500 and 1000 × 3; passes 3000 and 4000, so the rest is 1000 in both
-    assert row["microseconds"] == pytest.approx({"decode": 750, "crop and resize": 1000,
-                                                 "flip, to tensor, normalise": 750, "rest of the loader pass": 1000,
-                                                 "loader pass": 3500})
+    assert row["decoder"] == "torchvision"
+    assert row["microseconds"] == pytest.approx({"decode": 750, "crop and resize": 1000, "flip": 750,
+                                                 "rest of the loader pass": 1000, "loader pass": 3500,
+                                                 loader_tables.CONVERSION: 750})
     lines = loader_tables.stage_table([row]).splitlines()
-    assert lines[0] == ("| image size | tree | decode | crop and resize | flip, to tensor, normalise "
-                        "| the rest of the loader pass, N=0 | loader pass, N=0 |")
-    assert lines[2] == "| 160 px | original | 750 | 1000 | 750 | 1000 | 3500 |"
+    assert lines[0] == ("| image size | tree | decoder | decode | crop and resize | flip "
+                        "| the rest of the loader pass, N=0 | loader pass, N=0 "
+                        "| float32 + normalise per batch (on the CPU here) |")
+    assert lines[2] == "| 160 px | prepared for 160 | torchvision | 750 | 1000 | 750 | 1000 | 3500 | 750 |"
 
 
 def test_loader_summary_gives_prepared_over_original_for_the_default_decoder_against_the_targets() -> None:
-    def row(size: int, tree: str, ratios: tuple[float, float, float], decoder: str = "pil") -> dict:
-        return {"image_size": size, "decoder": decoder, "tree": tree, "workers": {0: {}},
-                "vs_original": dict(zip(("median", "min", "max"), ratios, strict=True))}
+    def row(size: int, tree: str, ratios: tuple[float, float, float], decoder: str = "torchvision",
+            default: bool = True) -> dict:
+        return {"image_size": size, "decoder": decoder, "tree": tree, "workers": {0: {}}, "default": default,
+                "vs_original": dict(zip(("median", "min", "max"), ratios, strict=True)),
+                "vs_original_converting": dict(zip(("median", "min", "max"), [r - 0.5 for r in ratios], strict=True))}
 
-    rows = [row(160, "original", (1, 1, 1)), row(160, "prepared for 160", (3.5, 3.0, 4.0)),
-            row(160, "prepared for 160", (9, 9, 9), decoder="torchvision"),
-            row(224, "original", (1, 1, 1)), row(224, "prepared for 224", (1.5, 1.25, 2.5))]
+    rows = [row(160, "original", (1, 1, 1), decoder="pil"), row(160, "prepared for 160", (3.5, 3.0, 4.0)),
+            row(160, "prepared for 160", (9, 9, 9), decoder="pil", default=False),
+            row(224, "original", (1, 1, 1), decoder="pil"), row(224, "prepared for 224", (1.5, 1.25, 2.5))]
     assert loader_tables.summary(rows).endswith(
-        "median of the repeats: 3.50× at 160 px (min–max 3.00–4.00; target ≥ 3×: met); "
-        "1.50× at 224 px (min–max 1.25–2.50; target ≥ 2×: not met).")
+        "median of the repeats: 3.50× at 160 px with torchvision (min–max 3.00–4.00; target ≥ 3×: met); "
+        "1.50× at 224 px with torchvision (min–max 1.25–2.50; target ≥ 2×: not met). "
+        "Counting each batch's conversion on the CPU too (a CPU run): 3.00× at 160 px; 1.00× at 224 px.")
 
 
 def test_drawn_photos_are_imagenet_like_crops_never_upscaled() -> None:
@@ -313,7 +331,7 @@ def test_draft_crop_decodes_no_smaller_than_its_output_and_matches_the_full_deco
         torch.manual_seed(seed)
         top, left, height, width = transforms.RandomResizedCrop.get_params(image, (0.08, 1.0), (3 / 4, 4 / 3))
         torch.manual_seed(seed)
-        fast = np.asarray(loader_bench.DraftCrop(size)(image), dtype=float)
+        fast = loader_bench.DraftCrop(size)(image).permute(1, 2, 0).numpy().astype(float)  # uint8 [3, H, W]
         torch.manual_seed(seed)
         with Image.open(path) as full:
             exact = np.asarray(transforms.RandomResizedCrop(size)(full.convert("RGB")), dtype=float)
