@@ -11,6 +11,7 @@ import torch
 from ast_tune.config.run_spec import DataSpec, OptimSpec, RunSpec, SparsitySpec
 from ast_tune.core import checkpoint
 from ast_tune.core.engine import NonFiniteLossError, fit
+from ast_tune.core.run_state import RunState
 from ast_tune.data.sources import load_datasets
 
 TINY = RunSpec(data=DataSpec(kind="digits", image_size=16), model="small_resnet", batch_size=64, epochs=3,
@@ -27,6 +28,17 @@ def digits():
 
 def with_mode(mode: str, **changes) -> RunSpec:
     return dataclasses.replace(TINY, sparsity=dataclasses.replace(TINY.sparsity, mode=mode), **changes)
+
+
+def test_a_uint8_batch_of_photos_is_normalised_on_the_device_and_a_float_batch_passes_as_it_is(digits):
+    run = RunState.create(TINY, digits, torch.device("cpu"))
+    photos = torch.tensor([0, 255], dtype=torch.uint8).view(1, 1, 1, 2).expand(2, 3, 1, 2)
+    x = run.to_device(photos)
+    assert x.dtype == torch.float32 and x.shape == (2, 3, 1, 2)
+    # green: (0 - 0.456) / 0.224 and (1 - 0.456) / 0.224
+    assert x[1, 1, 0].tolist() == pytest.approx([-2.0357, 2.4286], abs=1e-4)
+    floats = digits.train.images[:4]
+    assert torch.equal(run.to_device(floats), floats)
 
 
 def test_inline_trains_only_on_the_selected_subset(digits, monkeypatch):
