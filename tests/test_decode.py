@@ -17,7 +17,7 @@ from PIL import Image
 from torchvision import transforms
 from torchvision.io import read_file
 
-from ast_tune.config.run_spec import DataSpec, RunSpec
+from ast_tune.config.run_spec import DataSpec, RunSpec, SubsetSpec
 from ast_tune.config.spec import SpecError, build
 from ast_tune.data import decode
 from ast_tune.data.decode import MANIFEST, DeviceBatches, chosen_decoder, decodes_on_device
@@ -116,6 +116,14 @@ def test_auto_decoder_is_torchvision_on_a_prepared_copy_and_pil_elsewhere(tree: 
     assert chosen_decoder("auto", tree) == "torchvision" and chosen_decoder("pil", tree) == "pil"
     data = _data(tree, "auto")
     assert data.train.loader is decode.read_decoded and data.val.loader is decode.read_decoded
+
+
+def test_a_class_subset_reads_its_files_with_the_decoder_of_the_whole_set(tree: Path) -> None:
+    spec = DataSpec(kind="imagefolder", root=str(tree), image_size=16, decoder="torchvision",
+                    subset=SubsetSpec(classes=1))
+    data = load_datasets(spec)
+    assert data.train.loader is decode.read_decoded and data.val.loader is decode.read_decoded
+    assert decodes_on_device(data.train, torch.device("cuda"))  # so a GPU still decodes the subset's batches
 
 
 def test_torchvision_decoder_reads_a_format_torchvision_io_does_not_with_pil(tree: Path) -> None:

@@ -144,7 +144,7 @@ def _restricted(dataset: Dataset, new_label: dict[int, int], *, per_class: int |
         relabel = torch.as_tensor([new_label[labels[i]] for i in kept], dtype=torch.int64)
         return TensorImageDataset(dataset.images[index].contiguous(), relabel)
     samples = dataset.samples
-    return ImageList([(samples[i][0], new_label[labels[i]]) for i in kept], dataset.transform)
+    return ImageList([(samples[i][0], new_label[labels[i]]) for i in kept], dataset.transform, dataset.loader)
 
 
 # --- sources ---------------------------------------------------------------------------------
