@@ -50,7 +50,7 @@ from torchvision import transforms
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from ast_tune.config.run_spec import DECODERS, DataSpec
-from ast_tune.data.decode import chosen_decoder
+from ast_tune.data.decode import WORKERS_TORCHVISION, chosen_decoder
 from ast_tune.data.loaders import make_loader
 from ast_tune.data.normalise import normalised
 from ast_tune.data.prepare import Settings, list_source, prepare
@@ -147,8 +147,10 @@ def stage_seconds(dataset: Dataset) -> list[float]:
 
 
 def default_decoders(trees: dict[str, Path]) -> dict[str, str]:
-    """The decoder the default ``data.decoder`` (``auto``) reads each tree with."""
-    return {tree: chosen_decoder(AUTO, root) for tree, root in trees.items()}
+    """The decoder the default ``data.decoder`` (``auto``) reads each tree with (torchvision.io in the
+    workers is the ``torchvision`` row: this benchmark decodes in the loader on the CPU)."""
+    chosen = {tree: chosen_decoder(AUTO, root) for tree, root in trees.items()}
+    return {tree: "torchvision" if decoder == WORKERS_TORCHVISION else decoder for tree, decoder in chosen.items()}
 
 
 def measure(trees: dict[str, Path], *, images: int, repeats: int, image_sizes: list[int], workers: list[int],

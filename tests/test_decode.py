@@ -109,13 +109,15 @@ def test_uint8_crop_normalised_per_batch_is_the_float_pipeline_within_a_level(tm
         assert (new - old).abs().max() <= 1.01 * level and (new - old).abs().mean() < 0.05 * level, path
 
 
-def test_auto_decoder_is_torchvision_on_a_prepared_copy_and_pil_elsewhere(tree: Path) -> None:
+def test_auto_decoder_is_torchvision_in_the_workers_on_a_prepared_copy_and_pil_elsewhere(tree: Path) -> None:
     assert chosen_decoder("auto", tree) == "pil" and chosen_decoder("auto", None) == "pil"
     assert _data(tree, "auto").train.loader is decode.read_pil
     (tree / MANIFEST).write_text("{}")
-    assert chosen_decoder("auto", tree) == "torchvision" and chosen_decoder("pil", tree) == "pil"
+    assert chosen_decoder("auto", tree) == decode.WORKERS_TORCHVISION and chosen_decoder("pil", tree) == "pil"
     data = _data(tree, "auto")
-    assert data.train.loader is decode.read_decoded and data.val.loader is decode.read_decoded
+    assert data.train.loader is decode.read_decoded_in_workers is data.val.loader
+    assert not decode.decodes_on_device(data.train, torch.device("cuda"))  # never handed to nvJPEG
+    assert decode.decodes_on_device(_data(tree, "torchvision").train, torch.device("cuda"))
 
 
 def test_a_class_subset_reads_its_files_with_the_decoder_of_the_whole_set(tree: Path) -> None:

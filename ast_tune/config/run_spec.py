@@ -62,8 +62,8 @@ class DataSpec:
                               unit="fraction", low=0, high=1, low_open=True, high_open=True)
     subset: SubsetSpec | None = key(None, "a class subset (a proxy task); null: every class")
     decoder: str = key("auto", "image files: pil (PIL decodes), torchvision (torchvision.io, on the training GPU "
-                       "when there is one), or auto: torchvision on a copy `python -m ast_tune.prepare` made (its "
-                       "manifest.json in root), pil elsewhere", choices=("auto", *DECODERS))
+                       "when there is one), or auto: torchvision.io in the loader workers on a copy `python -m "
+                       "ast_tune.prepare` made (its manifest.json in root), pil elsewhere", choices=("auto", *DECODERS))
 
     def __post_init__(self) -> None:
         check_keys(self)

@@ -8,8 +8,9 @@ Every decoder gives a uint8 RGB tensor ``[3, H, W]``; the transforms that follow
   On the CPU this happens in the workers. When the loader is given a CUDA device
   (:func:`ast_tune.data.loaders.make_loader`), the workers only read the files' bytes. The batch is then
   decoded on that device by nvJPEG (``torchvision.io.decode_jpeg``) and transformed there.
-- ``auto`` (the default): ``torchvision`` on a copy ``python -m ast_tune.prepare`` made (its root holds
-  :data:`MANIFEST`), ``pil`` on any other tree (:func:`chosen_decoder`).
+- ``auto`` (the default): on a copy ``python -m ast_tune.prepare`` made (its root holds :data:`MANIFEST`),
+  ``torchvision.io`` in the workers, also when training on a GPU (the path ``benchmarks/loader_bench.py``
+  measures); ``pil`` on any other tree (:func:`chosen_decoder`).
 
 Either way the loader reads only the samples it is asked for, so ``skip`` still loads only the samples
 it trains on, and batches stay ``(x, y, idx)``. An unreadable file is dropped from its batch with a
@@ -38,13 +39,16 @@ MANIFEST = "manifest.json"  # what a complete copy made by ``python -m ast_tune.
 UNREADABLE = (OSError, SyntaxError, Image.DecompressionBombError)  # what PIL raises on a bad file
 
 
+WORKERS_TORCHVISION = "torchvision in the workers"  # what ``auto`` chooses on a prepared copy
+
+
 def chosen_decoder(decoder: str, root: str | Path | None) -> str:
-    """The decoder ``data.decoder`` names for the tree at ``root``: ``auto`` is ``torchvision`` on a prepared
-    copy (``root`` holds :data:`MANIFEST`: files ``prepare`` wrote, small, where torchvision.io decodes
-    faster than PIL) and ``pil`` elsewhere."""
+    """The decoder ``data.decoder`` names for the tree at ``root``: ``auto`` is torchvision.io in the loader
+    workers on a prepared copy (``root`` holds :data:`MANIFEST`: files ``prepare`` wrote, small, where
+    torchvision.io decodes faster than PIL; :data:`WORKERS_TORCHVISION`) and ``pil`` elsewhere."""
     if decoder != "auto":
         return decoder
-    return "torchvision" if root is not None and Path(root, MANIFEST).is_file() else "pil"
+    return WORKERS_TORCHVISION if root is not None and Path(root, MANIFEST).is_file() else "pil"
 
 
 def read_pil(path: str) -> Tensor:
@@ -75,9 +79,14 @@ def read_decoded(path: str) -> Tensor:
     return decode_bytes(data)
 
 
+def read_decoded_in_workers(path: str) -> Tensor:
+    """:func:`read_decoded`, always in the loader workers: a loader on a GPU does not hand these files to nvJPEG."""
+    return read_decoded(path)
+
+
 def reader(decoder: str) -> Callable[[str], Tensor]:
-    """What turns a path into a uint8 RGB tensor ``[3, H, W]`` for ``decoder`` (``pil`` or ``torchvision``)."""
-    return read_pil if decoder == "pil" else read_decoded
+    """What turns a path into a uint8 RGB tensor ``[3, H, W]`` for a :func:`chosen_decoder` value."""
+    return {"pil": read_pil, "torchvision": read_decoded, WORKERS_TORCHVISION: read_decoded_in_workers}[decoder]
 
 
 def decodes_on_device(dataset: Dataset, device: torch.device | None) -> bool:
