@@ -1,6 +1,6 @@
 """Run a sweep: ``python -m ast_tune.sweep SPEC.yaml [--set key.path=value ...] [--name NAME] [--resume] [--dry-run]``.
 
-Times (or reuses) the dense baseline, runs the Tune experiment of :mod:`ast_tune.tuning.tuner` (what a
+Times (or reuses) the dense baseline, runs the Tune experiment of :mod:`ast_tune.tuning.search.tuner` (what a
 trial runs; the Optuna search and the scheduler), writes the tables, then promotes and reports.
 ``--resume`` restores the Tune experiment of that name: finished and errored trials are kept,
 unfinished ones continue from their checkpoints; it is refused (exit 2) unless the current user owns
@@ -16,7 +16,7 @@ the baseline's and multi-worker trials'), and the tables
 of :func:`ast_tune.results.tables.write_tables`; then ``promoted/`` (``promote.enabled``: see
 :mod:`ast_tune.promote`) and ``report/`` (unless ``--no-report``). On a multi-node cluster (``RAY_ADDRESS`` set)
 ``storage.root`` must be a filesystem every node mounts: Train runs persist checkpoints there.
-One driver runs a sweep at a time (``driver.lock``, :mod:`ast_tune.tuning.lock`). A resumed sweep keeps
+One driver runs a sweep at a time (``driver.lock``, :mod:`ast_tune.results.lock`). A resumed sweep keeps
 the baseline it started with (``--new-baseline`` times another, and every speedup in the tables then
 uses it). Exit codes: 0 done, 1 runtime failure, 2 bad input (one line naming the key path or file;
 nothing written) or another driver holds the sweep, 130 interrupted (``--resume`` continues).
@@ -47,24 +47,25 @@ from ast_tune import atomic
 from ast_tune.config.cli import CliParser, run_main
 from ast_tune.config.spec import SpecError
 from ast_tune.config.sweep_spec import SweepSpec, load_sweep, to_document
+from ast_tune.cost.epoch_cost import PROBE_STEPS
+from ast_tune.cost.run_cost import print_estimate, record_actuals, sweep_estimate
 from ast_tune.data.inventory import subset_classes
 from ast_tune.data.sources import check_root
 from ast_tune.promote import promote
+from ast_tune.promotion.choice import NoCandidateError
+from ast_tune.results import lock, verdict
 from ast_tune.results import tables as export
-from ast_tune.results import verdict
 from ast_tune.results.baseline_file import BASELINE_FILE, read_baseline
+from ast_tune.results.journal import JOURNAL, Journal, epochs_frame
 from ast_tune.results.page import write_report
-from ast_tune.tuning import lock
-from ast_tune.tuning.baseline import ensure_baseline
-from ast_tune.tuning.epoch_cost import PROBE_STEPS
-from ast_tune.tuning.journal import JOURNAL, Journal, epochs_frame
-from ast_tune.tuning.promote_plan import NoCandidateError
-from ast_tune.tuning.ray_runtime import concurrency, in_threads, ray_session, resources_line
-from ast_tune.tuning.run_cost import print_estimate, record_actuals, sweep_estimate
+from ast_tune.tuning.runtime.baseline import ensure_baseline
+from ast_tune.tuning.runtime.resources import concurrency, resources_line
+from ast_tune.tuning.runtime.session import in_threads, ray_session
+from ast_tune.tuning.runtime.worker import failure_reason
+from ast_tune.tuning.search.callbacks import JournalCallback
+from ast_tune.tuning.search.tuner import check_search, make_tuner
 from ast_tune.tuning.trust import check_results
 from ast_tune.tuning.tune_state import usable_snapshot
-from ast_tune.tuning.tuner import check_search, make_tuner
-from ast_tune.tuning.worker import failure_reason
 
 # --- results ---------------------------------------------------------------------------------
 
@@ -177,7 +178,8 @@ def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, f
                "trials_at_once": trials_at_once, "estimate": estimate,
                "subset_classes": classes}
     _write_run(results, attempt)
-    journal = Journal(results / "tune" / JOURNAL, epochs=spec.workload.epochs)
+    callback = JournalCallback(results / "tune" / JOURNAL, epochs=spec.workload.epochs)
+    journal = callback.journal
     status, seconds = "interrupted", None
     stored = "retime" if new_baseline else "keep" if restore else "match"
     try:
@@ -185,7 +187,7 @@ def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, f
             seconds = _baseline(spec, results, trials_at_once, attempt, stored=stored)
         # a snapshot torn by a kill is set aside; with none whole, a new Tune experiment gets the study's trials back
         whole = restore and usable_snapshot(results / "tune", say=lambda line: print(line, flush=True))
-        tuner = make_tuner(spec, results, restore=whole, journal=journal, concurrency=trials_at_once,
+        tuner = make_tuner(spec, results, restore=whole, journal=callback, concurrency=trials_at_once,
                            baseline_epoch_seconds=seconds)
         tuner.fit()
         ended = {e["trial_id"] for e in journal.read() if e["event"] == "end"}

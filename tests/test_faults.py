@@ -22,7 +22,7 @@ from ast_tune import sweep as sweep_cli
 from ast_tune import train as train_cli
 from ast_tune.core import checkpoint
 from ast_tune.results import tables
-from ast_tune.tuning.journal import Journal, epochs_frame
+from ast_tune.results.journal import Journal, epochs_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
@@ -229,11 +229,11 @@ def test_sigkill_during_export_never_leaves_a_truncated_table(tmp_path):
 
 
 def test_a_torn_journal_line_is_skipped_with_a_warning_and_never_swallows_the_next_record(tmp_path, caplog):
-    journal = Journal(tmp_path / "journal.jsonl", epochs=2)
-    journal._append({"event": "end", "trial_id": "a", "status": "TERMINATED"})
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.append({"event": "end", "trial_id": "a", "status": "TERMINATED"})
     with journal.path.open("a") as handle:  # a kill (or a full disk) mid-write
         handle.write('{"event": "epoch", "trial_id": "b", "ep')
-    journal._append({"event": "end", "trial_id": "b", "status": "ERROR"})
+    journal.append({"event": "end", "trial_id": "b", "status": "ERROR"})
     lines = journal.path.read_text().splitlines()
     assert lines[1] == '{"event": "epoch", "trial_id": "b", "ep' and json.loads(lines[2])["trial_id"] == "b"
     with journal.path.open("a") as handle:  # torn, then a record on the same line (an older writer)
@@ -259,7 +259,7 @@ def test_a_full_disk_while_a_checkpoint_is_written_keeps_the_previous_one_and_fa
 
     from ast_tune.config.run_spec import DataSpec, RunSpec
     from ast_tune.config.spec import to_dict
-    from ast_tune.tuning import worker
+    from ast_tune.tuning.runtime import worker
 
     run_dir, reports = tmp_path / "trial", []
 

@@ -2,7 +2,7 @@
 
 They run the embedded default (digits), shrunk to a few trials of a few epochs at 16 px
 (``tests.test_faults.TINY``). A SIGKILLed driver cannot shut its Ray down: the next sweep removes the
-leftovers (:mod:`ast_tune.tuning.ray_cleanup`), and every test here reaps what it killed. A test
+leftovers (:mod:`ast_tune.tuning.runtime.cleanup`), and every test here reaps what it killed. A test
 that interrupts a run waits on a state (a journal entry, a checkpoint, a file), never on its speed.
 """
 
@@ -23,8 +23,8 @@ import pandas as pd
 import psutil
 import pytest
 
-from ast_tune.tuning import ray_cleanup
-from ast_tune.tuning.journal import Journal
+from ast_tune.results.journal import Journal
+from ast_tune.tuning.runtime import cleanup as ray_cleanup
 from tests.test_faults import FINISHED, QUICKSTART, ROOT, TINY
 
 pytestmark = pytest.mark.ray
@@ -48,7 +48,7 @@ def _start(argv: list[str], log: Path) -> subprocess.Popen:
 
 def _journal(results: Path) -> list[dict]:
     path = results / "quickstart" / "tune" / "journal.jsonl"
-    return Journal(path, epochs=0).read()
+    return Journal(path).read()
 
 
 def _wait(process: subprocess.Popen, condition: Callable[[], bool], timeout: float = 400) -> None:

@@ -3,8 +3,11 @@
 - ``config`` imports nothing of ast_tune but :mod:`ast_tune.atomic`;
 - ``data`` imports only ``config``; ``core`` imports only ``config`` and ``data``;
 - ``results`` imports only ``config``, and neither torch nor Ray;
-- ``tuning`` sits above ``core``, ``data`` and ``results``;
-- nothing under ``config``, ``core``, ``data`` or ``results`` imports Ray (the engine runs without it);
+- ``cost`` (what a sweep costs) and ``promotion`` (which trial is promoted, on what) import those
+  below them, and not Ray; ``promotion`` imports no torch either;
+- ``tuning`` (Ray and Optuna) sits above them all;
+- nothing under ``config``, ``core``, ``data``, ``results``, ``cost`` or ``promotion`` imports Ray (the
+  engine runs without it);
 - the CLIs (``ast_tune/*.py`` but ``atomic``) sit on top; no subpackage imports a CLI.
 """
 
@@ -24,12 +27,14 @@ ALLOWED = {
     "data": {"atomic", "config"},
     "core": {"atomic", "config", "data"},
     "results": {"atomic", "config"},
-    "tuning": {"atomic", "config", "data", "core", "results"},
+    "cost": {"atomic", "config", "data", "core", "results"},
+    "promotion": {"atomic", "config", "data", "core", "results"},
+    "tuning": {"atomic", "config", "data", "core", "results", "cost", "promotion"},
     "cluster": set(),
-    "cli": {"atomic", "config", "data", "core", "results", "tuning", *CLIS},
+    "cli": {"atomic", "config", "data", "core", "results", "cost", "promotion", "tuning", *CLIS},
 }
-RAY_FREE = ("atomic", "config", "data", "core", "results")
-TORCH_FREE = ("atomic", "config", "results")
+RAY_FREE = ("atomic", "config", "data", "core", "results", "cost", "promotion")
+TORCH_FREE = ("atomic", "config", "results", "promotion")
 
 
 def imports_of(path: Path) -> set[str]:

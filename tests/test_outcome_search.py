@@ -12,7 +12,7 @@ import yaml
 
 from ast_tune.config import columns
 from ast_tune.config.sweep_spec import load_sweep
-from ast_tune.tuning import tuner
+from ast_tune.tuning.search import tuner
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml"
 # baseline: 92 % after 3 epochs of 4 s (reaches 91 % at epoch 3: 12 s)

@@ -12,7 +12,7 @@ import pytest
 
 from ast_tune.config.run_spec import DataSpec, OptimSpec, RunSpec, SparsitySpec
 from ast_tune.config.sweep_spec import Workload
-from ast_tune.tuning.worker import run_training
+from ast_tune.tuning.runtime.worker import run_training
 
 SPEC = RunSpec(data=DataSpec(kind="digits", image_size=16), batch_size=32, epochs=2, warmup_epochs=1,
                checkpoint_every=1,

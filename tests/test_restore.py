@@ -23,8 +23,8 @@ import pytest
 from ast_tune import sweep as sweep_cli
 from ast_tune.config.spec import SpecError
 from ast_tune.core import checkpoint
-from ast_tune.tuning import ray_cleanup
-from ast_tune.tuning.journal import Journal
+from ast_tune.results.journal import Journal
+from ast_tune.tuning.runtime import cleanup as ray_cleanup
 from tests.test_faults import FINISHED, QUICKSTART, ROOT, TINY, _one_line
 from tests.test_kills import _checkpoints, _epochs, _journal, _sigkill, _start, _sweep_argv, _wait
 
@@ -144,7 +144,7 @@ def test_driver_killed_at_seeded_moments_keeps_every_trial_once_and_closes_every
 HOLD = """
 import sys
 from pathlib import Path
-from ast_tune.tuning import lock
+from ast_tune.results import lock
 with lock.hold(Path(sys.argv[1]), say=print):
     print("held", flush=True)
     sys.stdin.readline()
@@ -172,7 +172,7 @@ def test_a_second_sweep_of_the_same_name_exits_2_naming_the_driver_that_holds_it
 def test_a_lock_left_by_a_dead_driver_on_this_host_is_taken_over_and_said_so(tmp_path):
     import platform
 
-    from ast_tune.tuning import lock
+    from ast_tune.results import lock
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -196,7 +196,7 @@ def test_a_lock_left_by_a_dead_driver_on_this_host_is_taken_over_and_said_so(tmp
 
 def test_a_sweep_resumed_on_another_device_warns_and_keeps_its_baseline(tmp_path, monkeypatch, caplog):
     from ast_tune.config.sweep_spec import load_sweep
-    from ast_tune.tuning import baseline
+    from ast_tune.tuning.runtime import baseline
 
     spec = load_sweep(QUICKSTART, TINY)
     stored = {**baseline.baseline_fingerprint(spec, "cpu: the first machine", runs_at_once=2)}
@@ -218,11 +218,11 @@ def test_every_speedup_in_the_tables_divides_the_one_baseline_of_the_sweep(tmp_p
     from ast_tune.config.sweep_spec import load_sweep
 
     spec = load_sweep(QUICKSTART, TINY)
-    journal = Journal(tmp_path / "tune" / "journal.jsonl", epochs=1)
+    journal = Journal(tmp_path / "tune" / "journal.jsonl")
     for trial_id, speedup, seconds in (("a", 1.0, 2.0), ("b", 3.0, 4.0)):  # each timed against another baseline
-        journal._append({"event": "epoch", "trial_id": trial_id, "params": {}, "epoch": 1, "train_seconds": seconds,
+        journal.append({"event": "epoch", "trial_id": trial_id, "params": {}, "epoch": 1, "train_seconds": seconds,
                          "speedup": speedup, "val_top1": 50.0 + seconds, "energy_savings": 0.5})
-        journal._append({"event": "end", "trial_id": trial_id, "params": {}, "status": "TERMINATED", "reason": None})
+        journal.append({"event": "end", "trial_id": trial_id, "params": {}, "status": "TERMINATED", "reason": None})
     sweep_cli._write_tables(spec, tmp_path, journal, 8.0)
     trials = pd.read_parquet(tmp_path / "trials.parquet").set_index("trial_id")
     assert trials.loc["a", "speedup"] == pytest.approx(4.0) and trials.loc["b", "speedup"] == pytest.approx(2.0)
@@ -236,7 +236,7 @@ def _search(tmp_path: Path, num_samples: int) -> tuple[Any, Any, str]:
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
-    from ast_tune.tuning.reconcile import ReconcilingSearch
+    from ast_tune.tuning.search.reconcile import ReconcilingSearch
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     optuna_search = OptunaSearch(space={"x": optuna.distributions.FloatDistribution(0.0, 1.0)}, metric=["a"],
@@ -251,7 +251,7 @@ def _search(tmp_path: Path, num_samples: int) -> tuple[Any, Any, str]:
 def test_a_trial_proposed_after_the_last_save_comes_back_under_its_id_and_the_sampler_proposes_no_extra(tmp_path):
     from ray import cloudpickle
 
-    from ast_tune.tuning.reconcile import TUNE_TRIAL_ID
+    from ast_tune.tuning.search.reconcile import TUNE_TRIAL_ID
 
     _, search, storage = _search(tmp_path, num_samples=3)
     pickled = cloudpickle.dumps(search)  # as in tuner.pkl, written before the first trial
@@ -278,7 +278,7 @@ def test_a_trial_proposed_after_the_last_save_comes_back_under_its_id_and_the_sa
 def test_a_study_trial_killed_before_its_parameters_were_stored_gets_them_before_it_runs(tmp_path):
     from ray import cloudpickle
 
-    from ast_tune.tuning.reconcile import TUNE_TRIAL_ID
+    from ast_tune.tuning.search.reconcile import TUNE_TRIAL_ID
 
     optuna_search, search, storage = _search(tmp_path, num_samples=2)
     pickled = cloudpickle.dumps(search)

@@ -14,7 +14,7 @@ import pytest
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from ast_tune.results.pareto import pareto_ranks
-from ast_tune.tuning.schedulers import MultiObjectiveASHA, PersistentASHA, make_scheduler
+from ast_tune.tuning.search.schedulers import MultiObjectiveASHA, PersistentASHA, make_scheduler
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 METRICS = ("val_top1", "energy_savings")

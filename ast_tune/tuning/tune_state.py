@@ -7,7 +7,7 @@ timestamp in its name: ``experiment_state-<ts>.json`` (the trials), ``searcher-s
 (Optuna's searcher) and ``search_gen_state-<ts>.json`` (its wrapper). The files of one timestamp
 are one snapshot. :func:`usable_snapshot` keeps the newest snapshot whose files all read to their
 end and renames every newer file to ``<name>.torn``, so Tune restores a consistent older state; the
-trials it misses come back from the Optuna study (:mod:`ast_tune.tuning.reconcile`). Nothing is
+trials it misses come back from the Optuna study (:mod:`ast_tune.tuning.search.reconcile`). Nothing is
 unpickled: a pickle is checked with :mod:`pickletools`, which only reads its opcodes.
 """
 

@@ -27,8 +27,8 @@ from ast_tune.config.run_spec import RunSpec
 from ast_tune.config.spec import SpecError, to_dict
 from ast_tune.config.sweep_spec import SweepSpec, Workload
 from ast_tune.results.baseline_file import make_baseline, read_baseline, write_baseline
-from ast_tune.tuning.ray_runtime import in_threads
-from ast_tune.tuning.worker import run_training
+from ast_tune.tuning.runtime.session import in_threads
+from ast_tune.tuning.runtime.worker import run_training
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from ray.tune.search.optuna import OptunaSearch
 from ast_tune.config import columns
 from ast_tune.config.sweep_spec import SweepSpec
 from ast_tune.results.baseline_file import BASELINE_FILE, read_baseline
+from ast_tune.results.journal import JOURNAL, Journal, epochs_frame
 from ast_tune.results.tables import trials_table
-from ast_tune.tuning.journal import JOURNAL, Journal, epochs_frame
 
 _BROKEN = 1e9  # the violation given for a constraint on a value that is NaN (never reached, not measured)
 
@@ -47,7 +47,7 @@ class OutcomeSearch(OptunaSearch):
     def _outcome(self, trial_id: str, result: dict) -> dict[str, Any]:
         """The trial's trials-table row from its journal entries and this last ``result``."""
         results = Path(self._results)
-        entries = [e for e in Journal(results / "tune" / JOURNAL, epochs=0).read()
+        entries = [e for e in Journal(results / "tune" / JOURNAL).read()
                    if e["trial_id"] == trial_id and e["event"] == "epoch"]
         entries.append({"event": "epoch", "trial_id": trial_id, **{k: result.get(k) for k in columns.EPOCH_METRICS}})
         frame = epochs_frame(entries)

@@ -37,8 +37,8 @@ from ast_tune.core.checkpoint import CheckpointError
 from ast_tune.core.checkpoint import load as load_checkpoint
 from ast_tune.core.engine import NonFiniteLossError, default_device, fit
 from ast_tune.data.sources import Datasets, load_datasets
-from ast_tune.tuning.ray_runtime import torch_threads, worker_resources
-from ast_tune.tuning.rendezvous import BoundTorchConfig
+from ast_tune.tuning.runtime.rendezvous import BoundTorchConfig
+from ast_tune.tuning.runtime.resources import torch_threads, worker_resources
 
 log = logging.getLogger(__name__)
 

@@ -1,18 +1,18 @@
 """The Tune side of a sweep: what one trial runs, and the Tuner (Optuna search, scheduler) that runs them.
 
 Each Tune trial is a function (:func:`run_trial`). A one-worker trial trains in that function's own
-process, which Tune reuses for the next trial (:func:`ast_tune.tuning.worker.run_in_trial`); a multi-worker
-trial holds a tiny CPU share and runs a Ray Train ``TorchTrainer`` (:func:`ast_tune.tuning.worker.run_training`)
+process, which Tune reuses for the next trial (:func:`ast_tune.tuning.runtime.worker.run_in_trial`); a multi-worker
+trial holds a tiny CPU share and runs a Ray Train ``TorchTrainer`` (:func:`ast_tune.tuning.runtime.worker.run_training`)
 named ``trial_<tune trial id>``, forwarding its reports to Tune with ``TuneReportCallback``. Optuna
 proposes the trials with ALL objectives (``OptunaSearch(space=..., metric=[...], mode=[...])``; the
 space is given to OptunaSearch, never to ``param_space``) and stores its study in
 ``results/<name>/optuna.db``; when a trial ends it is told the trial's whole-run outcomes and the
-constraint violations of the spec's ``constraints:`` (:mod:`ast_tune.tuning.outcome_search`); the
+constraint violations of the spec's ``constraints:`` (:mod:`ast_tune.tuning.search.outcome_search`); the
 scheduler (ASHA on one metric, or multi-objective ASHA) stops
 trials in ``epoch`` units and keeps its rungs in ``scheduler_state.json``. :func:`make_tuner`
 builds the Tuner, or restores it from ``results/<name>/tune``: finished and errored trials are
 kept, unfinished ones continue from their checkpoints (Tune's, or their Train run's), and trials that
-Tune's saved state missed are handed back to it under their own ids (:mod:`ast_tune.tuning.reconcile`).
+Tune's saved state missed are handed back to it under their own ids (:mod:`ast_tune.tuning.search.reconcile`).
 """
 
 from __future__ import annotations
@@ -35,18 +35,19 @@ from ast_tune.config.run_spec import RunSpec
 from ast_tune.config.spec import SpecError
 from ast_tune.config.sweep_space import Param
 from ast_tune.config.sweep_spec import SweepSpec, Workload
-from ast_tune.tuning.journal import JOURNAL, EpochTBXLogger, Journal
-from ast_tune.tuning.outcome_search import OutcomeSearch
-from ast_tune.tuning.ray_runtime import trial_resources
-from ast_tune.tuning.reconcile import ReconcilingSearch, trial_dirname
-from ast_tune.tuning.schedulers import make_scheduler
-from ast_tune.tuning.worker import (
+from ast_tune.results.journal import JOURNAL, Journal
+from ast_tune.tuning.runtime.resources import trial_resources
+from ast_tune.tuning.runtime.worker import (
     KEEP_CHECKPOINTS,
     WORKER_RETRIES,
     TrialFailedError,
     run_in_trial,
     run_training,
 )
+from ast_tune.tuning.search.callbacks import EpochTBXLogger, JournalCallback
+from ast_tune.tuning.search.outcome_search import OutcomeSearch
+from ast_tune.tuning.search.reconcile import ReconcilingSearch, trial_dirname
+from ast_tune.tuning.search.schedulers import make_scheduler
 
 FAILED = "FAILED"  # in a Tune trial's working directory: the reason the trial failed
 SUMMARY = "summary.json"  # in a Tune trial's directory: the engine's summary of a run trained to its end
@@ -109,7 +110,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
 
 def _ended(journal: Path, trial_id: str) -> dict[str, Any] | None:
     """The last epoch record of ``trial_id`` if the journal holds its end (finished or stopped), else None."""
-    entries = [e for e in Journal(journal, epochs=0).read() if e["trial_id"] == trial_id]
+    entries = [e for e in Journal(journal).read() if e["trial_id"] == trial_id]
     if not any(e["event"] == "end" and columns.may_rank(e["status"]) for e in entries):
         return None
     epochs = [e for e in entries if e["event"] == "epoch"]
@@ -167,7 +168,8 @@ def check_search(spec: SweepSpec) -> None:
             raise SpecError(key, str(err)) from None
 
 
-def _new_tuner(spec: SweepSpec, results: Path, trainable: Any, journal: Journal, concurrency: int) -> tune.Tuner:
+def _new_tuner(spec: SweepSpec, results: Path, trainable: Any, journal: JournalCallback,
+               concurrency: int) -> tune.Tuner:
     metrics = [o.metric for o in spec.objectives]
     modes = [o.mode for o in spec.objectives]
     optuna_search = OutcomeSearch(space={p.name: _distribution(p) for p in spec.space}, metric=metrics, mode=modes,
@@ -188,7 +190,7 @@ def _new_tuner(spec: SweepSpec, results: Path, trainable: Any, journal: Journal,
                                   failure_config=tune.FailureConfig(max_failures=WORKER_RETRIES)))
 
 
-def make_tuner(spec: SweepSpec, results: Path, *, restore: bool, journal: Journal, concurrency: int,
+def make_tuner(spec: SweepSpec, results: Path, *, restore: bool, journal: JournalCallback, concurrency: int,
                baseline_epoch_seconds: float | None) -> tune.Tuner:
     """The sweep's Tuner over ``results/<name>/tune``: restored from it (``restore``) or new.
 

@@ -1,38 +1,29 @@
-"""The sweep's journal: every trial start, reported epoch and trial end, appended to ``tune/journal.jsonl``.
+"""The Tune callbacks of a sweep: the journal's writer (with a progress line per epoch and trial) and TensorBoard.
 
-Tune rewrites a restored trial's own result files, so the journal is the history of record;
-:func:`epochs_frame` turns it into the epochs table that :func:`ast_tune.results.tables.write_tables`
-reads. The journal is also a Tune callback that prints one progress line per epoch and trial.
+:class:`JournalCallback` appends every trial start, epoch record and trial end to the journal
+(:class:`ast_tune.results.journal.Journal`), the history of record; :class:`EpochTBXLogger` writes
+TensorBoard event files stepped by epoch.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
-import math
-import os
 import sys
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from ray import cloudpickle, tune
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.result import TIMESTEPS_TOTAL
 
 from ast_tune.config import columns
 from ast_tune.core.metrics import data_bound_warning
+from ast_tune.results.journal import Journal
 from ast_tune.results.progress import epoch_line, number
-from ast_tune.tuning.worker import REPLAYED, failure_reason
-
-log = logging.getLogger(__name__)
-
-JOURNAL = "journal.jsonl"
+from ast_tune.tuning.runtime.worker import REPLAYED, failure_reason
 
 
-class Journal(tune.Callback):
+class JournalCallback(tune.Callback):
     """Appends one JSON line per started trial, reported epoch and finished trial, and prints a progress line.
 
     Tune rewrites a restored trial's own result files, so this file is the history of record.
@@ -55,37 +46,29 @@ class Journal(tune.Callback):
 
     def __init__(self, path: Path, *, epochs: int, label: Callable[[Any], str] | None = None,
                  run_key: Callable[[str, Mapping[str, Any]], Hashable] | None = None) -> None:
-        self.path, self.epochs = path, epochs
+        self.journal, self.epochs = Journal(path), epochs
         if label is not None:
             self.label = label
         if run_key is not None:
             self.run_key = run_key
         self.warned_data = False  # the data-bound warning is printed once per attempt (one driver's run)
 
-    def _append(self, entry: dict[str, Any]) -> None:
-        """One line; it starts on a line of its own even after a line torn by a kill or a full disk."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a+b") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            torn = size > 0 and handle.seek(size - 1) >= 0 and handle.read(1) != b"\n"
-            handle.write((("\n" if torn else "") + json.dumps(entry, default=str) + "\n").encode())
-
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._append({"event": "start", "trial_id": trial.trial_id, "params": trial.config})
+        self.journal.append({"event": "start", "trial_id": trial.trial_id, "params": trial.config})
         print(f"{self.label(trial)} started", flush=True)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "epoch" not in result:
             return
         if self._held is None:
-            self._held = {(self.run_key(e["trial_id"], e["params"]), e["epoch"]) for e in self.read()
+            self._held = {(self.run_key(e["trial_id"], e["params"]), e["epoch"]) for e in self.journal.read()
                           if e["event"] == "epoch"}
         held = (self.run_key(trial.trial_id, trial.config), result["epoch"])
         if result.get(REPLAYED) and held in self._held:
             return
         self._held.add(held)
         record = {key: result.get(key) for key in columns.EPOCH_METRICS}
-        self._append({"event": "epoch", "trial_id": trial.trial_id, "params": trial.config, **record})
+        self.journal.append({"event": "epoch", "trial_id": trial.trial_id, "params": trial.config, **record})
         print(epoch_line(record, self.epochs, who=f"{self.label(trial)} "), flush=True)
         if not self.warned_data and (warning := data_bound_warning(record)):
             self.warned_data = True
@@ -106,37 +89,8 @@ class Journal(tune.Callback):
         print(f"{self.label(trial)} {columns.ERROR}: {reason}", flush=True)
 
     def _end(self, trial: Any, status: str, reason: str | None) -> None:
-        self._append({"event": "end", "trial_id": trial.trial_id, "params": trial.config, "status": status,
+        self.journal.append({"event": "end", "trial_id": trial.trial_id, "params": trial.config, "status": status,
                       "reason": reason})
-
-    def read(self) -> list[dict[str, Any]]:
-        """Every whole record; a line torn by a kill is skipped with a warning naming it.
-
-        A record written straight after a torn line (by a journal that did not start it on a new
-        line) is still read.
-        """
-        if not self.path.is_file():
-            return []
-        entries = []
-        for line_number, line in enumerate(self.path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-            record, torn = _parse(line) if line.strip() else (None, None)
-            if torn is not None:
-                log.warning("journal %s line %d is torn (a kill or a full disk mid-write); skipped: %.80s",
-                            self.path, line_number, torn)
-            if record is not None:
-                entries.append(record)
-        return entries
-
-
-def _parse(line: str) -> tuple[dict[str, Any] | None, str | None]:
-    """The record on ``line`` (None if none) and the torn text before it (None if the line is whole)."""
-    with contextlib.suppress(json.JSONDecodeError):
-        return json.loads(line), None
-    start = line.find('{"event"', 1)
-    if start > 0:
-        with contextlib.suppress(json.JSONDecodeError):
-            return json.loads(line[start:]), line[:start]
-    return None, line
 
 
 def _error_reason(trial: Any) -> str:
@@ -147,35 +101,6 @@ def _error_reason(trial: Any) -> str:
             return failure_reason(cloudpickle.load(handle))
     lines = [line for line in Path(text).read_text().splitlines() if line.strip()] if text else []
     return lines[-1].strip() if lines else "unknown error"
-
-
-def epochs_frame(entries: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """One row per trial × epoch (the last report of a re-run epoch wins), with status and ``param.*``.
-
-    A trial that ended before its first epoch gets one row with epoch 0 and NaN metrics; a trial
-    with epochs but no end (the sweep was interrupted) is ``INTERRUPTED``.
-    """
-    ends = {e["trial_id"]: e for e in entries if e["event"] == "end"}
-    rows: dict[tuple[str, int], dict[str, Any]] = {}
-    for entry in entries:
-        if entry["event"] == "epoch":
-            rows[entry["trial_id"], entry["epoch"]] = entry
-    for trial_id, end in ends.items():
-        if not any(key[0] == trial_id for key in rows):
-            rows[trial_id, 0] = {**end, "epoch": 0}
-    order: dict[str, int] = {}
-    for entry in entries:
-        order.setdefault(entry["trial_id"], len(order))
-    table = []
-    for (trial_id, _), entry in sorted(rows.items(), key=lambda item: (order[item[0][0]], item[0][1])):
-        end = ends.get(trial_id, {})
-        row = {"trial_id": trial_id, "status": end.get("status", columns.INTERRUPTED), "reason": end.get("reason")}
-        row.update({key: entry.get(key, math.nan) for key in columns.EPOCH_METRICS})
-        row.update({f"{columns.PARAM_PREFIX}{k}": v for k, v in entry.get("params", {}).items()})
-        table.append(row)
-    first = [*columns.EPOCH_TABLE_KEYS, *columns.EPOCH_METRICS, "reason"]
-    frame = pd.DataFrame(table, columns=None if table else first)
-    return frame[[*first, *sorted(c for c in frame.columns if c not in first)]]
 
 
 class EpochTBXLogger(TBXLoggerCallback):
