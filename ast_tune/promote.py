@@ -63,7 +63,7 @@ from ast_tune.results.promoted import over_seeds, seed_numbers, summary_line
 from ast_tune.results.tables import write_epochs
 from ast_tune.tuning.runtime.baseline import ensure_baseline, probe_device
 from ast_tune.tuning.runtime.session import ray_session
-from ast_tune.tuning.runtime.worker import KEEP_CHECKPOINTS, WORKER_RETRIES, TrialFailedError, failure_reason
+from ast_tune.tuning.runtime.worker import WORKER_RETRIES, TrialFailedError, failure_reason
 from ast_tune.tuning.search.callbacks import EpochTBXLogger, JournalCallback
 from ast_tune.tuning.search.tuner import SUMMARY, TrialContext
 from ast_tune.tuning.trust import check_restorable
@@ -226,7 +226,6 @@ def _tuner(promotion: Promotion, journal: JournalCallback, *, restore: bool) -> 
                       tune_config=tune.TuneConfig(trial_dirname_creator=context.dirname),
                       run_config=tune.RunConfig(name="tune", storage_path=str(promotion.out), verbose=0,
                                                 callbacks=[journal, EpochTBXLogger()],
-                                                checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
                                                 failure_config=tune.FailureConfig(max_failures=WORKER_RETRIES)))
 
 

@@ -38,7 +38,6 @@ from ast_tune.config.sweep_spec import SweepSpec, Workload
 from ast_tune.results.journal import JOURNAL, Journal
 from ast_tune.tuning.runtime.resources import trial_resources
 from ast_tune.tuning.runtime.worker import (
-    KEEP_CHECKPOINTS,
     WORKER_RETRIES,
     TrialFailedError,
     run_in_trial,
@@ -83,29 +82,29 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     and ends without training. A trial that trains to its end leaves the engine's summary (per-class
     top-1, class names) in ``SUMMARY`` in its directory.
     """
-    context_tune = tune.get_context()
-    failed = Path(context_tune.get_trial_dir()) / FAILED
+    trial_id = tune.get_context().get_trial_id()
+    spec, workload, name = context.spec_of(config), context.workload, context.name_of(trial_id, config)
+    run_dir = Path(context.tune_storage) / name
+    failed = run_dir / FAILED
     if failed.is_file():
         raise TrialFailedError(failed.read_text())
-    trial_id = context_tune.get_trial_id()
     last = _ended(Path(context.tune_storage) / JOURNAL, trial_id)
     if last is not None:
         tune.report({key: last.get(key) for key in columns.EPOCH_METRICS})
         return
-    spec, workload, name = context.spec_of(config), context.workload, context.name_of(trial_id, config)
     try:
         if workload.workers == 1:
-            result = run_in_trial(spec, workload=workload, trial_dir=f"{context.tune_storage}/{name}",
+            result = run_in_trial(spec, workload=workload, run_dir=run_dir,
                                   baseline_epoch_seconds=context.baseline_epoch_seconds)
         else:
             result = run_training(spec, workload=workload, name=name, storage_path=context.train_storage,
-                                  baseline_epoch_seconds=context.baseline_epoch_seconds,
+                                  run_dir=run_dir, baseline_epoch_seconds=context.baseline_epoch_seconds,
                                   callbacks=[TuneReportCallback()])
     except TrialFailedError as err:
         with contextlib.suppress(OSError):  # a full disk must not hide the reason
             atomic.write_text(failed, str(err))
         raise
-    atomic.write_text(Path(context.tune_storage) / name / SUMMARY, json.dumps(result["summary"], default=float))
+    atomic.write_text(run_dir / SUMMARY, json.dumps(result["summary"], default=float))
 
 
 def _ended(journal: Path, trial_id: str) -> dict[str, Any] | None:
@@ -186,7 +185,6 @@ def _new_tuner(spec: SweepSpec, results: Path, trainable: Any, journal: JournalC
                                     reuse_actors=spec.workload.workers == 1),  # a Train run's end outlasts reuse
         run_config=tune.RunConfig(name="tune", storage_path=str(results), verbose=0,
                                   callbacks=[journal, EpochTBXLogger()],
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
                                   failure_config=tune.FailureConfig(max_failures=WORKER_RETRIES)))
 
 
