@@ -13,10 +13,10 @@ from ``--epochs``, else ``promote.epochs``, else the base preset, and ``promote.
 once per seed (``promote.seeds``: the trial's seed and the next ones). It is a Tune run under
 ``results/<name>/promoted/tune`` with one trial per seed, side by side where the resources allow,
 trained as the sweep's trials are (:func:`ast_tune.tuning.search.tuner.run_trial`: in the trial's process,
-or as a Train run for several workers) in a directory named by seed, ``promoted_<trial_id>``
-(``_seed<N>`` after the first). Its journal (``tune/journal.jsonl``) keeps and prints every epoch;
-the same command restores the Tune run, or starts it anew, and every unfinished seed continues from
-its newest checkpoint. ``speedup`` divides the sweep's baseline epoch time by this run's; on CPU
+or as a Train run for several workers) in a run directory named by seed, ``promoted/runs/promoted_<trial_id>``
+(``_seed<N>`` after the first). Its journal (``promoted/journal.jsonl``) keeps and prints every epoch;
+the same command starts a new Tune run of the seeds the journal holds no end of, and each continues
+after its newest checkpoint. ``speedup`` divides the sweep's baseline epoch time by this run's; on CPU
 that baseline was timed beside the other trials while this run runs alone, so it reads high.
 With ``promote.workload`` (the full task after a proxy sweep) the run trains on that workload, a
 dense baseline of it is timed first (``promoted/baseline.json``, cached) and gives the speedup, and
@@ -27,7 +27,8 @@ dense baseline of it is timed first (``promoted/baseline.json``, cached) and giv
 epoch), ``summary.json`` (trial, params, status, the first seed's engine summary with
 ``per_class_top1``, its train seconds, workload and transfer check; per seed ``val_top1``, savings,
 speedups and verdict under ``seeds``, their ``mean`` and ``std``; ``verdict``: the level every seed
-meets; :mod:`ast_tune.results.promoted`), ``plots/`` (the first seed's) and ``tune/``.
+meets; :mod:`ast_tune.results.promoted`), ``plots/`` (the first seed's), ``journal.jsonl``, ``runs/``
+(each seed's checkpoints and engine summary), ``train/`` (Ray Train's runs) and ``tune/`` (Tune's scratch).
 Exit codes: 0 done (or done before), 1 runtime failure or no trial qualifies, 2 bad input (one
 line naming the path or flag; nothing written), 130 interrupted (the same command continues).
 """
@@ -41,7 +42,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,23 +54,24 @@ from ast_tune import atomic
 from ast_tune.config import columns
 from ast_tune.config.cli import CliParser, run_main
 from ast_tune.config.run_spec import RunSpec
+from ast_tune.config.spec import SpecError
 from ast_tune.promotion.choice import PROMOTION_FILE, NoCandidateError, Promotion, decide_promotion
 from ast_tune.promotion.transfer import transfer_check, transfer_lines, workload_line, workload_record
 from ast_tune.results import lock
-from ast_tune.results.baseline_file import BASELINE_FILE  # under promoted/ too: the promoted workload's
-from ast_tune.results.journal import JOURNAL, epochs_frame
+from ast_tune.results.journal import JOURNAL, Journal, epochs_frame
 from ast_tune.results.plots import write_run_plots
 from ast_tune.results.promoted import over_seeds, seed_numbers, summary_line
+from ast_tune.results.sweep_dir import made_before
 from ast_tune.results.tables import write_epochs
-from ast_tune.tuning.runtime.baseline import ensure_baseline, probe_device
+from ast_tune.tuning.runtime.baseline import probe_device, with_full_baseline
 from ast_tune.tuning.runtime.session import ray_session
-from ast_tune.tuning.runtime.worker import WORKER_RETRIES, TrialFailedError, failure_reason
-from ast_tune.tuning.search.callbacks import EpochTBXLogger, JournalCallback
-from ast_tune.tuning.search.tuner import SUMMARY, TrialContext
-from ast_tune.tuning.trust import check_restorable
-from ast_tune.tuning.tune_state import usable_snapshot
+from ast_tune.tuning.runtime.worker import SUMMARY, TrialFailedError, failure_reason
+from ast_tune.tuning.search.callbacks import JournalCallback
+from ast_tune.tuning.search.tuner import TrialContext, tune_run
 
 log = logging.getLogger(__name__)
+
+RUNS = "runs"  # under promoted/: each seed's run directory (checkpoints, FAILED, the engine's summary)
 
 # --- the run ---------------------------------------------------------------------------------
 
@@ -80,7 +82,7 @@ def promote(results_dir: Path, *, trial: str | None = None, epochs: int | None =
     Starts Ray unless it is running already (as at the end of a sweep). A run that finished
     before is not run again; an interrupted one continues from its last checkpoint, per seed.
     Progress goes to stdout: the choice, one line per new epoch (printed by the promotion's
-    journal, which a resumed Tune run restores), the transfer check and the closing line.
+    journal), the transfer check and the closing line.
 
     Args:
         results_dir: the sweep's ``results/<name>``.
@@ -89,8 +91,8 @@ def promote(results_dir: Path, *, trial: str | None = None, epochs: int | None =
 
     Raises:
         SpecError: bad input (see :func:`decide_promotion`), nothing written; another driver holds
-            the sweep (:mod:`ast_tune.results.lock`); or ``promoted/tune`` may not be unpickled
-            (:func:`ast_tune.tuning.trust.check_restorable`).
+            the sweep (:mod:`ast_tune.results.lock`); or an older version of ast_tune left ``promoted/``
+            unfinished.
         NoCandidateError: the rule finds no trial.
         TrialFailedError: a seed's run failed; ``summary.json`` says so, with the reason.
     """
@@ -102,29 +104,31 @@ def promote(results_dir: Path, *, trial: str | None = None, epochs: int | None =
         if summary_path.is_file() and json.loads(summary_path.read_text()).get("status") == "finished":
             say(f"trial {promotion.trial_id} was promoted before: {summary_path}")
             return promotion.out
-        restore = tune.Tuner.can_restore(promotion.out / "tune")
-        if restore:
-            check_restorable(promotion.out, key=str(promotion.out / "tune"),
-                             instead=f"move {promotion.out} away to promote anew")
-            restore = usable_snapshot(promotion.out / "tune", say=say)  # none whole: a new Tune run, same checkpoints
+        if made_before(promotion.out):
+            raise SpecError(str(promotion.out), "an unfinished promotion made by an older version of ast_tune; "
+                                                "move it away to promote anew")
         if ray.is_initialized():
-            _train(promotion, say, restore=restore)
+            _train(promotion, say)
         else:
             with ray_session(verbose=False):
-                _train(promotion, say, restore=restore)
+                _train(promotion, say)
     return promotion.out
 
 
-def _train(promotion: Promotion, say: Callable[[str], None], *, restore: bool) -> None:
-    """One Tune trial per seed (side by side as resources allow), then the epochs, plots and ``summary.json``."""
+def _train(promotion: Promotion, say: Callable[[str], None]) -> None:
+    """A Tune trial per seed without an end (side by side as resources allow), then the epochs, plots and
+    ``summary.json``."""
     promotion.out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(promotion.out / PROMOTION_FILE, json.dumps(promotion.document(), indent=2) + "\n")
-    promotion = _with_full_baseline(promotion, say)
+    promotion = with_full_baseline(promotion, say)
     say(workload_line(promotion))
     _warn_about_baseline(promotion)
-    journal = _EpochsJournal(promotion)
-    _tuner(promotion, journal, restore=restore).fit()
-    entries = journal.journal.read()
+    journal = Journal(promotion.out / JOURNAL)
+    ended = {e["params"]["seed"] for e in journal.read() if e["event"] == "end"}
+    seeds = [seed for seed in promotion.seeds if seed not in ended]
+    if seeds:
+        _tuner(promotion, _EpochsJournal(promotion, journal), seeds).fit()
+    entries = journal.read()
     ends = {e["params"]["seed"]: e for e in entries if e["event"] == "end"}
     if any(seed not in ends for seed in promotion.seeds):
         raise KeyboardInterrupt  # stopped before every seed ended: the same command continues
@@ -160,11 +164,12 @@ def _summary(promotion: Promotion, runs: dict[int, pd.DataFrame], ends: dict[int
 
 
 class _EpochsJournal(JournalCallback):
-    """The promotion's journal (``promoted/tune/journal.jsonl``): also rewrites ``epochs.parquet`` every epoch."""
+    """The promotion's journal (``promoted/journal.jsonl``), keyed by run name: also rewrites ``epochs.parquet``
+    every epoch."""
 
-    def __init__(self, promotion: Promotion) -> None:
-        super().__init__(promotion.out / "tune" / JOURNAL, epochs=promotion.run_spec.epochs,
-                         label=functools.partial(_label, promotion), run_key=_seed_of)
+    def __init__(self, promotion: Promotion, journal: Journal) -> None:
+        super().__init__(journal, epochs=promotion.run_spec.epochs, key=functools.partial(_name, promotion),
+                         run_dir=functools.partial(_run_dir, promotion), label=functools.partial(_label, promotion))
         self.promotion = promotion
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
@@ -175,20 +180,15 @@ class _EpochsJournal(JournalCallback):
             write_epochs(self.promotion.out / "epochs.parquet", pd.concat(frames, ignore_index=True))
 
 
-def _label(promotion: Promotion, trial: Any) -> str:
-    seed = f" seed {trial.config['seed']}" if len(promotion.seeds) > 1 else ""
+def _label(promotion: Promotion, run_name: str, config: Mapping[str, Any]) -> str:
+    seed = f" seed {config['seed']}" if len(promotion.seeds) > 1 else ""
     return f"promoted trial {promotion.trial_id}{seed}"
-
-
-def _seed_of(trial_id: str, config: dict[str, Any]) -> int:
-    """A promoted run is its seed: a Tune run started anew gives the same seed another trial id."""
-    return config["seed"]
 
 
 def _runs(promotion: Promotion, entries: list[dict[str, Any]]) -> dict[int, pd.DataFrame]:
     """``{seed: its epoch records in order}`` (:data:`columns.EPOCH_METRICS`) from the journal's entries.
 
-    An epoch reported under two trial ids of one seed (a Tune run started anew retrained it) keeps the later.
+    An epoch reported twice (a seed's run started again retrained it after its last checkpoint) keeps the later.
     """
     seed = f"{columns.PARAM_PREFIX}seed"
     table = epochs_frame(entries)  # trials in the order they first appear, each's epochs in order
@@ -198,50 +198,30 @@ def _runs(promotion: Promotion, entries: list[dict[str, Any]]) -> dict[int, pd.D
 
 def _engine_summary(promotion: Promotion) -> dict[str, Any]:
     """The first seed's engine summary (per-class top-1, class names), as its trial left it; {} if none."""
-    path = promotion.out / "tune" / promotion.run_name(promotion.seeds[0]) / SUMMARY
+    path = promotion.out / RUNS / promotion.run_name(promotion.seeds[0]) / SUMMARY
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _name(promotion: Promotion, trial_id: str, config: dict[str, Any]) -> str:
+def _name(promotion: Promotion, config: Mapping[str, Any]) -> str:
+    """A seed's run name: its Tune directory, Train run and journal id."""
     return promotion.run_name(config["seed"])
 
 
-def _seeded(spec: RunSpec, config: dict[str, Any]) -> RunSpec:
+def _run_dir(promotion: Promotion, config: Mapping[str, Any]) -> Path:
+    return promotion.out / RUNS / _name(promotion, config)
+
+
+def _seeded(spec: RunSpec, config: Mapping[str, Any]) -> RunSpec:
     return dataclasses.replace(spec, seed=config["seed"])
 
 
-def _tuner(promotion: Promotion, journal: JournalCallback, *, restore: bool) -> tune.Tuner:
-    """The promotion's Tune run over ``promoted/tune``: restored (``restore``), else new.
-
-    Either way each seed's run continues from its newest checkpoint: the trial directories (and
-    multi-worker Train runs) are named by seed, not by Tune's trial id.
-    """
+def _tuner(promotion: Promotion, journal: JournalCallback, seeds: Sequence[int]) -> tune.Tuner:
+    """A new Tune run of ``seeds`` under ``promoted/tune``; each seed's run continues after its newest checkpoint."""
     context = TrialContext(functools.partial(_seeded, promotion.run_spec), functools.partial(_name, promotion),
-                           promotion.workload,
-                           str(promotion.out / "tune"), str(promotion.out), promotion.baseline_seconds)
-    if restore:
-        return tune.Tuner.restore(str(promotion.out / "tune"), context.trainable(), resume_unfinished=True,
-                                  resume_errored=False, restart_errored=False)
-    return tune.Tuner(context.trainable(), param_space={"seed": tune.grid_search(list(promotion.seeds))},
-                      tune_config=tune.TuneConfig(trial_dirname_creator=context.dirname),
-                      run_config=tune.RunConfig(name="tune", storage_path=str(promotion.out), verbose=0,
-                                                callbacks=[journal, EpochTBXLogger()],
-                                                failure_config=tune.FailureConfig(max_failures=WORKER_RETRIES)))
-
-
-def _with_full_baseline(promotion: Promotion, say: Callable[[str], None]) -> Promotion:
-    """``promotion`` with the dense baseline of its own workload, timed (or reused) when ``promote.workload`` asks.
-
-    Needs Ray running. Unchanged when the run trains on the sweep's workload or ``baseline`` is ``none``.
-    """
-    if promotion.full_sweep is None or promotion.full_sweep.promote.workload.baseline == "none":
-        return promotion
-    say(f"timing the dense baseline on the promoted workload ({promotion.run_spec.epochs} epochs; "
-        f"reused from {promotion.out / BASELINE_FILE} when it was timed for this setup)")
-    baseline = ensure_baseline(promotion.full_sweep, promotion.out / BASELINE_FILE,
-                               storage_path=promotion.out / "train")
-    say(f"promoted-workload baseline: {baseline['epoch_seconds']:.3f} s per epoch, top1 {baseline['val_top1']:.2f}%")
-    return dataclasses.replace(promotion, full_baseline=baseline)
+                           functools.partial(_run_dir, promotion), promotion.workload, str(promotion.out / "train"),
+                           promotion.baseline_seconds)
+    return tune_run(context.trainable(), promotion.out, callbacks=[journal],
+                    param_space={"seed": tune.grid_search(list(seeds))}, trial_dirname_creator=context.dirname)
 
 
 def _warn_about_baseline(promotion: Promotion) -> None:

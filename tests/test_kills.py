@@ -47,7 +47,7 @@ def _start(argv: list[str], log: Path) -> subprocess.Popen:
 
 
 def _journal(results: Path) -> list[dict]:
-    path = results / "quickstart" / "tune" / "journal.jsonl"
+    path = results / "quickstart" / "journal.jsonl"
     return Journal(path).read()
 
 
@@ -75,7 +75,7 @@ def _epochs(entries: list[dict]) -> dict[tuple[str, int], list[float]]:
 
 
 def _checkpoints(results: Path) -> list[Path]:
-    return sorted(p for p in (results / "quickstart" / "tune").glob("trial_*/checkpoint_*") if p.is_dir())
+    return sorted(p for p in (results / "quickstart" / "trials").glob("*/checkpoints/epoch_*") if p.is_dir())
 
 
 def _promoted_epochs(results: Path) -> dict[int, float]:
@@ -118,8 +118,7 @@ def test_driver_killed_four_times_loses_and_repeats_no_trial_nor_promoted_epoch(
     for snapshot in snapshots:
         ended = {e["trial_id"]: e for e in snapshot if e["event"] == "end"}
         later = everything[len(snapshot):]
-        # Tune may not have saved a trial's end before the kill: it then restores the trial, which
-        # re-reports its final checkpoint's records and ends again, without training
+        # a trial that ended before a kill is never run again; were it, it could only replay its checkpoint
         again = [e for e in later if e["trial_id"] in ended and e["event"] == "epoch"]
         assert all(len(set(seen[e["trial_id"], e["epoch"]])) == 1 for e in again), "a finished trial was retrained"
         last = {e["trial_id"]: e for e in snapshot if e["event"] == "epoch"}
@@ -195,10 +194,10 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
         _wait(process, lambda: any(e.get("epoch") == 3 for e in _journal(results)))
         with frozen(process, "ImplicitFunc") as trials:
             assert trials and not any(e.get("epoch") == 4 for e in _journal(results))
-            process.send_signal(signal.SIGINT)  # Tune saves which checkpoint is the trial's newest
+            process.send_signal(signal.SIGINT)
             assert process.wait(timeout=300) == 130
         held = {p: json.loads((p / "history.json").read_text())[-1]["epoch"] for p in _checkpoints(results)}
-        newest = max(held, key=held.get)  # maybe newer than the one Tune recorded: resume looks at them all
+        newest = max(held, key=held.get)
         broken = held[newest]
         state = newest / "state.pt"
         state.write_bytes(state.read_bytes()[:100])  # truncated mid-write

@@ -48,6 +48,8 @@ from ast_tune.tuning.runtime.resources import torch_threads, worker_resources
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"  # in a run's directory: its epoch_NNNN checkpoints
+FAILED = "FAILED"  # in a run's directory: the reason the run failed, which a retry cannot fix
+SUMMARY = "summary.json"  # in a run's directory: the engine's summary of a run trained to its end
 HISTORY_FILE = "history.json"  # the run's epoch records so far, saved beside the engine's checkpoint
 KEEP_CHECKPOINTS = 2  # per run: the newest, and the one before in case it is damaged
 WORKER_RETRIES = 2  # restarts of a run whose worker (or trial process) died, from its newest checkpoint

@@ -22,7 +22,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialSch
 
 from ast_tune.atomic import write_text
 from ast_tune.config.columns import MODES
-from ast_tune.config.sweep_spec import SCHEDULER_KINDS
+from ast_tune.config.sweep_spec import SCHEDULER_KINDS, SweepSpec
 from ast_tune.results.pareto import crowding_distance, objective_signs, pareto_ranks
 
 if TYPE_CHECKING:
@@ -239,7 +239,16 @@ class PersistentASHA(_ReloadsRungs, AsyncHyperBandScheduler):
         return [bracket._rungs for bracket in self._brackets]
 
 
-def make_scheduler(kind: str, *, metric: str | None = None, mode: str | None = None,
+def make_scheduler(spec: SweepSpec) -> TrialScheduler:
+    """The scheduler ``spec.scheduler`` names, on the spec's objectives and epochs."""
+    return _make_scheduler(spec.scheduler.kind, metric=spec.scheduler.metric, mode=spec.scheduler_mode,
+                           metrics=[o.metric for o in spec.rung_objectives],
+                           modes=[o.mode for o in spec.rung_objectives],
+                           grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor,
+                           max_t=spec.workload.epochs)
+
+
+def _make_scheduler(kind: str, *, metric: str | None = None, mode: str | None = None,
                    metrics: Sequence[str] = (), modes: Sequence[str] = (), grace_period: float = 1,
                    reduction_factor: float = 3, max_t: float = 100,
                    state_file: str | Path | None = None) -> TrialScheduler:
