@@ -1,8 +1,9 @@
 """What a sweep will cost before it runs: expected trial-epochs, GPU-hours, wall time and USD.
 
-**Trial-epochs.** :func:`rung_table` mirrors the scheduler's rungs: Ray's ``AsyncHyperBandScheduler``
-(one bracket: milestones ``grace_period · η^k`` for ``k < int(ln(max_t / grace_period) / ln η + 1)``)
-or :class:`~ast_tune.tuning.search.schedulers.MultiObjectiveASHA`; a rung at or past ``max_t`` stops no one,
+**Trial-epochs.** :func:`rung_table` mirrors the scheduler's rungs (:mod:`ast_tune.tuning.search.schedulers`
+builds them with :func:`milestones`): ASHA's as Ray's ``AsyncHyperBandScheduler`` lays out one bracket
+(milestones ``grace_period · η^k`` for ``k < int(ln(max_t / grace_period) / ln η + 1)``), or MOASHA's;
+a rung at or past ``max_t`` stops no one,
 since a trial ends there anyway. Each trial that reaches a rung is judged against the records
 already there, its rank among them uniformly random (the expectation over the search):
 
@@ -44,7 +45,8 @@ class Rung:
 
 
 def milestones(kind: str, *, grace_period: float, reduction_factor: float, max_t: float) -> list[float]:
-    """The rungs below ``max_t`` of ``kind`` (``asha`` as Ray builds them, ``moasha`` as ours does)."""
+    """The rungs below ``max_t`` of scheduler ``kind``: the schedulers build theirs here (``asha``'s laid out as
+    Ray's ``AsyncHyperBandScheduler`` lays out one bracket)."""
     if kind == "fifo":
         return []
     if kind == "asha":

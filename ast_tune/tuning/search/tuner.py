@@ -116,6 +116,11 @@ def _sweep_run_dir(results: Path, config: Config) -> Path:
     return results / TRIALS / trial_key(config)
 
 
+def _study_number(trial: tune.experiment.Trial) -> str:
+    """A sweep trial's id in the scheduler's rungs: its study number, the same in every Tune run."""
+    return trial_key(trial.config)
+
+
 def make_tuner(spec: SweepSpec, results: Path, *, study: optuna.Study, resume: Sequence[optuna.trial.FrozenTrial],
                journal: Journal, concurrency: int, baseline: Mapping | None) -> tune.Tuner:
     """A new Tune run of the sweep over ``results/<name>``: the trials to resume first, then new ones.
@@ -137,7 +142,8 @@ def make_tuner(spec: SweepSpec, results: Path, *, study: optuna.Study, resume: S
 
     callback = JournalCallback(journal, epochs=spec.workload.epochs, key=trial_key, run_dir=context.run_dir_of,
                                on_end=told)
-    scheduler = make_scheduler(spec)
+    history = [(e["trial_id"], e) for e in journal.read() if e["event"] == "epoch"]
+    scheduler = make_scheduler(spec, key=_study_number, history=history)
     return tune_run(context.trainable(), results, callbacks=[callback], search_alg=searcher, scheduler=scheduler,
                     num_samples=-1, max_concurrent_trials=concurrency, trial_dirname_creator=context.dirname,
                     reuse_actors=spec.workload.workers == 1)  # a Train run's end outlasts reuse
