@@ -19,9 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import ray
-from ray._private import ray_constants
-from ray._raylet import AuthenticationTokenLoader, Config
 
+from ast_tune.tuning import private_api
 from ast_tune.tuning.runtime import cleanup
 
 API_SERVER_VARIABLE = "RAY_API_SERVER_ADDRESS"  # where Ray's state API is asked (the dashboard)
@@ -37,23 +36,24 @@ def local_ray() -> Iterator[None]:
     Ray reads both settings from the environment (its processes inherit it): with
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` the node's address is the loopback one and the GCS, raylet,
     agents and workers listen only there; ``RAY_AUTH_MODE=token`` with a ``RAY_AUTH_TOKEN`` made here
-    (never written to disk) makes every RPC carry it. The variables are restored afterwards.
+    (never written to disk) makes every RPC carry it. The variables are restored afterwards. Ray
+    read them once already, when it was imported: :mod:`ast_tune.tuning.private_api` has it read
+    them again.
     """
     saved = {name: os.environ.get(name) for name in LOCAL_RAY_VARIABLES}
     os.environ.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="token",
                       RAY_AUTH_TOKEN=secrets.token_hex(32))
     os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
-    cluster_flag, ray_constants.ENABLE_RAY_CLUSTER = ray_constants.ENABLE_RAY_CLUSTER, False  # read at import
-    _reload_auth()
+    private_api.reload_auth()
     try:
-        yield
+        with private_api.single_node_ray():
+            yield
     finally:
-        ray_constants.ENABLE_RAY_CLUSTER = cluster_flag
         for name, value in saved.items():
             os.environ.pop(name, None)
             if value is not None:
                 os.environ[name] = value
-        _reload_auth()
+        private_api.reload_auth()
 
 
 def free_loopback_port() -> int:
@@ -61,12 +61,6 @@ def free_loopback_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _reload_auth() -> None:
-    """Make this process see the current ``RAY_AUTH_*`` variables (Ray caches them): config first, then token."""
-    Config.initialize("")
-    AuthenticationTokenLoader.instance().reset_cache()
 
 
 @contextlib.contextmanager
