@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -184,6 +185,33 @@ def test_killed_worker_is_restarted_from_its_checkpoint(tmp_path, workers, title
     # the restarted worker replays epochs 1-2 from its checkpoint (the journal holds them, so it skips
     # them); trained again from scratch, they would have been appended a second time
     assert [len(seen[epochs["trial_id"].iloc[0], epoch]) for epoch in (1, 2, 3, 4)] == [1, 1, 1, 1]
+
+
+def test_a_two_worker_trial_resumes_from_its_own_checkpoint_in_a_new_tune_run_without_tunes_files(tmp_path):
+    """The driver of a 2-rank (Ray Train) trial is killed after epoch 2's checkpoint; Tune's directory is then
+    deleted. ``--resume`` starts a new Tune run, the Train run named by the study number, and its ranks continue
+    from the run's own checkpoint: epochs 1-2 are replayed, not trained again."""
+    results, log = tmp_path / "results", tmp_path / "sweep.log"
+    argv = _sweep_argv(results, "workload.epochs=4", "search.num_trials=1", "scheduler.kind=fifo",
+                       "workload.workers=2", "workload.cpus_per_worker=0.45")
+    process = _start(argv, log)
+    try:
+        _wait(process, lambda: any(e.get("epoch") == 2 for e in _journal(results)))
+        _sigkill(process)
+        shutil.rmtree(results / "quickstart" / "tune")  # Tune's scratch: nothing in it is needed to resume
+        resumed = subprocess.run([*argv, "--resume"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                 capture_output=True, text=True, timeout=600)
+    finally:
+        ray_cleanup.reap_stale("/tmp")
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert "resume: trial(s) 0 continue" in resumed.stdout
+    epochs = pd.read_parquet(results / "quickstart" / "epochs.parquet")
+    assert epochs["epoch"].tolist() == [1, 2, 3, 4] and set(epochs["status"]) == {"TERMINATED"}
+    seen = _epochs(_journal(results))
+    assert [len(seen["0", epoch]) for epoch in (1, 2, 3, 4)] == [1, 1, 1, 1]
+    assert (results / "quickstart" / "train" / "trial_0").is_dir()  # the Train run, named by the study number
+    assert sorted(p.name for p in (results / "quickstart" / "trials" / "0" / "checkpoints").iterdir()) == [
+        "epoch_0003", "epoch_0004"]
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
