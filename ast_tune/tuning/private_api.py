@@ -2,7 +2,7 @@
 
 Nothing else in ``ast_tune`` (the RunPod node provider in ``ast_tune/cluster/`` aside) touches a private
 name of Ray or Optuna; an upgrade of either is checked here first. Each use below was checked against
-ray 2.60.0 and optuna 5.0.0 (the versions ``pyproject.toml`` pins).
+ray 2.59.0 and 2.60.0 and optuna 5.0.0 and 5.1.0, the ranges ``pyproject.toml`` allows.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def reload_auth() -> None:
     environment, and ``AuthenticationTokenLoader.instance().reset_cache()`` drops the token Ray cached.
     Why: token authentication is public only as environment variables, which Ray reads when it is
     imported; a local Ray gets a fresh token after that, and one process (the test suite, a sweep
-    and its promotion) may start several. Checked: ray 2.60.0.
+    and its promotion) may start several. Checked: ray 2.59.0, 2.60.0.
     """
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()
@@ -36,7 +36,7 @@ def single_node_ray() -> Iterator[None]:
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` that Ray read when it was imported, set to False. Why: with it
     False every process of a new Ray binds its ports to 127.0.0.1; the variable itself (which the
     Ray processes inherit) is set after the import, and joining a cluster (``RAY_ADDRESS``) must not
-    change. Checked: ray 2.60.0.
+    change. Checked: ray 2.59.0, 2.60.0.
     """
     saved, ray_constants.ENABLE_RAY_CLUSTER = ray_constants.ENABLE_RAY_CLUSTER, False
     try:
@@ -50,7 +50,7 @@ def trial_by_number(study: optuna.Study, number: int) -> optuna.trial.Trial:
 
     What: ``optuna.trial.Trial(study, frozen._trial_id)``, the storage id ``FrozenTrial._trial_id``.
     Why: ``Trial.set_constraint`` is public, but Optuna hands out a ``Trial`` only from ``study.ask``;
-    it has no public way to reopen a running trial by number. Checked: optuna 5.0.0.
+    it has no public way to reopen a running trial by number. Checked: optuna 5.0.0, 5.1.0.
     """
     frozen = next(trial for trial in study.get_trials(deepcopy=False) if trial.number == number)
     return optuna.trial.Trial(study, frozen._trial_id)
