@@ -1,22 +1,24 @@
 """Run a sweep: ``python -m ast_tune.sweep SPEC.yaml [--set key.path=value ...] [--name NAME] [--resume] [--dry-run]``.
 
-Times (or reuses) the dense baseline, runs the Tune experiment of :mod:`ast_tune.tuning.tuner` (what a
-trial runs; the Optuna search and the scheduler), writes the tables, then promotes and reports.
-``--resume`` restores the Tune experiment of that name: finished and errored trials are kept,
-unfinished ones continue from their checkpoints; it is refused (exit 2) unless the current user owns
-``results/<name>/`` alone and this version made it (:mod:`ast_tune.tuning.trust`). Running a name
-again without ``--resume`` restores nothing: a finished sweep of the same spec prints its front
-and exits 0; an unfinished one exits 2 naming ``--resume`` and ``--name``.
+Times (or reuses) the dense baseline, runs a Tune run of :mod:`ast_tune.tuning.search.tuner` (what a
+trial runs; the searcher over the Optuna study, the scheduler), writes the tables, then promotes and
+reports. The sweep's record is the Optuna study (``optuna.db``) and the journal (``journal.jsonl``);
+``--resume`` starts a new Tune run from them: the study's trials that ended are kept, the unfinished
+ones continue from their checkpoints under their own numbers, and new ones are asked until
+``search.num_trials``. Nothing of Tune's saved state is read, and nothing is unpickled. Running a
+name again without ``--resume`` runs nothing: a finished sweep of the same spec prints its front and
+exits 0; an unfinished one exits 2 naming ``--resume`` and ``--name``; results made by an older
+version of ast_tune are refused (exit 2; ``export`` and ``report`` still read them).
 
 Files under ``results/<name>/``: ``spec.yaml``, ``run.json``, ``baseline.json``, ``optuna.db``,
-``scheduler_state.json``, ``tune/`` (the Tune experiment, with ``journal.jsonl``: every epoch and
-trial end, which survives restores; and per trial its checkpoints and TensorBoard event files stepped
-by epoch, for ``tensorboard --logdir results/<name>``), ``train/`` (Train runs and their checkpoints:
-the baseline's and multi-worker trials'), and the tables
-of :func:`ast_tune.results.tables.write_tables`; then ``promoted/`` (``promote.enabled``: see
+``journal.jsonl`` (every trial start, epoch and end), ``trials/<number>/`` (each trial's checkpoints,
+``FAILED`` reason and engine ``summary.json``), ``tune/`` (Tune's scratch: TensorBoard event files
+stepped by epoch, for ``tensorboard --logdir results/<name>``; never read back), ``train/`` (Ray Train's
+runs: the baseline's, with its checkpoints, and multi-worker trials'), and the tables of
+:func:`ast_tune.results.tables.write_tables`; then ``promoted/`` (``promote.enabled``: see
 :mod:`ast_tune.promote`) and ``report/`` (unless ``--no-report``). On a multi-node cluster (``RAY_ADDRESS`` set)
-``storage.root`` must be a filesystem every node mounts: Train runs persist checkpoints there.
-One driver runs a sweep at a time (``driver.lock``, :mod:`ast_tune.tuning.lock`). A resumed sweep keeps
+``storage.root`` must be a filesystem every node mounts: every rank reads its run's checkpoints there.
+One driver runs a sweep at a time (``driver.lock``, :mod:`ast_tune.results.lock`). A resumed sweep keeps
 the baseline it started with (``--new-baseline`` times another, and every speedup in the tables then
 uses it). Exit codes: 0 done, 1 runtime failure, 2 bad input (one line naming the key path or file;
 nothing written) or another driver holds the sweep, 130 interrupted (``--resume`` continues).
@@ -47,24 +49,24 @@ from ast_tune import atomic
 from ast_tune.config.cli import CliParser, run_main
 from ast_tune.config.spec import SpecError
 from ast_tune.config.sweep_spec import SweepSpec, load_sweep, to_document
+from ast_tune.cost.epoch_cost import PROBE_STEPS
+from ast_tune.cost.run_cost import print_estimate, record_actuals, sweep_estimate
 from ast_tune.data.inventory import subset_classes
 from ast_tune.data.sources import check_root
 from ast_tune.promote import promote
+from ast_tune.promotion.choice import NoCandidateError
+from ast_tune.results import lock, verdict
 from ast_tune.results import tables as export
-from ast_tune.results import verdict
 from ast_tune.results.baseline_file import BASELINE_FILE, read_baseline
+from ast_tune.results.journal import JOURNAL, Journal, epochs_frame
 from ast_tune.results.page import write_report
-from ast_tune.tuning import lock
-from ast_tune.tuning.baseline import ensure_baseline
-from ast_tune.tuning.epoch_cost import PROBE_STEPS
-from ast_tune.tuning.journal import JOURNAL, Journal, epochs_frame
-from ast_tune.tuning.promote_plan import NoCandidateError
-from ast_tune.tuning.ray_runtime import concurrency, in_threads, ray_session, resources_line
-from ast_tune.tuning.run_cost import print_estimate, record_actuals, sweep_estimate
-from ast_tune.tuning.trust import check_results
-from ast_tune.tuning.tune_state import usable_snapshot
-from ast_tune.tuning.tuner import check_search, make_tuner
-from ast_tune.tuning.worker import failure_reason
+from ast_tune.results.sweep_dir import check_results
+from ast_tune.tuning.runtime.baseline import ensure_baseline
+from ast_tune.tuning.runtime.resources import concurrency, resources_line
+from ast_tune.tuning.runtime.session import in_threads, ray_session
+from ast_tune.tuning.runtime.worker import failure_reason
+from ast_tune.tuning.search.study import check_search, open_study, reconcile
+from ast_tune.tuning.search.tuner import make_tuner
 
 # --- results ---------------------------------------------------------------------------------
 
@@ -140,7 +142,7 @@ def _show_finished(spec: SweepSpec, results: Path) -> int:
     if front.is_file():
         print(front.read_text(), end="")
     print(f"sweep {spec.name!r} already finished: results in {results} (nothing was run). To run it again, "
-          "start a new one with --name NEW; --resume restores it and rewrites its tables and report.")
+          "start a new one with --name NEW; --resume rewrites its tables and report.")
     return 0
 
 
@@ -154,11 +156,11 @@ def _absolute(spec: SweepSpec) -> SweepSpec:
                                storage=dataclasses.replace(spec.storage, root=root))
 
 
-def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, float], argv: Sequence[str],
+def sweep(spec: SweepSpec, results: Path, *, resume: bool, cluster: dict[str, float], argv: Sequence[str],
           report: bool = True, new_baseline: bool = False, estimate: dict[str, Any] | None = None) -> int:
     """Baseline, Tune, tables, then (when every trial ended and one finished) promotion and report.
 
-    A restored sweep keeps the baseline it started with unless ``new_baseline``.
+    A resumed sweep keeps the baseline it started with unless ``new_baseline``.
 
     Returns:
         The exit code: 0 done, 1 no trial finished, 130 interrupted.
@@ -177,21 +179,17 @@ def sweep(spec: SweepSpec, results: Path, *, restore: bool, cluster: dict[str, f
                "trials_at_once": trials_at_once, "estimate": estimate,
                "subset_classes": classes}
     _write_run(results, attempt)
-    journal = Journal(results / "tune" / JOURNAL, epochs=spec.workload.epochs)
-    status, seconds = "interrupted", None
-    stored = "retime" if new_baseline else "keep" if restore else "match"
+    journal = Journal(results / JOURNAL)
+    status, baseline = "interrupted", None
+    stored = "retime" if new_baseline else "keep" if resume else "match"
     try:
         if spec.storage.baseline == "auto":
-            seconds = _baseline(spec, results, trials_at_once, attempt, stored=stored)
-        # a snapshot torn by a kill is set aside; with none whole, a new Tune experiment gets the study's trials back
-        whole = restore and usable_snapshot(results / "tune", say=lambda line: print(line, flush=True))
-        tuner = make_tuner(spec, results, restore=whole, journal=journal, concurrency=trials_at_once,
-                           baseline_epoch_seconds=seconds)
-        tuner.fit()
+            baseline = _baseline(spec, results, trials_at_once, attempt, stored=stored)
+        _search(spec, results, journal, baseline, trials_at_once)
         ended = {e["trial_id"] for e in journal.read() if e["event"] == "end"}
         status = "done" if len(ended) >= spec.search.num_trials else "interrupted"
     finally:
-        front = _write_tables(spec, results, journal, seconds)
+        front = _write_tables(spec, results, journal, baseline and baseline["epoch_seconds"])
         _write_run(results, {**attempt, "end": datetime.now(UTC).isoformat(timespec="seconds"), "status": status})
     code = _conclude(spec, results, journal, front, interrupted=status == "interrupted", argv=argv)
     if code == 0:
@@ -211,8 +209,22 @@ def _after_trials(spec: SweepSpec, results: Path, *, report: bool) -> None:
         print(f"report: {write_report(results)}", flush=True)
 
 
-def _baseline(spec: SweepSpec, results: Path, trials_at_once: int, attempt: dict[str, Any], *, stored: str) -> float:
-    """Time (or reuse: ``stored``, see :func:`ensure_baseline`) the dense baseline; its median seconds per epoch."""
+def _search(spec: SweepSpec, results: Path, journal: Journal, baseline: dict[str, Any] | None,
+            trials_at_once: int) -> None:
+    """A new Tune run of the sweep: what a killed driver left open in the study closed, its unfinished
+    trials resumed, new ones asked until ``search.num_trials``."""
+    study = open_study(spec, results)
+    resume = reconcile(study, journal.read(), spec=spec, baseline=baseline)
+    if resume:
+        print(f"resume: trial(s) {', '.join(str(t.number) for t in resume)} continue after their newest "
+              "checkpoint", flush=True)
+    make_tuner(spec, results, study=study, resume=resume, journal=journal, concurrency=trials_at_once,
+               baseline=baseline).fit()
+
+
+def _baseline(spec: SweepSpec, results: Path, trials_at_once: int, attempt: dict[str, Any], *,
+              stored: str) -> dict[str, Any]:
+    """Time (or reuse: ``stored``, see :func:`ensure_baseline`) the dense baseline (``baseline.json``)."""
     print("baseline: timing the dense baseline (or reusing baseline.json)", flush=True)
     side_by_side = 1 if spec.workload.gpus_per_worker else trials_at_once  # CPU trials share the cores
     (baseline,) = in_threads([functools.partial(ensure_baseline, spec, results / BASELINE_FILE,
@@ -222,7 +234,7 @@ def _baseline(spec: SweepSpec, results: Path, trials_at_once: int, attempt: dict
     attempt["hardware"]["device"] = device
     print(f"baseline: {baseline['epoch_seconds']:.3f} s per epoch (median of {baseline['epochs_timed']}), "
           f"top1 {baseline['val_top1']:.2f}% on {device}", flush=True)
-    return baseline["epoch_seconds"]
+    return baseline
 
 
 def _conclude(spec: SweepSpec, results: Path, journal: Journal, front: pd.DataFrame | None, *,
@@ -268,15 +280,14 @@ def _main(argv: list[str]) -> int:
         raise err.within("workload") from None
     estimate = sweep_estimate(spec, args.probe)
     with lock.hold(results, say=lambda line: print(line, flush=True)):  # one driver per sweep
-        restore = check_results(spec, results, resume=args.resume)
-        if not restore and (results / "tune" / "tuner.pkl").is_file():
+        if check_results(spec, results, resume=args.resume) and not args.resume:
             return _show_finished(spec, results)
         if not args.verbose:  # our progress lines only
             logging.getLogger("ray").setLevel(logging.CRITICAL)
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's legacy reporter: silent at verbose=0
         with ray_session(verbose=args.verbose) as cluster:
-            return sweep(spec, results, restore=restore, cluster=cluster, argv=argv, report=not args.no_report,
+            return sweep(spec, results, resume=args.resume, cluster=cluster, argv=argv, report=not args.no_report,
                          new_baseline=args.new_baseline, estimate=estimate)
 
 

@@ -1,8 +1,8 @@
 """Per-trial overhead of a sweep: the seconds a Tune trial spends outside ``engine.fit``'s epochs.
 
 ``python benchmarks/trial_overhead.py RESULTS_DIR [RESULTS_DIR ...]`` reads a finished sweep's Tune
-experiment (``tune/experiment_state-*.json``: each trial's start time and last result time, and
-``tune/trial_*/result.json``: each epoch's ``time_total_s``, ``time_this_iter_s`` and
+run (``tune/experiment_state-*.json``: each trial's directory, start time and last result time, and
+``tune/trial_<number>/result.json``: each epoch's ``time_total_s``, ``time_this_iter_s`` and
 ``train_seconds``) and prints a Markdown table, one row per sweep (its start and device from its
 ``run.json``), under the command, date and machine of the tabulation (:mod:`machine`):
 
@@ -74,7 +74,7 @@ def read_timings(results: Path) -> list[TrialTiming]:
     timings = []
     for trial_json, meta_json in json.loads(states[-1].read_text())["trial_data"]:
         trial, meta = json.loads(trial_json), json.loads(meta_json)
-        rows = _epoch_rows(tune_dir / f"trial_{trial['trial_id']}" / "result.json")
+        rows = _epoch_rows(tune_dir / trial["relative_logdir"] / "result.json")
         if rows:
             timings.append(trial_timing(trial["trial_id"], meta["start_time"], meta["last_result_time"], rows))
     return sorted(timings, key=lambda t: t.start)

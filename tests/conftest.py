@@ -1,6 +1,6 @@
 """Fixtures shared by the test modules: a local Ray cluster and tiny image-dataset trees.
 
-``ray_cluster`` starts a 2-CPU Ray the way the sweep does (:func:`ast_tune.tuning.ray_runtime.ray_session`:
+``ray_cluster`` starts a 2-CPU Ray the way the sweep does (:func:`ast_tune.tuning.runtime.session.ray_session`:
 a short temp dir of its own, loopback only, token auth, and a dashboard on 127.0.0.1 whose state API
 Ray Train's placement-group cleaner asks, even while other Rays run on the machine), and always
 shuts it down. ``kaggle_tree_factory(root, ...)``
@@ -22,7 +22,7 @@ _COLOURS = ((220, 40, 40), (40, 200, 60), (50, 60, 220), (200, 200, 40), (160, 6
 
 @pytest.fixture
 def ray_cluster() -> Iterator[None]:
-    from ast_tune.tuning.ray_runtime import ray_session
+    from ast_tune.tuning.runtime.session import ray_session
 
     with ray_session(verbose=False, num_cpus=2):
         yield

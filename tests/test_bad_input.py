@@ -1,15 +1,14 @@
-"""Bad input stops before anything runs, foreign results are never unpickled, bad images never empty a batch.
+"""Bad input stops before anything runs, results are never unpickled, bad images never empty a batch.
 
 Each bad value exits 2 with one line naming its key and leaves ``storage.root`` unwritten; a
-``results/<name>/`` that another user could have written, or that an older version made, is refused
-on ``--resume`` without unpickling anything; an unreadable image is replaced by the next sample, so
-two gloo ranks with ``batch_size: 1`` both train every step.
+``results/<name>/`` that an older version made is refused on ``--resume`` in one line, and nothing a
+command reads is unpickled; an unreadable image is replaced by the next sample, so two gloo ranks
+with ``batch_size: 1`` both train every step.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import shutil
 import time
@@ -30,7 +29,7 @@ from ast_tune.config.run_spec import DataSpec, RunSpec, SparsitySpec
 from ast_tune.config.spec import build, to_dict
 from ast_tune.config.sweep_spec import load_sweep, to_document
 from ast_tune.core.engine import fit
-from ast_tune.tuning import trust
+from ast_tune.results.journal import Journal, epochs_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
@@ -107,17 +106,16 @@ def test_empty_or_one_class_data_exits_2_before_results_exist(tmp_path, capsys, 
 # --- results from elsewhere --------------------------------------------------------------------------
 
 
-def _stored_sweep(tmp_path: Path, *, status: str, pickled: bytes = b"\x80\x04N.") -> tuple[list[str], Path]:
-    """A results/<name>/ as a sweep leaves it: spec.yaml, run.json, pareto.md and tune/tuner.pkl."""
+def _stored_sweep(tmp_path: Path, *, status: str) -> tuple[list[str], Path]:
+    """A results/<name>/ as a sweep leaves it: spec.yaml, run.json and pareto.md."""
     root = tmp_path / "results"
     argv = [str(QUICKSTART), "--set", f"storage.root={root}"]
     spec = load_sweep(QUICKSTART, [f"storage.root={root}"])
     stored = root / spec.name
-    (stored / "tune").mkdir(parents=True)
+    stored.mkdir(parents=True)
     (stored / "spec.yaml").write_text(yaml.safe_dump(to_document(sweep_cli._absolute(spec)), sort_keys=False))
     (stored / "run.json").write_text(json.dumps({"status": status}))
     (stored / "pareto.md").write_text("| trial | val_top1 |\n")
-    (stored / "tune" / "tuner.pkl").write_bytes(pickled)
     return argv, stored
 
 
@@ -135,21 +133,6 @@ def test_an_unfinished_sweep_is_not_restored_without_resume(tmp_path, capsys):
     assert "--resume" in err and "--name" in err
 
 
-def test_resume_refuses_results_others_can_write(tmp_path, capsys):
-    argv, stored = _stored_sweep(tmp_path, status="interrupted")
-    (stored / "tune" / "tuner.pkl").chmod(0o646)
-    assert sweep_cli.main([*argv, "--resume"]) == 2
-    assert "tuner.pkl can be written by other users" in _one_line(capsys)
-
-
-@pytest.mark.skipif(os.getuid() != 0, reason="giving a file to another user needs root")
-def test_resume_refuses_results_another_user_owns(tmp_path, capsys):
-    argv, stored = _stored_sweep(tmp_path, status="interrupted")
-    os.chown(stored / "tune" / "tuner.pkl", 65534, 65534)
-    assert sweep_cli.main([*argv, "--resume"]) == 2
-    assert "owned by uid 65534" in _one_line(capsys)
-
-
 class _Bomb:
     def __reduce__(self):
         return (Path.touch, (BOMB,))
@@ -158,15 +141,37 @@ class _Bomb:
 BOMB = Path("/tmp/ast_tune_bad_input_bomb")
 
 
-def test_resume_of_a_sweep_made_before_the_move_exits_2_without_unpickling(tmp_path, capsys):
+def _older_results(stored: Path) -> None:
+    """What an older version left: its journal in tune/, keyed by Tune's hex trial ids, Tune's pickles beside it."""
+    journal = Journal(stored / "tune" / "journal.jsonl")
+    for trial_id, top1 in (("3f2a_00000", 80.0), ("3f2a_00001", 90.0)):
+        record = {"event": "epoch", "trial_id": trial_id, "params": {"kp": 0.5}, "epoch": 1, "val_top1": top1,
+                  "val_top5": 99.0, "energy_savings": 0.5, "speedup": 1.0, "train_seconds": 1.0}
+        journal.append(record)
+        journal.append({"event": "end", "trial_id": trial_id, "params": {"kp": 0.5}, "status": "TERMINATED",
+                        "reason": None})
+    epochs_frame(journal.read()).to_parquet(stored / "epochs.parquet", index=False)
+    for name in ("tuner.pkl", "searcher-state-2026-01-01.pkl", "trial_3f2a_00000/error.pkl"):
+        (stored / "tune" / name).parent.mkdir(parents=True, exist_ok=True)
+        (stored / "tune" / name).write_bytes(pickle.dumps(_Bomb()))
+
+
+@pytest.mark.parametrize("status", ["interrupted", "done"])
+def test_resume_of_results_an_older_version_made_exits_2_in_one_line_and_export_and_report_read_them(
+        tmp_path, capsys, status):
     BOMB.unlink(missing_ok=True)
-    old = b"\x80\x02cast_tune.worker\nrun_training\nq\x00."  # a function of the flat layout, by reference
-    argv, stored = _stored_sweep(tmp_path, status="interrupted", pickled=old)
-    (stored / "tune" / "searcher-state.pkl").write_bytes(pickle.dumps([_Bomb()]))
-    assert trust.missing_modules(stored / "tune") == ["ast_tune.worker"]
+    argv, stored = _stored_sweep(tmp_path, status=status)
+    _older_results(stored)
+    before = sorted(stored.rglob("*"))
     assert sweep_cli.main([*argv, "--resume"]) == 2
     err = _one_line(capsys)
-    assert "made by an older version" in err and "ast_tune.worker" in err, err
+    assert "made by an older version of ast_tune" in err and "export and report still read it" in err, err
+    assert "--name" in err and sorted(stored.rglob("*")) == before
+    if status == "interrupted":  # without --resume too: it cannot be continued
+        assert sweep_cli.main(argv) == 2 and "made by an older version" in _one_line(capsys)
+    assert export_cli.main([str(stored), "--format", "md"]) == 0
+    assert (stored / "trials.csv").read_text().count("3f2a_0000") == 2
+    assert report_cli.main([str(stored)]) == 0
     assert not BOMB.exists()
 
 

@@ -174,15 +174,17 @@ def _trial_rows(*epochs: tuple[float, float, float]) -> str:
 def test_trial_overhead_prints_its_header_then_one_row_per_sweep(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     results = tmp_path / "ov"
-    (results / "tune" / "trial_a").mkdir(parents=True)
-    (results / "tune" / "trial_b").mkdir()
+    (results / "tune" / "trial_0").mkdir(parents=True)  # a trial's Tune directory is named by its study number
+    (results / "tune" / "trial_1").mkdir()
     (results / "run.json").write_text(json.dumps({"start": "2026-12-03T12:57:46+00:00", "trials_at_once": 1,
                                                   "hardware": {"cpus": 2.0, "device": "cpu: AMD EPYC"}}))
-    trials = [[json.dumps({"trial_id": "a"}), json.dumps({"start_time": 100.0, "last_result_time": 110.0})],
-              [json.dumps({"trial_id": "b"}), json.dumps({"start_time": 112.0, "last_result_time": 120.0})]]
+    trials = [[json.dumps({"trial_id": "a", "relative_logdir": "trial_0"}),
+               json.dumps({"start_time": 100.0, "last_result_time": 110.0})],
+              [json.dumps({"trial_id": "b", "relative_logdir": "trial_1"}),
+               json.dumps({"start_time": 112.0, "last_result_time": 120.0})]]
     (results / "tune" / "experiment_state-1.json").write_text(json.dumps({"trial_data": trials}))
-    (results / "tune" / "trial_a" / "result.json").write_text(_trial_rows((5.0, 5.0, 2.0), (8.0, 3.0, 2.0)))
-    (results / "tune" / "trial_b" / "result.json").write_text(_trial_rows((4.0, 4.0, 2.0), (7.0, 3.0, 2.0)))
+    (results / "tune" / "trial_0" / "result.json").write_text(_trial_rows((5.0, 5.0, 2.0), (8.0, 3.0, 2.0)))
+    (results / "tune" / "trial_1" / "result.json").write_text(_trial_rows((4.0, 4.0, 2.0), (7.0, 3.0, 2.0)))
     assert trial_overhead.main([str(results)]) == 0
     header, blank, *table = capsys.readouterr().out.splitlines()
     assert HEADER.match(header)["command"] == f"python benchmarks/trial_overhead.py {results}"

@@ -10,8 +10,8 @@ from ray.tune.schedulers.async_hyperband import _Bracket
 
 from ast_tune.config.spec import SpecError
 from ast_tune.config.sweep_spec import load_sweep
-from ast_tune.tuning.epoch_cost import epoch_costs
-from ast_tune.tuning.estimate import EpochCosts, estimate, milestones, pass_probability, rung_table
+from ast_tune.cost.epoch_cost import epoch_costs
+from ast_tune.cost.estimate import EpochCosts, estimate, milestones, pass_probability, rung_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,7 +22,7 @@ from ast_tune import sweep as sweep_cli
 from ast_tune import train as train_cli
 from ast_tune.core import checkpoint
 from ast_tune.results import tables
-from ast_tune.tuning.journal import Journal, epochs_frame
+from ast_tune.results.journal import Journal, epochs_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
@@ -229,11 +229,11 @@ def test_sigkill_during_export_never_leaves_a_truncated_table(tmp_path):
 
 
 def test_a_torn_journal_line_is_skipped_with_a_warning_and_never_swallows_the_next_record(tmp_path, caplog):
-    journal = Journal(tmp_path / "journal.jsonl", epochs=2)
-    journal._append({"event": "end", "trial_id": "a", "status": "TERMINATED"})
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.append({"event": "end", "trial_id": "a", "status": "TERMINATED"})
     with journal.path.open("a") as handle:  # a kill (or a full disk) mid-write
         handle.write('{"event": "epoch", "trial_id": "b", "ep')
-    journal._append({"event": "end", "trial_id": "b", "status": "ERROR"})
+    journal.append({"event": "end", "trial_id": "b", "status": "ERROR"})
     lines = journal.path.read_text().splitlines()
     assert lines[1] == '{"event": "epoch", "trial_id": "b", "ep' and json.loads(lines[2])["trial_id"] == "b"
     with journal.path.open("a") as handle:  # torn, then a record on the same line (an older writer)
@@ -252,23 +252,16 @@ def test_a_torn_journal_line_is_skipped_with_a_warning_and_never_swallows_the_ne
 def test_a_full_disk_while_a_checkpoint_is_written_keeps_the_previous_one_and_fails_the_trial_saying_why(
         tmp_path, monkeypatch):
     import errno
-    import shutil
 
     import torch
-    from ray import tune
 
     from ast_tune.config.run_spec import DataSpec, RunSpec
     from ast_tune.config.spec import to_dict
-    from ast_tune.tuning import worker
+    from ast_tune.tuning.runtime import worker
 
     run_dir, reports = tmp_path / "trial", []
-
-    def report(record, checkpoint=None):  # as Tune's session does: the checkpoint is copied to the run's storage
-        reports.append(record["epoch"])
-        if checkpoint is not None:
-            shutil.copytree(checkpoint.path, run_dir / f"checkpoint_{len(list(run_dir.glob('checkpoint_*'))):06d}")
-
-    session = worker.Session(lambda: None, report, tune.Checkpoint, lambda: torch.device("cpu"))
+    checkpoints = run_dir / worker.CHECKPOINTS
+    session = worker.Session(lambda record: reports.append(record["epoch"]), lambda: torch.device("cpu"))
     spec = RunSpec(data=DataSpec(kind="digits", image_size=16), model="small_resnet", batch_size=256, epochs=3,
                    warmup_epochs=1, checkpoint_every=1)
     config = {"run_spec": to_dict(spec), "threads": 1, "baseline_epoch_seconds": None, "run_dir": str(run_dir)}
@@ -286,8 +279,8 @@ def test_a_full_disk_while_a_checkpoint_is_written_keeps_the_previous_one_and_fa
     result = worker.train_loop(config, session)
     assert result["error"].startswith("CheckpointError: ") and "No space left on device" in result["error"]
     assert "the previous checkpoint is kept" in result["error"]
-    assert reports == [1] and [p.name for p in run_dir.iterdir()] == ["checkpoint_000000"]
-    assert checkpoint.load(run_dir / "checkpoint_000000")["epoch"] == 1  # whole, and loadable
+    assert reports == [1] and [p.name for p in checkpoints.iterdir()] == ["epoch_0001"]
+    assert checkpoint.load(checkpoints / "epoch_0001")["epoch"] == 1  # whole, and loadable
     assert not list(Path(saves[1]).parent.glob("*.tmp"))  # no half-written file left beside it
     monkeypatch.setattr(torch, "save", real_save)  # space freed: the run continues from that checkpoint
     assert "error" not in worker.train_loop(config, session)

@@ -2,7 +2,7 @@
 
 They run the embedded default (digits), shrunk to a few trials of a few epochs at 16 px
 (``tests.test_faults.TINY``). A SIGKILLed driver cannot shut its Ray down: the next sweep removes the
-leftovers (:mod:`ast_tune.tuning.ray_cleanup`), and every test here reaps what it killed. A test
+leftovers (:mod:`ast_tune.tuning.runtime.cleanup`), and every test here reaps what it killed. A test
 that interrupts a run waits on a state (a journal entry, a checkpoint, a file), never on its speed.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,8 +24,8 @@ import pandas as pd
 import psutil
 import pytest
 
-from ast_tune.tuning import ray_cleanup
-from ast_tune.tuning.journal import Journal
+from ast_tune.results.journal import Journal
+from ast_tune.tuning.runtime import cleanup as ray_cleanup
 from tests.test_faults import FINISHED, QUICKSTART, ROOT, TINY
 
 pytestmark = pytest.mark.ray
@@ -47,8 +48,8 @@ def _start(argv: list[str], log: Path) -> subprocess.Popen:
 
 
 def _journal(results: Path) -> list[dict]:
-    path = results / "quickstart" / "tune" / "journal.jsonl"
-    return Journal(path, epochs=0).read()
+    path = results / "quickstart" / "journal.jsonl"
+    return Journal(path).read()
 
 
 def _wait(process: subprocess.Popen, condition: Callable[[], bool], timeout: float = 400) -> None:
@@ -75,7 +76,7 @@ def _epochs(entries: list[dict]) -> dict[tuple[str, int], list[float]]:
 
 
 def _checkpoints(results: Path) -> list[Path]:
-    return sorted(p for p in (results / "quickstart" / "tune").glob("trial_*/checkpoint_*") if p.is_dir())
+    return sorted(p for p in (results / "quickstart" / "trials").glob("*/checkpoints/epoch_*") if p.is_dir())
 
 
 def _promoted_epochs(results: Path) -> dict[int, float]:
@@ -118,8 +119,7 @@ def test_driver_killed_four_times_loses_and_repeats_no_trial_nor_promoted_epoch(
     for snapshot in snapshots:
         ended = {e["trial_id"]: e for e in snapshot if e["event"] == "end"}
         later = everything[len(snapshot):]
-        # Tune may not have saved a trial's end before the kill: it then restores the trial, which
-        # re-reports its final checkpoint's records and ends again, without training
+        # a trial that ended before a kill is never run again; were it, it could only replay its checkpoint
         again = [e for e in later if e["trial_id"] in ended and e["event"] == "epoch"]
         assert all(len(set(seen[e["trial_id"], e["epoch"]])) == 1 for e in again), "a finished trial was retrained"
         last = {e["trial_id"]: e for e in snapshot if e["event"] == "epoch"}
@@ -187,6 +187,33 @@ def test_killed_worker_is_restarted_from_its_checkpoint(tmp_path, workers, title
     assert [len(seen[epochs["trial_id"].iloc[0], epoch]) for epoch in (1, 2, 3, 4)] == [1, 1, 1, 1]
 
 
+def test_a_two_worker_trial_resumes_from_its_own_checkpoint_in_a_new_tune_run_without_tunes_files(tmp_path):
+    """The driver of a 2-rank (Ray Train) trial is killed after epoch 2's checkpoint; Tune's directory is then
+    deleted. ``--resume`` starts a new Tune run, the Train run named by the study number, and its ranks continue
+    from the run's own checkpoint: epochs 1-2 are replayed, not trained again."""
+    results, log = tmp_path / "results", tmp_path / "sweep.log"
+    argv = _sweep_argv(results, "workload.epochs=4", "search.num_trials=1", "scheduler.kind=fifo",
+                       "workload.workers=2", "workload.cpus_per_worker=0.45")
+    process = _start(argv, log)
+    try:
+        _wait(process, lambda: any(e.get("epoch") == 2 for e in _journal(results)))
+        _sigkill(process)
+        shutil.rmtree(results / "quickstart" / "tune")  # Tune's scratch: nothing in it is needed to resume
+        resumed = subprocess.run([*argv, "--resume"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                 capture_output=True, text=True, timeout=600)
+    finally:
+        ray_cleanup.reap_stale("/tmp")
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert "resume: trial(s) 0 continue" in resumed.stdout
+    epochs = pd.read_parquet(results / "quickstart" / "epochs.parquet")
+    assert epochs["epoch"].tolist() == [1, 2, 3, 4] and set(epochs["status"]) == {"TERMINATED"}
+    seen = _epochs(_journal(results))
+    assert [len(seen["0", epoch]) for epoch in (1, 2, 3, 4)] == [1, 1, 1, 1]
+    assert (results / "quickstart" / "train" / "trial_0").is_dir()  # the Train run, named by the study number
+    assert sorted(p.name for p in (results / "quickstart" / "trials" / "0" / "checkpoints").iterdir()) == [
+        "epoch_0003", "epoch_0004"]
+
+
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     results, log = tmp_path / "results", tmp_path / "sweep.log"
     argv = _sweep_argv(results, "workload.epochs=4", "search.num_trials=1", "scheduler.kind=fifo")
@@ -195,10 +222,10 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
         _wait(process, lambda: any(e.get("epoch") == 3 for e in _journal(results)))
         with frozen(process, "ImplicitFunc") as trials:
             assert trials and not any(e.get("epoch") == 4 for e in _journal(results))
-            process.send_signal(signal.SIGINT)  # Tune saves which checkpoint is the trial's newest
+            process.send_signal(signal.SIGINT)
             assert process.wait(timeout=300) == 130
         held = {p: json.loads((p / "history.json").read_text())[-1]["epoch"] for p in _checkpoints(results)}
-        newest = max(held, key=held.get)  # maybe newer than the one Tune recorded: resume looks at them all
+        newest = max(held, key=held.get)
         broken = held[newest]
         state = newest / "state.pt"
         state.write_bytes(state.read_bytes()[:100])  # truncated mid-write

@@ -3,14 +3,20 @@
 - ``config`` imports nothing of ast_tune but :mod:`ast_tune.atomic`;
 - ``data`` imports only ``config``; ``core`` imports only ``config`` and ``data``;
 - ``results`` imports only ``config``, and neither torch nor Ray;
-- ``tuning`` sits above ``core``, ``data`` and ``results``;
-- nothing under ``config``, ``core``, ``data`` or ``results`` imports Ray (the engine runs without it);
-- the CLIs (``ast_tune/*.py`` but ``atomic``) sit on top; no subpackage imports a CLI.
+- ``cost`` (what a sweep costs) and ``promotion`` (which trial is promoted, on what) import those
+  below them, and not Ray; ``promotion`` imports no torch either;
+- ``tuning`` (Ray and Optuna) sits above them all;
+- nothing under ``config``, ``core``, ``data``, ``results``, ``cost`` or ``promotion`` imports Ray (the
+  engine runs without it);
+- the CLIs (``ast_tune/*.py`` but ``atomic``) sit on top; no subpackage imports a CLI;
+- private names of Ray and Optuna appear only in ``tuning/private_api.py`` (and the node provider), and
+  nothing unpickles or restores Tune's state.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from ast_tune.__main__ import COMMANDS
@@ -24,12 +30,14 @@ ALLOWED = {
     "data": {"atomic", "config"},
     "core": {"atomic", "config", "data"},
     "results": {"atomic", "config"},
-    "tuning": {"atomic", "config", "data", "core", "results"},
+    "cost": {"atomic", "config", "data", "core", "results"},
+    "promotion": {"atomic", "config", "data", "core", "results"},
+    "tuning": {"atomic", "config", "data", "core", "results", "cost", "promotion"},
     "cluster": set(),
-    "cli": {"atomic", "config", "data", "core", "results", "tuning", *CLIS},
+    "cli": {"atomic", "config", "data", "core", "results", "cost", "promotion", "tuning", *CLIS},
 }
-RAY_FREE = ("atomic", "config", "data", "core", "results")
-TORCH_FREE = ("atomic", "config", "results")
+RAY_FREE = ("atomic", "config", "data", "core", "results", "cost", "promotion")
+TORCH_FREE = ("atomic", "config", "results", "promotion")
 
 
 def imports_of(path: Path) -> set[str]:
@@ -97,3 +105,23 @@ def test_the_rules_catch_a_wrong_import(tmp_path):
     bad.write_text("import torch\nfrom ast_tune.core import engine\n")
     assert internal_parts(bad) - ALLOWED["results"] == {"core"}
     assert "torch" in imports_of(bad)
+
+
+PRIVATE = re.compile(r"\._internal|\._ot_|_ot_study|_ot_trials|\._rungs|\._suggest|ray\._private|ray\._raylet|"
+                     r"_TorchBackend|_set_torch|\._trial_id\b|\._storage\b")
+UNPICKLING = re.compile(r"Tuner\.restore\(|pickle\.load|pickletools|cloudpickle|\.pkl['\"]")
+
+
+def test_private_parts_of_ray_and_optuna_are_used_in_the_adapter_alone():
+    """``tuning/private_api.py`` names each use; the RunPod node provider (``cluster/``) subclasses Ray's own."""
+    for path in modules():
+        if part_of(path) != "cluster" and path.name != "private_api.py":
+            found = PRIVATE.findall(path.read_text())
+            assert not found, f"{path.relative_to(PACKAGE)} uses {found}: move it to ast_tune/tuning/private_api.py"
+    assert PRIVATE.search((PACKAGE / "tuning" / "private_api.py").read_text())  # the check finds what it looks for
+
+
+def test_nothing_is_unpickled_and_tune_is_never_restored():
+    for path in modules():
+        found = UNPICKLING.findall(path.read_text())
+        assert not found, f"{path.relative_to(PACKAGE)}: {found}"

@@ -21,8 +21,8 @@ import torch.distributed as dist
 from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from ast_tune.tuning.ray_runtime import free_loopback_port, ray_session
-from ast_tune.tuning.rendezvous import BoundTorchConfig, join_process_group
+from ast_tune.tuning.runtime.rendezvous import BoundTorchConfig, join_process_group
+from ast_tune.tuning.runtime.session import free_loopback_port, ray_session
 
 
 def _listening(processes: list[psutil.Process]) -> dict[str, list[str]]:

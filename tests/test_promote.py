@@ -31,10 +31,11 @@ import yaml
 from ast_tune.config import columns
 from ast_tune.config.promote_spec import PromoteRule
 from ast_tune.config.sweep_spec import load_sweep, to_document
-from ast_tune.promote import _runs, _seed_of, main, promote
-from ast_tune.tuning.journal import Journal
-from ast_tune.tuning.promote_plan import NoCandidateError, choose_trial
-from ast_tune.tuning.worker import REPLAYED
+from ast_tune.promote import _runs, main, promote
+from ast_tune.promotion.choice import NoCandidateError, choose_trial
+from ast_tune.results.journal import Journal
+from ast_tune.tuning.runtime.worker import REPLAYED
+from ast_tune.tuning.search.callbacks import JournalCallback
 from tests.test_kills import frozen
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,22 +163,28 @@ def _epoch(epoch: int, seconds: float, **extra: object) -> dict:
             **extra}
 
 
+def _seed_journal(path: Path) -> JournalCallback:
+    """A promotion's journal callback: a run is known by its seed, whatever Tune's trial id."""
+    return JournalCallback(Journal(path), epochs=3, key=lambda config: f"promoted_t0_seed{config['seed']}",
+                           run_dir=lambda config: path.parent)
+
+
 def test_a_promotion_started_anew_neither_repeats_nor_doubles_a_seeds_epochs(tmp_path, capsys):
-    """A Tune run started anew gives seed 0 another trial id: the epochs it replays from its checkpoint are
+    """A new Tune run gives seed 0 another Tune trial id: the epochs it replays from its checkpoint are
     not journaled or printed again, and an epoch it trained again replaces the earlier one."""
-    first = Journal(tmp_path / "journal.jsonl", epochs=3, run_key=_seed_of)
+    first = _seed_journal(tmp_path / "journal.jsonl")
     for epoch in (1, 2):
         first.on_trial_result(0, [], SimpleNamespace(trial_id="a", config={"seed": 0}), _epoch(epoch, 1.0))
     capsys.readouterr()
-    again = Journal(tmp_path / "journal.jsonl", epochs=3, run_key=_seed_of)  # the next call's journal
+    again = _seed_journal(tmp_path / "journal.jsonl")  # the next call's journal
     new = SimpleNamespace(trial_id="b", config={"seed": 0})
     again.on_trial_result(0, [], new, _epoch(1, 1.0, **{REPLAYED: True}))  # from the epoch-1 checkpoint
     again.on_trial_result(0, [], new, _epoch(2, 5.0))  # epoch 2 was not checkpointed: trained again
     again.on_trial_result(0, [], new, _epoch(3, 5.0))
     out = capsys.readouterr().out
     assert "epoch 1/3" not in out and "epoch 2/3" in out and "epoch 3/3" in out
-    assert [e["epoch"] for e in again.read()] == [1, 2, 2, 3]
-    runs = _runs(SimpleNamespace(seeds=(0,)), again.read())
+    assert [e["epoch"] for e in again.journal.read()] == [1, 2, 2, 3]
+    runs = _runs(SimpleNamespace(seeds=(0,)), again.journal.read())
     assert runs[0]["epoch"].tolist() == [1, 2, 3] and runs[0]["train_seconds"].tolist() == [1.0, 5.0, 5.0]
 
 
@@ -236,11 +243,11 @@ def test_interrupted_promotion_of_two_seeds_continues_each_from_its_checkpoint_a
     assert summary["std"]["val_top1"] == pytest.approx(final.std(ddof=1))
     for seed in (0, 1):
         name = "promoted_t0" if seed == 0 else "promoted_t0_seed1"
-        assert list((results / "promoted" / "tune" / name).glob("checkpoint_*/state.pt"))
+        assert list((results / "promoted" / "runs" / name / "checkpoints").glob("epoch_*/state.pt"))
     assert (results / "promoted" / "plots" / "accuracy.png").is_file()
 
     capsys.readouterr()
     assert main([str(results), "--epochs", "3"]) == 0  # done before: nothing runs again
     assert "was promoted before" in capsys.readouterr().out
     assert main([str(results), "--epochs", "4"]) == 2  # another length would mix two LR schedules
-    assert "plan.json: " in capsys.readouterr().err
+    assert "promotion.json: " in capsys.readouterr().err

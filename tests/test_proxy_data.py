@@ -99,7 +99,7 @@ def test_digits_subset_relabels_the_kept_digits():
 
 
 def test_the_baseline_fingerprint_changes_with_the_subset():
-    from ast_tune.tuning.baseline import baseline_fingerprint
+    from ast_tune.tuning.runtime.baseline import baseline_fingerprint
 
     def fingerprint(*overrides: str) -> dict:
         return baseline_fingerprint(load_sweep(ROOT / "search_spaces" / "quickstart.yaml", overrides), "cpu")

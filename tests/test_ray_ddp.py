@@ -12,7 +12,7 @@ import pytest
 
 from ast_tune.config.run_spec import DataSpec, OptimSpec, RunSpec, SparsitySpec
 from ast_tune.config.sweep_spec import Workload
-from ast_tune.tuning.worker import run_training
+from ast_tune.tuning.runtime.worker import run_training
 
 SPEC = RunSpec(data=DataSpec(kind="digits", image_size=16), batch_size=32, epochs=2, warmup_epochs=1,
                checkpoint_every=1,
@@ -32,3 +32,4 @@ def test_two_worker_run_selects_and_resumes_from_its_checkpoint(ray_cluster, tmp
     records = second["records"]
     assert [r["epoch"] for r in records] == [1, 2, 3]
     assert records[1]["train_seconds"] == first["records"][1]["train_seconds"]  # epoch 2 not redone
+    assert sorted(p.name for p in (tmp_path / "ddp" / "checkpoints").iterdir()) == ["epoch_0002", "epoch_0003"]

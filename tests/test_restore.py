@@ -1,4 +1,4 @@
-"""Restores after kills: trials kept once at seeded kill moments, one driver per sweep, the baseline kept.
+"""Resumes after kills: trials kept once at seeded kill moments, one driver per sweep, the baseline kept.
 
 The multi-kill test runs a real 10-trial sweep of the embedded default (digits) through the CLI, shrunk
 as in :mod:`tests.test_faults`, and SIGKILLs its driver at states the seed picks
@@ -7,14 +7,16 @@ as in :mod:`tests.test_faults`, and SIGKILLs its driver at states the seed picks
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import optuna
 import pandas as pd
@@ -23,8 +25,8 @@ import pytest
 from ast_tune import sweep as sweep_cli
 from ast_tune.config.spec import SpecError
 from ast_tune.core import checkpoint
-from ast_tune.tuning import ray_cleanup
-from ast_tune.tuning.journal import Journal
+from ast_tune.results.journal import Journal
+from ast_tune.tuning.runtime import cleanup as ray_cleanup
 from tests.test_faults import FINISHED, QUICKSTART, ROOT, TINY, _one_line
 from tests.test_kills import _checkpoints, _epochs, _journal, _sigkill, _start, _sweep_argv, _wait
 
@@ -34,8 +36,17 @@ KILL_SEED = int(os.environ.get("AST_TUNE_KILL_SEED", "13"))  # another seed: oth
 
 
 def _started(results: Path) -> int:
-    """Trials whose directory exists (Tune makes it as the trial starts), journaled or not."""
-    return len([p for p in (results / "quickstart" / "tune").glob("trial_*") if p.is_dir()])
+    """Trials the study has asked for (the searcher asks one as Tune starts a trial), journaled or not."""
+    study = results / "quickstart" / "optuna.db"
+    for _ in range(100):
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{study}?mode=ro", uri=True)) as db:
+                return db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+        except sqlite3.OperationalError:  # not created yet, or written just now
+            if not study.is_file():
+                return 0
+            time.sleep(0.01)
+    raise AssertionError(f"{study} stayed unreadable")
 
 
 def _epoch_records(results: Path) -> int:
@@ -56,7 +67,7 @@ def _run_until(argv: list[str], results: Path, log: Path, condition: Callable[[]
     A driver whose Ray did not start in time is started again (up to 3 times): it had started nothing.
     """
     for _ in range(3):
-        resume = ["--resume"] if (results / "quickstart" / "tune" / "tuner.pkl").is_file() else []
+        resume = ["--resume"] if (results / "quickstart" / "spec.yaml").is_file() else []
         process = _start([*argv, *resume], log)
         try:
             _wait(process, condition, timeout=900)
@@ -76,7 +87,7 @@ def _checkpointed_epochs(results: Path) -> dict[str, int]:
             checkpoint.load(path)
         except (OSError, ValueError, checkpoint.CheckpointError):
             continue
-        trial_id = path.parent.name.removeprefix("trial_")
+        trial_id = path.parent.parent.name
         held[trial_id] = max(held.get(trial_id, 0), epochs)
     return held
 
@@ -117,7 +128,7 @@ def test_driver_killed_at_seeded_moments_keeps_every_trial_once_and_closes_every
     sweep = results / "quickstart"
     trials = pd.read_parquet(sweep / "trials.parquet")
     assert len(trials) == 10 and trials["trial_id"].is_unique, (moments, trials["trial_id"].tolist())
-    assert sorted(p.name for p in (sweep / "tune").glob("trial_*")) == sorted(f"trial_{t}" for t in trials["trial_id"])
+    assert sorted(p.name for p in (sweep / "trials").iterdir()) == sorted(trials["trial_id"])  # one run directory each
     assert set(trials["status"]) <= {*FINISHED, "ERROR"}
     everything = _journal(results)
     first = {}
@@ -131,8 +142,11 @@ def test_driver_killed_at_seeded_moments_keeps_every_trial_once_and_closes_every
             for epoch in range(1, epochs + 1):
                 assert len(set(seen[trial_id, epoch])) == 1, (moments, trial_id, epoch, seen[trial_id, epoch])
     study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{sweep / 'optuna.db'}")
-    states = {t.user_attrs.get("tune_trial_id"): t.state.name for t in study.trials}
-    assert len(study.trials) == 10 and set(states) == set(trials["trial_id"]), (moments, states)
+    asked = [t for t in study.trials if t.params.keys() == first[trials["trial_id"].iloc[0]].keys()]
+    # a study trial killed while Optuna stored its parameters never ran: told FAIL, in no table or journal
+    assert all(t.state.name == "FAIL" and str(t.number) not in first for t in study.trials if t not in asked)
+    states = {str(t.number): t.state.name for t in asked}
+    assert len(asked) == 10 and set(states) == set(trials["trial_id"]), (moments, states)
     for _, row in trials.iterrows():
         assert states[row["trial_id"]] == ("FAIL" if row["status"] == "ERROR" else "COMPLETE"), (moments, row)
     front = set(pd.read_parquet(sweep / "pareto.parquet")["trial_id"])
@@ -144,7 +158,7 @@ def test_driver_killed_at_seeded_moments_keeps_every_trial_once_and_closes_every
 HOLD = """
 import sys
 from pathlib import Path
-from ast_tune.tuning import lock
+from ast_tune.results import lock
 with lock.hold(Path(sys.argv[1]), say=print):
     print("held", flush=True)
     sys.stdin.readline()
@@ -172,7 +186,7 @@ def test_a_second_sweep_of_the_same_name_exits_2_naming_the_driver_that_holds_it
 def test_a_lock_left_by_a_dead_driver_on_this_host_is_taken_over_and_said_so(tmp_path):
     import platform
 
-    from ast_tune.tuning import lock
+    from ast_tune.results import lock
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -196,7 +210,7 @@ def test_a_lock_left_by_a_dead_driver_on_this_host_is_taken_over_and_said_so(tmp
 
 def test_a_sweep_resumed_on_another_device_warns_and_keeps_its_baseline(tmp_path, monkeypatch, caplog):
     from ast_tune.config.sweep_spec import load_sweep
-    from ast_tune.tuning import baseline
+    from ast_tune.tuning.runtime import baseline
 
     spec = load_sweep(QUICKSTART, TINY)
     stored = {**baseline.baseline_fingerprint(spec, "cpu: the first machine", runs_at_once=2)}
@@ -218,77 +232,11 @@ def test_every_speedup_in_the_tables_divides_the_one_baseline_of_the_sweep(tmp_p
     from ast_tune.config.sweep_spec import load_sweep
 
     spec = load_sweep(QUICKSTART, TINY)
-    journal = Journal(tmp_path / "tune" / "journal.jsonl", epochs=1)
+    journal = Journal(tmp_path / "journal.jsonl")
     for trial_id, speedup, seconds in (("a", 1.0, 2.0), ("b", 3.0, 4.0)):  # each timed against another baseline
-        journal._append({"event": "epoch", "trial_id": trial_id, "params": {}, "epoch": 1, "train_seconds": seconds,
+        journal.append({"event": "epoch", "trial_id": trial_id, "params": {}, "epoch": 1, "train_seconds": seconds,
                          "speedup": speedup, "val_top1": 50.0 + seconds, "energy_savings": 0.5})
-        journal._append({"event": "end", "trial_id": trial_id, "params": {}, "status": "TERMINATED", "reason": None})
+        journal.append({"event": "end", "trial_id": trial_id, "params": {}, "status": "TERMINATED", "reason": None})
     sweep_cli._write_tables(spec, tmp_path, journal, 8.0)
     trials = pd.read_parquet(tmp_path / "trials.parquet").set_index("trial_id")
     assert trials.loc["a", "speedup"] == pytest.approx(4.0) and trials.loc["b", "speedup"] == pytest.approx(2.0)
-
-
-# --- reconciling a restored search with its study, without a cluster --------------------------------
-
-
-def _search(tmp_path: Path, num_samples: int) -> tuple[Any, Any, str]:
-    """A sweep's search over one parameter ``x`` in [0, 1] (its study in SQLite), as the Tuner holds it."""
-    from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
-
-    from ast_tune.tuning.reconcile import ReconcilingSearch
-
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    optuna_search = OptunaSearch(space={"x": optuna.distributions.FloatDistribution(0.0, 1.0)}, metric=["a"],
-                                 mode=["max"], sampler=optuna.samplers.RandomSampler(seed=0), study_name="s",
-                                 storage=optuna.storages.RDBStorage(storage))
-    search = ReconcilingSearch(optuna_search, max_concurrent=2)
-    search.add_configurations(tune.Experiment("tune", run=lambda config: None, num_samples=num_samples,
-                                              storage_path=str(tmp_path)))
-    return optuna_search, search, storage
-
-
-def test_a_trial_proposed_after_the_last_save_comes_back_under_its_id_and_the_sampler_proposes_no_extra(tmp_path):
-    from ray import cloudpickle
-
-    from ast_tune.tuning.reconcile import TUNE_TRIAL_ID
-
-    _, search, storage = _search(tmp_path, num_samples=3)
-    pickled = cloudpickle.dumps(search)  # as in tuner.pkl, written before the first trial
-    first = search.next_trial()
-    search.save_to_dir(str(tmp_path), session_str="last")  # Tune's last save of the search's state...
-    second = search.next_trial()  # ...and a trial proposed after it
-    (tmp_path / "tune" / f"trial_{second.trial_id}" / "checkpoint_000003").mkdir(parents=True)
-    restored = cloudpickle.loads(pickled)  # Tuner.restore
-    restored.restore_from_dir(str(tmp_path))
-    again = restored.next_trial()
-    assert again.trial_id == second.trial_id and again.config == second.config
-    assert again.relative_logdir == f"trial_{second.trial_id}" and again.storage.current_checkpoint_index == 3
-    assert restored.next_trial() is None  # two at once, as before the kill
-    restored.on_trial_complete(first.trial_id, result={"a": 1.0})
-    restored.on_trial_complete(again.trial_id, result={"a": 2.0})
-    third = restored.next_trial()
-    assert third.trial_id not in (first.trial_id, second.trial_id) and restored.is_finished()
-    restored.on_trial_complete(third.trial_id, result={"a": 3.0})
-    study = optuna.load_study(study_name="s", storage=storage)
-    assert [(t.user_attrs[TUNE_TRIAL_ID], t.state.name, t.values) for t in study.trials] == [
-        (first.trial_id, "COMPLETE", [1.0]), (second.trial_id, "COMPLETE", [2.0]), (third.trial_id, "COMPLETE", [3.0])]
-
-
-def test_a_study_trial_killed_before_its_parameters_were_stored_gets_them_before_it_runs(tmp_path):
-    from ray import cloudpickle
-
-    from ast_tune.tuning.reconcile import TUNE_TRIAL_ID
-
-    optuna_search, search, storage = _search(tmp_path, num_samples=2)
-    pickled = cloudpickle.dumps(search)
-    first = search.next_trial()
-    search.save_to_dir(str(tmp_path), session_str="last")
-    bare = optuna_search._ot_study.ask()  # Optuna's ask stores the trial, then each parameter: killed in between
-    bare.set_user_attr(TUNE_TRIAL_ID, "0badc0de")
-    restored = cloudpickle.loads(pickled)
-    restored.restore_from_dir(str(tmp_path))
-    again = restored.next_trial()
-    assert again.trial_id == "0badc0de" and 0.0 <= again.config["x"] <= 1.0
-    study = optuna.load_study(study_name="s", storage=storage)
-    assert [t.params for t in study.trials] == [first.config, again.config]  # stored before the trial runs

@@ -96,7 +96,7 @@ def test_interrupted_sweep_resumes_without_rerunning_or_repeating_trials(tmp_pat
                  "space.warmup_epochs.int=[0, 1]",
                  "search.num_trials=2", "search.max_concurrent=1", "scheduler.kind=fifo",
                  "workload.checkpoint_every=1")
-    journal = results / "quickstart" / "tune" / "journal.jsonl"
+    journal = results / "quickstart" / "journal.jsonl"
     process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600  # a safety net for a broken run, not a speed

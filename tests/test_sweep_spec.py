@@ -16,8 +16,8 @@ from ast_tune.config.presets import get_preset
 from ast_tune.config.spec import SpecError
 from ast_tune.config.sweep_spec import load_sweep, parse_sweep, to_document
 from ast_tune.sweep import epochs_frame, main
-from ast_tune.tuning.baseline import _cached, baseline_fingerprint
-from ast_tune.tuning.ray_runtime import concurrency
+from ast_tune.tuning.runtime.baseline import _cached, baseline_fingerprint
+from ast_tune.tuning.runtime.resources import concurrency
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 QUICKSTART = SPACES / "quickstart.yaml"
@@ -172,7 +172,7 @@ def test_damaged_or_stale_baseline_cache_is_timed_again_and_a_matching_one_is_re
     fingerprint = {"model": "small_resnet", "device": "cpu: X"}
     assert _cached(path, fingerprint) is None  # no file yet
     path.write_text('{"fingerprint": {"model": "small_resnet", "dev')  # cut off mid-write
-    with caplog.at_level(logging.WARNING, logger="ast_tune.tuning.baseline"):
+    with caplog.at_level(logging.WARNING, logger="ast_tune.tuning.runtime.baseline"):
         assert _cached(path, fingerprint) is None
     assert str(path) in caplog.text and "timing the dense baseline again" in caplog.text
     cached = {"fingerprint": fingerprint, "epoch_seconds": 1.5, "val_top1": 90.0}

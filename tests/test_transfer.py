@@ -1,4 +1,4 @@
-"""Promotion onto the full task after a proxy sweep (``promote.workload``): the plan, and one real run."""
+"""Promotion onto the full task after a proxy sweep (``promote.workload``): the promotion, and one real run."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import yaml
 from ast_tune.config import columns
 from ast_tune.config.sweep_spec import load_sweep, to_document
 from ast_tune.promote import promote
-from ast_tune.tuning.promote_plan import plan_promotion
+from ast_tune.promotion.choice import decide_promotion
 from tests.conftest import write_kaggle_tree
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,23 +43,23 @@ def results(tmp_path: Path) -> Path:
     return out
 
 
-def test_the_plan_trains_the_trial_on_the_promoted_workload(results: Path):
-    plan = plan_promotion(results, epochs=2)
-    assert plan.run_spec.data.subset is None and plan.run_spec.data.image_size == 16
-    assert plan.run_spec.epochs == 2 and plan.workload.epochs == 2
-    assert plan.run_spec.sparsity.kp == PARAMS["kp"]
-    assert plan.full_sweep is not None and plan.full_sweep.baseline_spec().data == plan.run_spec.data
-    assert plan.baseline_seconds is None  # the promoted workload's baseline is not timed yet
-    assert plan.trial_row["val_top1"] == 60.0
+def test_the_promotion_trains_the_trial_on_the_promoted_workload(results: Path):
+    promotion = decide_promotion(results, epochs=2)
+    assert promotion.run_spec.data.subset is None and promotion.run_spec.data.image_size == 16
+    assert promotion.run_spec.epochs == 2 and promotion.workload.epochs == 2
+    assert promotion.run_spec.sparsity.kp == PARAMS["kp"]
+    assert promotion.full_sweep is not None and promotion.full_sweep.baseline_spec().data == promotion.run_spec.data
+    assert promotion.baseline_seconds is None  # the promoted workload's baseline is not timed yet
+    assert promotion.trial_row["val_top1"] == 60.0
 
 
 def test_without_promote_workload_the_sweeps_workload_and_baseline_are_used(results: Path):
     document = yaml.safe_load((results / "spec.yaml").read_text())
     document["promote"]["workload"] = None
     (results / "spec.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
-    plan = plan_promotion(results, epochs=2)
-    assert plan.run_spec.data.subset.classes == 2 and plan.run_spec.data.image_size == 8
-    assert plan.full_sweep is None and plan.baseline_seconds == 2.0
+    promotion = decide_promotion(results, epochs=2)
+    assert promotion.run_spec.data.subset.classes == 2 and promotion.run_spec.data.image_size == 8
+    assert promotion.full_sweep is None and promotion.baseline_seconds == 2.0
 
 
 @pytest.mark.ray

@@ -14,9 +14,9 @@ from ast_tune.config.criteria import Constraint, Criteria, Level, SuccessSpec, c
 from ast_tune.config.promote_spec import PromoteRule
 from ast_tune.config.spec import SpecError
 from ast_tune.export import main as export_main
+from ast_tune.promotion.choice import choose_trial
 from ast_tune.results import verdict
 from ast_tune.results.tables import trials_table
-from ast_tune.tuning.promote_plan import choose_trial
 
 PLAN = Criteria()
 

@@ -1,6 +1,6 @@
 """The sweep spec's ``cost:`` section: the figures ``--dry-run``'s estimate uses when ``--probe`` does not time them.
 
-See :mod:`ast_tune.tuning.estimate` and :mod:`ast_tune.tuning.epoch_cost`.
+See :mod:`ast_tune.cost.estimate` and :mod:`ast_tune.cost.epoch_cost`.
 """
 
 from __future__ import annotations

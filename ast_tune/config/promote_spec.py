@@ -8,13 +8,9 @@ task: the data subset off, another image size, more workers).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 from ast_tune.config.keys import check_keys, key, like
 from ast_tune.config.run_spec import DataSpec
-
-if TYPE_CHECKING:
-    from ast_tune.config.sweep_spec import Workload
 
 #: ``baseline:``: train a dense baseline to measure speedups against (auto), or none.
 BASELINES = ("auto", "none")
@@ -40,14 +36,6 @@ class PromoteWorkload:
 
     def __post_init__(self) -> None:
         check_keys(self)
-
-    def apply(self, workload: Workload) -> Workload:
-        """``workload`` with these overrides."""
-        data = workload.data
-        data = dataclasses.replace(data, subset=data.subset if self.subset else None,
-                                   image_size=self.image_size or data.image_size,
-                                   num_workers=data.num_workers if self.num_workers is None else self.num_workers)
-        return dataclasses.replace(workload, data=data, workers=self.workers or workload.workers)
 
 
 @dataclasses.dataclass(frozen=True)

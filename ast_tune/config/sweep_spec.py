@@ -26,7 +26,7 @@ from ast_tune.config.cost_spec import CostSpec
 from ast_tune.config.criteria import Constraint, Criteria, SuccessSpec
 from ast_tune.config.keys import REQUIRED, check_keys, key, like
 from ast_tune.config.presets import PRESETS, get_preset
-from ast_tune.config.promote_spec import BASELINES, PromoteSpec
+from ast_tune.config.promote_spec import BASELINES, PromoteSpec, PromoteWorkload
 from ast_tune.config.run_spec import DataSpec, RunSpec
 from ast_tune.config.spec import (
     SpecError,
@@ -66,6 +66,28 @@ class Workload:
 
     def __post_init__(self) -> None:
         check_keys(self)
+
+    def promoted(self, overrides: PromoteWorkload) -> Workload:
+        """This workload with a promotion's ``overrides`` (``promote.workload``)."""
+        data = self.data
+        data = dataclasses.replace(data, subset=data.subset if overrides.subset else None,
+                                   image_size=overrides.image_size or data.image_size,
+                                   num_workers=data.num_workers if overrides.num_workers is None
+                                   else overrides.num_workers)
+        return dataclasses.replace(self, data=data, workers=overrides.workers or self.workers)
+
+    def describe(self) -> str:
+        """One phrase naming this workload: its data (and subset), resolution, epochs and workers."""
+        data, subset = self.data, self.data.subset
+        if subset is None:
+            classes = "every class"
+        else:
+            images = f"{subset.per_class} train images each" if subset.per_class else "all their images"
+            classes = f"{subset.classes} classes (seed {subset.seed}), {images}"
+        gpus = f" × {self.gpus_per_worker:g} GPU" if self.gpus_per_worker else " CPU"
+        where = f"{data.kind} {data.root}" if data.root else data.kind
+        return (f"{where}: {classes}, {data.image_size} px, {self.model}, {self.epochs} epochs, "
+                f"{self.workers}{gpus} worker(s)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,7 +245,7 @@ class SweepSpec:
 
         Its :meth:`trial_spec` is a promoted run's RunSpec, its :meth:`baseline_spec` that run's dense baseline.
         """
-        workload = self.promote.workload.apply(self.workload) if self.promote.workload else self.workload
+        workload = self.workload.promoted(self.promote.workload) if self.promote.workload else self.workload
         return dataclasses.replace(self, workload=dataclasses.replace(workload, epochs=epochs),
                                    scheduler=SchedulerSpec(kind="fifo", metric=self.scheduler.metric,
                                                            mode=self.scheduler_mode),

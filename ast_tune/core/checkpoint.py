@@ -8,6 +8,7 @@ damaged file costs at most the epochs since the previous checkpoint. Loading use
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
 from pathlib import Path
@@ -43,6 +44,8 @@ def save(directory: str | Path, state: dict[str, Any]) -> Path:
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
     except OSError as err:
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # the directory, if this call made it: left empty, it is no checkpoint
         raise CheckpointError(f"{path}: not written ({err.strerror or err}); the previous checkpoint is kept") \
             from None
     return Path(directory)

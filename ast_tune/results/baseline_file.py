@@ -1,6 +1,6 @@
 """``baseline.json``, the dense baseline a sweep's speedups divide by: built, checked, written and read here only.
 
-:func:`ast_tune.tuning.baseline.ensure_baseline` times the runs and hands them to :func:`make_baseline`
+:func:`ast_tune.tuning.runtime.baseline.ensure_baseline` times the runs and hands them to :func:`make_baseline`
 and :func:`write_baseline`; the report, the promotion and the sweep's cache read it with
 :func:`read_baseline`. Keys: ``fingerprint`` (what the timing depends on), ``epoch_seconds`` (median
 train seconds per epoch over every timed epoch), ``epochs_timed``, ``val_top1``/``val_top5`` (the

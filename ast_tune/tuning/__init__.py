@@ -1,1 +1,1 @@
-"""The Ray side: the runtime, where trials train, the Tune search, schedulers, journal, baseline, promotion."""
+"""Ray and Optuna: the runtime (where runs train) and the search (what Tune runs, what Optuna is told)."""

@@ -1,8 +1,8 @@
 """Which sweep trial to promote, and the RunSpec it is promoted with; reads the results, writes nothing.
 
-:func:`choose_trial` applies the spec's ``promote.rule`` to the trials table; :func:`plan_promotion`
+:func:`choose_trial` applies the spec's ``promote.rule`` to the trials table; :func:`decide_promotion`
 reads ``results/<name>/`` (``epochs.parquet``, ``spec.yaml``, ``baseline.json``) and returns the
-:class:`Plan` that :func:`ast_tune.promote.promote` runs. Every bad input is a one-line
+:class:`Promotion` that :func:`ast_tune.promote.promote` runs. Every bad input is a one-line
 :class:`~ast_tune.config.spec.SpecError` naming the file, key or flag.
 """
 
@@ -28,7 +28,7 @@ from ast_tune.results.baseline_file import BASELINE_FILE, read_baseline
 from ast_tune.results.tables import eligible, read_epochs, trials_table
 
 PROMOTED = "promoted"  # the promoted run's directory under results/<name>/
-PLAN_FILE = "plan.json"
+PROMOTION_FILE = "promotion.json"  # under promoted/: what a later call must ask for again
 
 
 class NoCandidateError(RuntimeError):
@@ -67,7 +67,7 @@ def choose_trial(trials: pd.DataFrame, *, baseline_top1: float | None, rule: Pro
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
+class Promotion:
     """Everything the promoted run needs, read and checked before anything is written."""
 
     trial_id: str
@@ -99,13 +99,13 @@ class Plan:
         return self.run_baseline["epoch_seconds"] if self.run_baseline else None
 
     def document(self) -> dict[str, Any]:
-        """``plan.json``: what a later call must ask for again to continue this run."""
+        """``promotion.json``: what a later call must ask for again to continue this run."""
         seeds = {"seeds": list(self.seeds)} if len(self.seeds) > 1 else {}
         return json.loads(json.dumps({"trial_id": self.trial_id, "params": self.params,
                                       "run_spec": to_dict(self.run_spec), **seeds}))
 
 
-def plan_promotion(results_dir: Path, *, trial: str | None = None, epochs: int | None = None) -> Plan:
+def decide_promotion(results_dir: Path, *, trial: str | None = None, epochs: int | None = None) -> Promotion:
     """Read ``results_dir`` and decide the run; writes nothing.
 
     Raises:
@@ -135,14 +135,14 @@ def plan_promotion(results_dir: Path, *, trial: str | None = None, epochs: int |
     row = trials[trials["trial_id"] == trial].to_dict("records")[0]
     params = {k.removeprefix(columns.PARAM_PREFIX): v for k, v in row.items() if k.startswith(columns.PARAM_PREFIX)}
     spec, promoted = _promoted_spec(sweep, params, epochs, results_dir / "spec.yaml")
-    plan = Plan(trial, params, spec, promoted.workload, baseline, (results_dir / PROMOTED).resolve(),
+    promotion = Promotion(trial, params, spec, promoted.workload, baseline, (results_dir / PROMOTED).resolve(),
                 f"promoting trial {trial} ({why}): top-1 {row['val_top1']:.2f}%, savings "
                 f"{100 * row['energy_savings']:.1f}% (counted), {spec.epochs} epochs, a checkpoint every "
                 f"{spec.checkpoint_every}", trial_row=row,
                 full_sweep=promoted if sweep.promote.workload is not None else None,
                 seeds=tuple(range(spec.seed, spec.seed + sweep.promote.seeds)), criteria=sweep.criteria)
-    _check_previous(plan)
-    return plan
+    _check_previous(promotion)
+    return promotion
 
 
 def _load_spec(path: Path) -> SweepSpec:
@@ -175,10 +175,10 @@ def _promoted_spec(sweep: SweepSpec, params: dict[str, Any], epochs: int | None,
         raise SpecError(key, f"the trial's RunSpec with {epochs} epochs is invalid: {err}") from None
 
 
-def _check_previous(plan: Plan) -> None:
-    path = plan.out / PLAN_FILE
-    old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else plan.document()
-    if old != plan.document():
-        raise SpecError(str(path), f"{plan.out} holds the promotion of trial {old['trial_id']} "
+def _check_previous(promotion: Promotion) -> None:
+    path = promotion.out / PROMOTION_FILE
+    old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else promotion.document()
+    if old != promotion.document():
+        raise SpecError(str(path), f"{promotion.out} holds the promotion of trial {old['trial_id']} "
                                    f"({old['run_spec']['epochs']} epochs); move it away to promote trial "
-                                   f"{plan.trial_id} ({plan.run_spec.epochs} epochs)")
+                                   f"{promotion.trial_id} ({promotion.run_spec.epochs} epochs)")

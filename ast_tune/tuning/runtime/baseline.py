@@ -11,11 +11,13 @@ that its trials all divide by one baseline; ``stored="retime"`` times a new one 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
 import logging
 import platform
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,10 @@ import torch
 from ast_tune.config.run_spec import RunSpec
 from ast_tune.config.spec import SpecError, to_dict
 from ast_tune.config.sweep_spec import SweepSpec, Workload
-from ast_tune.results.baseline_file import make_baseline, read_baseline, write_baseline
-from ast_tune.tuning.ray_runtime import in_threads
-from ast_tune.tuning.worker import run_training
+from ast_tune.promotion.choice import Promotion
+from ast_tune.results.baseline_file import BASELINE_FILE, make_baseline, read_baseline, write_baseline
+from ast_tune.tuning.runtime.session import in_threads
+from ast_tune.tuning.runtime.worker import run_training
 
 log = logging.getLogger(__name__)
 
@@ -129,3 +132,19 @@ def _cached(path: Path, fingerprint: dict[str, Any], *, keep: bool = False) -> d
 def _time_run(spec: RunSpec, workload: Workload, run_dir: Path) -> list[dict]:
     """Every epoch record of Train run ``run_dir`` (continued from its checkpoint if it has one)."""
     return run_training(spec, workload=workload, name=run_dir.name, storage_path=run_dir.parent)["records"]
+
+
+def with_full_baseline(promotion: Promotion, say: Callable[[str], None]) -> Promotion:
+    """``promotion`` with the dense baseline of its own workload, timed (or reused) when ``promote.workload`` asks.
+
+    The baseline is cached in ``promoted/baseline.json``, keyed like the sweep's, and its Train runs go to
+    ``promoted/train``. Unchanged when the run trains on the sweep's workload or ``baseline`` is ``none``.
+    """
+    if promotion.full_sweep is None or promotion.full_sweep.promote.workload.baseline == "none":
+        return promotion
+    say(f"timing the dense baseline on the promoted workload ({promotion.run_spec.epochs} epochs; "
+        f"reused from {promotion.out / BASELINE_FILE} when it was timed for this setup)")
+    baseline = ensure_baseline(promotion.full_sweep, promotion.out / BASELINE_FILE,
+                               storage_path=promotion.out / "train")
+    say(f"promoted-workload baseline: {baseline['epoch_seconds']:.3f} s per epoch, top1 {baseline['val_top1']:.2f}%")
+    return dataclasses.replace(promotion, full_baseline=baseline)

@@ -1,8 +1,9 @@
 """What a sweep will cost before it runs: expected trial-epochs, GPU-hours, wall time and USD.
 
-**Trial-epochs.** :func:`rung_table` mirrors the scheduler's rungs: Ray's ``AsyncHyperBandScheduler``
-(one bracket: milestones ``grace_period · η^k`` for ``k < int(ln(max_t / grace_period) / ln η + 1)``)
-or :class:`~ast_tune.tuning.schedulers.MultiObjectiveASHA`; a rung at or past ``max_t`` stops no one,
+**Trial-epochs.** :func:`rung_table` mirrors the scheduler's rungs (:mod:`ast_tune.tuning.search.schedulers`
+builds them with :func:`milestones`): ASHA's as Ray's ``AsyncHyperBandScheduler`` lays out one bracket
+(milestones ``grace_period · η^k`` for ``k < int(ln(max_t / grace_period) / ln η + 1)``), or MOASHA's;
+a rung at or past ``max_t`` stops no one,
 since a trial ends there anyway. Each trial that reaches a rung is judged against the records
 already there, its rank among them uniformly random (the expectation over the search):
 
@@ -16,7 +17,7 @@ The expected number reaching the next rung is the sum of those probabilities ove
 (a fractional last arrival counts in proportion). A trial stopped at a rung ran ``ceil(milestone)``
 epochs; one that passes every rung runs ``max_t``. ``fifo`` runs every trial to ``max_t``.
 
-**Seconds per epoch** come from :class:`EpochCosts` (:func:`ast_tune.tuning.epoch_cost.epoch_costs`:
+**Seconds per epoch** come from :class:`EpochCosts` (:func:`ast_tune.cost.epoch_cost.epoch_costs`:
 timed by ``--probe`` or from the spec's ``cost`` section). :func:`estimate` adds the dense baseline(s)
 and the promotion to the trials and prices them; :func:`estimate_lines` prints it as Markdown.
 """
@@ -44,7 +45,8 @@ class Rung:
 
 
 def milestones(kind: str, *, grace_period: float, reduction_factor: float, max_t: float) -> list[float]:
-    """The rungs below ``max_t`` of ``kind`` (``asha`` as Ray builds them, ``moasha`` as ours does)."""
+    """The rungs below ``max_t`` of scheduler ``kind``: the schedulers build theirs here (``asha``'s laid out as
+    Ray's ``AsyncHyperBandScheduler`` lays out one bracket)."""
     if kind == "fifo":
         return []
     if kind == "asha":
@@ -106,21 +108,6 @@ class Part:
     @property
     def gpu_hours(self) -> float:
         return self.epochs * self.seconds_per_epoch * self.gpus / 3600
-
-
-def describe(workload: Workload) -> str:
-    """One phrase naming a workload: its data (and subset), resolution, epochs and workers."""
-    data = workload.data
-    subset = data.subset
-    if subset is None:
-        classes = "every class"
-    else:
-        images = f"{subset.per_class} train images each" if subset.per_class else "all their images"
-        classes = f"{subset.classes} classes (seed {subset.seed}), {images}"
-    gpus = f" × {workload.gpus_per_worker:g} GPU" if workload.gpus_per_worker else " CPU"
-    where = f"{data.kind} {data.root}" if data.root else data.kind
-    return (f"{where}: {classes}, {data.image_size} px, {workload.model}, {workload.epochs} epochs, "
-            f"{workload.workers}{gpus} worker(s)")
 
 
 def _gpus(workload: Workload) -> float:

@@ -21,9 +21,9 @@ from ast_tune.config.cost_spec import WorkloadCost
 from ast_tune.config.spec import SpecError
 from ast_tune.config.sweep_spec import SweepSpec, Workload
 from ast_tune.core.engine import default_device, fit
+from ast_tune.cost.estimate import EpochCosts, promoted_epochs
 from ast_tune.data.inventory import image_counts
 from ast_tune.data.sources import Datasets, ImageList, TensorImageDataset, load_datasets
-from ast_tune.tuning.estimate import EpochCosts, promoted_epochs
 
 PROBE_STEPS = 200  # training steps --probe times by default (two epochs of half that, the second timed)
 VALIDATION_SPEED = 3.0  # validation images/s per training image/s, when only a throughput is given

@@ -1,7 +1,7 @@
 """A sweep's cost in ``run.json``: the estimate before launch (``estimate``) and the actuals after (``actual``).
 
 :func:`sweep_estimate` prices the spec from ``--probe`` or the spec's ``cost:`` figures
-(:mod:`ast_tune.tuning.estimate`, :mod:`ast_tune.tuning.epoch_cost`); :func:`print_estimate` is
+(:mod:`ast_tune.cost.estimate`, :mod:`ast_tune.cost.epoch_cost`); :func:`print_estimate` is
 ``--dry-run``'s table; :func:`record_actuals` writes the measured trial-epochs, wall time and GPU-hours.
 """
 
@@ -15,15 +15,15 @@ from typing import Any
 from ast_tune import atomic
 from ast_tune.config.spec import SpecError
 from ast_tune.config.sweep_spec import SweepSpec, Workload
+from ast_tune.cost.epoch_cost import epoch_costs, probe
+from ast_tune.cost.estimate import actuals, count_trial_epochs, estimate_lines, promoted_epochs
+from ast_tune.cost.estimate import estimate as estimate_cost
 from ast_tune.data.sources import check_root
-from ast_tune.tuning.epoch_cost import epoch_costs, probe
-from ast_tune.tuning.estimate import actuals, count_trial_epochs, describe, estimate_lines, promoted_epochs
-from ast_tune.tuning.estimate import estimate as estimate_cost
-from ast_tune.tuning.journal import Journal
+from ast_tune.results.journal import Journal
 
 
 def sweep_estimate(spec: SweepSpec, probe_steps: int | None) -> dict[str, Any]:
-    """The cost estimate (:mod:`ast_tune.tuning.estimate`), or ``{"unavailable": why}`` without figures."""
+    """The cost estimate (:mod:`ast_tune.cost.estimate`), or ``{"unavailable": why}`` without figures."""
     if probe_steps is not None:
         check_root(spec.workload.data)
         print(f"probe: timing {probe_steps} training steps of one worker here", flush=True)
@@ -37,10 +37,10 @@ def sweep_estimate(spec: SweepSpec, probe_steps: int | None) -> dict[str, Any]:
 
 def print_estimate(spec: SweepSpec, probe_steps: int | None) -> None:
     """``--dry-run``: the sweep's (proxy) workload, the promoted one, and the cost table."""
-    print(f"sweep workload: {describe(spec.workload)}")
+    print(f"sweep workload: {spec.workload.describe()}")
     if spec.promote.enabled:
         source = "promote.workload" if spec.promote.workload else "the sweep's workload"
-        print(f"promoted workload ({source}): {describe(spec.promoted_sweep(promoted_epochs(spec)).workload)}")
+        print(f"promoted workload ({source}): {spec.promoted_sweep(promoted_epochs(spec)).workload.describe()}")
     result = sweep_estimate(spec, probe_steps)
     if "unavailable" in result:
         print(f"cost estimate: unavailable: {result['unavailable']}")

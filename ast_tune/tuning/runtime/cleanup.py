@@ -1,6 +1,6 @@
 """Clean up after a local Ray whose driver was killed: SIGKILL leaves no chance to ``ray.shutdown()``.
 
-:func:`ast_tune.tuning.ray_runtime.ray_session` gives each local Ray a temp dir of its own and :func:`mark`\\ s it
+:func:`ast_tune.tuning.runtime.session.ray_session` gives each local Ray a temp dir of its own and :func:`mark`\\ s it
 with the driver's pid and start time. :func:`reap_stale` finds marked dirs whose driver is gone,
 kills the processes started for that Ray (those whose command line names the dir — GCS, raylet,
 dashboard — and their children, e.g. the workers) and removes the dir. Only dirs this package

@@ -1,0 +1,1 @@
+"""The promotion without Ray: which trial is promoted, on what, and its check against its proxy trial."""

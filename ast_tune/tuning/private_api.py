@@ -1,0 +1,56 @@
+"""Every private part of Ray and Optuna that ast_tune uses, each with what it is, why, and the versions checked.
+
+Nothing else in ``ast_tune`` (the RunPod node provider in ``ast_tune/cluster/`` aside) touches a private
+name of Ray or Optuna; an upgrade of either is checked here first. Each use below was checked against
+ray 2.59.0 and 2.60.0 and optuna 5.0.0 and 5.1.0, the ranges ``pyproject.toml`` allows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import optuna
+from ray._private import ray_constants
+from ray._raylet import AuthenticationTokenLoader, Config
+
+
+def reload_auth() -> None:
+    """Make this process see the ``RAY_AUTH_*`` variables as they are now.
+
+    What: ``ray._raylet.Config.initialize("")`` re-reads Ray's config (``RAY_AUTH_MODE``) from the
+    environment, and ``AuthenticationTokenLoader.instance().reset_cache()`` drops the token Ray cached.
+    Why: token authentication is public only as environment variables, which Ray reads when it is
+    imported; a local Ray gets a fresh token after that, and one process (the test suite, a sweep
+    and its promotion) may start several. Checked: ray 2.59.0, 2.60.0.
+    """
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+@contextlib.contextmanager
+def single_node_ray() -> Iterator[None]:
+    """While it lasts, a Ray started in this process takes 127.0.0.1 as its node's address.
+
+    What: ``ray._private.ray_constants.ENABLE_RAY_CLUSTER``, the value of
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` that Ray read when it was imported, set to False. Why: with it
+    False every process of a new Ray binds its ports to 127.0.0.1; the variable itself (which the
+    Ray processes inherit) is set after the import, and joining a cluster (``RAY_ADDRESS``) must not
+    change. Checked: ray 2.59.0, 2.60.0.
+    """
+    saved, ray_constants.ENABLE_RAY_CLUSTER = ray_constants.ENABLE_RAY_CLUSTER, False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def trial_by_number(study: optuna.Study, number: int) -> optuna.trial.Trial:
+    """A ``Trial`` for study trial ``number``, e.g. one an earlier driver asked, to set its constraints.
+
+    What: ``optuna.trial.Trial(study, frozen._trial_id)``, the storage id ``FrozenTrial._trial_id``.
+    Why: ``Trial.set_constraint`` is public, but Optuna hands out a ``Trial`` only from ``study.ask``;
+    it has no public way to reopen a running trial by number. Checked: optuna 5.0.0, 5.1.0.
+    """
+    frozen = next(trial for trial in study.get_trials(deepcopy=False) if trial.number == number)
+    return optuna.trial.Trial(study, frozen._trial_id)
