@@ -13,7 +13,8 @@ from ast_tune.config.spec import SpecError
 from ast_tune.config.sweep_spec import load_sweep
 from ast_tune.cost.epoch_cost import epoch_costs
 from ast_tune.cost.estimate import EpochCosts, checkpoint_writes, estimate, milestones
-from ast_tune.cost.overheads import Overheads
+from ast_tune.cost.overheads import MEASURED, Overheads, overheads
+from ast_tune.cost.run_cost import sweep_estimate
 from ast_tune.cost.rungs import Schedule, asha_passes, expected_schedule, moasha_passes
 from ast_tune.tuning.search.schedulers import ASHA, MultiObjectiveASHA
 
@@ -181,3 +182,49 @@ def test_without_any_figure_the_estimate_names_the_cost_keys():
         epoch_costs(_spec())
     with pytest.raises(SpecError, match=r"^cost.promote: give cost.promote.epoch_seconds"):
         epoch_costs(_spec("cost.epoch_seconds=7", "promote.enabled=true", "promote.workload={image_size: 64}"))
+
+
+def test_the_probe_times_the_step_the_loader_alone_and_a_checkpoint():
+    from ast_tune.cost.epoch_cost import probe
+
+    measured = probe(_spec(), steps=4)
+    assert measured.per_image.train > 0 and measured.per_image.val > 0 and measured.checkpoint >= 0
+    assert measured.binds in ("loader", "compute") and f"the {measured.binds} binds" in measured.per_image.source
+
+
+def test_the_probes_copy_of_an_image_list_reads_with_the_lists_decoder():
+    from ast_tune.cost.epoch_cost import _repeated
+    from ast_tune.data.sources import ImageList
+
+    def decoder(path):
+        return path
+
+    images = ImageList([("a.jpg", 0), ("b.jpg", 1)], transform=lambda image: image, loader=decoder)
+    copy = _repeated(images, 3)
+    assert copy.loader is decoder and [path for path, _ in copy.samples] == ["a.jpg", "b.jpg", "a.jpg"]
+
+
+def test_epoch_seconds_from_the_dense_baseline_the_sweep_timed():
+    """Digits: 1,437 training and 360 validation images; the baseline's median train 2.0 s, validation 0.6 s."""
+    baseline = {"epoch_seconds": 2.0, "epochs_timed": 3,
+                "epochs": [{"val_seconds": 0.5}, {"val_seconds": 0.7}, {"val_seconds": 0.6}]}
+    result = sweep_estimate(_spec(), baseline=baseline)
+    assert result["seconds_per_epoch"]["sweep"] == pytest.approx(2.6)
+    assert result["source"] == "the dense baseline this sweep timed (3 epochs)"
+    older = sweep_estimate(_spec(), baseline={"epoch_seconds": 2.0, "epochs_timed": 3})  # no validation timed
+    assert older["seconds_per_epoch"]["sweep"] == pytest.approx(2.0 + 360 * (2.0 / 1437) / 3)
+    assert sweep_estimate(_spec(), baseline=baseline | {"epoch_seconds": 9.0}) != result
+    given = sweep_estimate(_spec("cost.epoch_seconds=7"), baseline=baseline)  # cost: wins over the baseline
+    assert given["seconds_per_epoch"]["sweep"] == 7 and given["source"] == "cost.epoch_seconds"
+    assert "unavailable" in sweep_estimate(_spec())  # neither: known once the baseline is timed
+
+
+def test_fixed_costs_from_the_spec_the_probe_and_the_measured_defaults():
+    one = overheads(_spec().cost, _spec().workload)
+    assert one == MEASURED["process"]
+    several = _spec("workload.workers=2", "cost.trial_startup_seconds=5", "cost.ray_start_seconds=0")
+    chosen = overheads(several.cost, several.workload, checkpoint=0.25)
+    assert (chosen.ray_start, chosen.trial_startup, chosen.checkpoint) == (0, 5, 0.25)
+    assert chosen.epoch_overhead == MEASURED["trainer"].epoch_overhead  # a TorchTrainer's default
+    assert chosen.source.startswith("cost.ray_start_seconds; cost.trial_startup_seconds; the checkpoint write "
+                                    "--probe timed; the rest: measured defaults")
