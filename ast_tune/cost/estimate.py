@@ -162,11 +162,12 @@ def estimate_lines(result: dict[str, Any]) -> list[str]:
     lines += [f"| {p['name']} | {p['runs']} | {p['epochs']:.1f} | {p['seconds_per_epoch']:.2f} | "
               f"{duration(p['wall_seconds'])} |" for p in result["parts"]]
     lines.append(f"| total | | {result['trial_epochs']:.1f} trial-epochs | | {duration(result['wall_seconds'])} |")
-    fixed = result["overheads"]
-    lines.append(f"held: {result['device_hours']:.2f} {result['device']}-hours ({result['trials_at_once']} trials "
-                 f"at once), {usd(result['usd'])}; fixed costs ({fixed['source']}): start {fixed['ray_start']:g} s, "
-                 f"baseline start {fixed['baseline_startup']:g} s, {fixed['trial_startup']:g} s per trial, "
-                 f"{fixed['epoch_overhead']:g} s per epoch, {fixed['checkpoint']:g} s per checkpoint")
+    fixed, device = result["overheads"], result["device"]
+    lines.append(f"held: {result['device_hours']:.2f} {device}-hours, {usd(result['usd'])} (the {device}s of "
+                 f"{result['trials_at_once']} trials at once over the wall time: an upper bound where idle nodes "
+                 f"are freed); fixed costs ({fixed['source']}): start {fixed['ray_start']:.3g} s, baseline "
+                 f"start-up {fixed['baseline_startup']:.3g} s, {fixed['trial_startup']:.3g} s per trial, "
+                 f"{fixed['epoch_overhead']:.3g} s per epoch, {fixed['checkpoint']:.3g} s per checkpoint")
     return lines
 
 
