@@ -7,7 +7,8 @@
 per sweep, in seconds (medians, with min–max over the trials or epochs):
 
 - ``start``: from the baseline's end (without a baseline, the sweep's start) to the first trial's first epoch,
-  less that epoch: Tune's start and the first trials' processes (``cost.ray_start_seconds``);
+  less that epoch and less one trial start-up (below; the trials' part counts one per trial): Tune's start and
+  the first trials' processes (``cost.ray_start_seconds``);
 - ``baseline start-up``: the sweep's start to the baseline's end, less one copy's epochs of training and
   validation (the copies run side by side): the Ray Train run of the dense baseline, with its workers' start,
   imports, data and reporting (``cost.baseline_startup_seconds``);
@@ -23,7 +24,6 @@ Run a sweep first, e.g. ``python -m ast_tune.sweep search_spaces/quickstart.yaml
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from machine import Snapshot, command_line
+from machine import sweeps_table
 
 from ast_tune.config.sweep_spec import load_sweep
 from ast_tune.results.journal import JOURNAL, Journal
@@ -68,17 +68,18 @@ def measure(results: Path) -> dict[str, list[float]]:
     for entry in entries:
         if entry["event"] == "epoch":
             by_trial[entry["trial_id"]].append(entry)
-    firsts = sorted((rows[0]["time"] - _epoch_seconds(rows[0]), trial) for trial, rows in by_trial.items())
-    found["start"].append(firsts[0][0] - trials_start)
     at_once = int(run.get("trials_at_once", 1))
     order = sorted(starts, key=starts.get)
     handover = [s - e for s, e in zip([starts[t] for t in order][at_once:], ends, strict=False)]
-    every = spec.baseline_spec().checkpoint_every
     for trial in order[at_once:]:
         if by_trial.get(trial):
             first = by_trial[trial][0]
             found["trial start-up"].append(first["time"] - starts[trial] - _epoch_seconds(first)
                                            + (statistics.median(handover) if handover else 0.0))
+    first_epoch = min(rows[0]["time"] - _epoch_seconds(rows[0]) for rows in by_trial.values())
+    ordinary = statistics.median(found["trial start-up"]) if found["trial start-up"] else 0.0
+    found["start"].append(first_epoch - trials_start - ordinary)  # the trials' part counts one start-up each
+    every = spec.baseline_spec().checkpoint_every
     between: dict[bool, list[float]] = {True: [], False: []}
     for rows in by_trial.values():
         for before, after in zip(rows, rows[1:], strict=False):
@@ -108,16 +109,7 @@ HEADER = ("| sweep | started (UTC) | trials run in | " + " | ".join(f"{name} s" 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python benchmarks/fixed_costs.py", description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path, nargs="+", help="a finished sweep's results directory")
-    args = parser.parse_args(argv)
-    missing = [str(path) for path in args.results if not (path / "run.json").is_file()]
-    if missing:
-        parser.error(f"results: not a sweep's results directory (no run.json): {', '.join(missing)}")
-    print(f"{Snapshot.take().header(command_line('benchmarks/fixed_costs.py', argv))}\n\n{HEADER}")
-    for path in args.results:
-        print(row(path))
-    return 0
+    return sweeps_table("benchmarks/fixed_costs.py", argv, description=__doc__.splitlines()[0], header=HEADER, row=row)
 
 
 if __name__ == "__main__":

@@ -39,10 +39,10 @@ class Overheads:
 #: Measured defaults, by how a trial runs: ``process`` (one worker, in the Tune trial's process) or
 #: ``trainer`` (several workers, a TorchTrainer): docs/benchmarks.md, "Fixed costs".
 MEASURED = {
-    "process": Overheads(ray_start=11.0, baseline_startup=80.0, trial_startup=0.3, epoch_overhead=0.02,
-                         checkpoint=0.03, source="measured defaults (docs/benchmarks.md, Fixed costs)"),
-    "trainer": Overheads(ray_start=11.0, baseline_startup=80.0, trial_startup=20.0, epoch_overhead=1.3,
-                         checkpoint=0.03, source="measured defaults (docs/benchmarks.md, Fixed costs)"),
+    "process": Overheads(ray_start=15.0, baseline_startup=67.0, trial_startup=0.3, epoch_overhead=0.01,
+                         checkpoint=0.02, source="measured defaults (docs/benchmarks.md, Fixed costs)"),
+    "trainer": Overheads(ray_start=22.0, baseline_startup=72.0, trial_startup=62.0, epoch_overhead=1.2,
+                         checkpoint=0.02, source="measured defaults (docs/benchmarks.md, Fixed costs)"),
 }
 
 
