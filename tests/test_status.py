@@ -81,7 +81,11 @@ def test_a_gpu_sweep_is_priced_and_a_dead_driver_leaves_its_trials_pending():
     assert (t.done, t.running, t.pending) == (1, 0, 3)  # the open trials resume with --resume
     assert p.elapsed_seconds == 19  # a killed attempt ends at its last journal entry
     assert p.held_hours == pytest.approx(19 * 2 / 3600) and p.held_usd == pytest.approx(19 * 2 / 3600 * 3.6)
-    assert status.best == "best: not judged (no dense baseline)"
+    assert status.best == "best: not judged yet: the dense baseline is not timed yet"  # storage.baseline: auto
+    assert status.verdict == "verdict: not judged yet: the dense baseline is not timed yet"
+    none = status_of(_spec("storage.baseline=none", "objectives=[{metric: val_top1, mode: max}]", "constraints=[]"),
+                     _journal(), attempts=[Attempt(S, None, 2)], now=S + 500, live=False)
+    assert none.best == "best: not judged (no dense baseline)" and "storage.baseline: none" in none.verdict
 
 
 def test_before_any_epoch_the_eta_is_the_start_estimates_less_the_time_spent():

@@ -43,6 +43,10 @@ class SweepStatus:
         return self.trials.done >= self.trials.total
 
 
+#: what the best trial and the verdict say while a sweep's dense baseline (``storage.baseline: auto``) is untimed
+_BASELINE_DUE = "not judged yet: the dense baseline is not timed yet"
+
+
 def _best(trials: Any, baseline: Mapping | None) -> str:
     if baseline is None:
         return "best: not judged (no dense baseline)"
@@ -69,9 +73,13 @@ def status_of(spec: SweepSpec, entries: Sequence[Mapping[str, Any]], *, attempts
         else epochs
     if len(judged):
         judged = judged[tables.eligible(judged) & judged["feasible"]]
-    line = verdict.conclusion(judged, verdict.epoch_rows(epochs), baseline, spec.criteria)
+    if baseline is None and spec.storage.baseline == "auto":
+        best, line = f"best: {_BASELINE_DUE}", f"verdict: {_BASELINE_DUE}"
+    else:
+        best = _best(judged, baseline)
+        line = verdict.conclusion(judged, verdict.epoch_rows(epochs), baseline, spec.criteria)
     return SweepStatus(spec.name, live, trials_of(entries, spec.search.num_trials, live=live), projection,
-                       _best(judged, baseline), line, estimate)
+                       best, line, estimate)
 
 
 def _start_estimate(run: Mapping[str, Any]) -> Mapping[str, Any] | None:
