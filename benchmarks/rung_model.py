@@ -14,7 +14,7 @@ prints a Markdown table under its command, date and machine (:mod:`machine`), on
   random; MOASHA keeping ``ceil(m/η)`` of ``m``), for comparison.
 
 ``--journal`` adds one row per finished sweep: its measured trial-epochs (distinct trial × epoch pairs of
-its journal) against the model for its ``spec.yaml``.
+its journal) against the model for its ``spec.yaml`` (``--sweeps 0``: those rows alone).
 """
 
 from __future__ import annotations
@@ -159,11 +159,13 @@ HEADER = ("| configuration | scheduler | real scheduler, noise 0.1 (model's erro
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python benchmarks/rung_model.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--sweeps", type=int, default=200, help="simulated sweeps per configuration and noise")
+    parser.add_argument("--sweeps", type=int, default=200,
+                        help="simulated sweeps per configuration and noise (0: the --journal rows alone)")
     parser.add_argument("--journal", type=Path, nargs="*", default=[], help="finished sweeps' results directories")
     args = parser.parse_args(argv)
     machine = Snapshot.take()
-    rows = [config_row(config, args.sweeps) for config in CONFIGS] + [journal_row(p) for p in args.journal]
+    simulated = [config_row(config, args.sweeps) for config in CONFIGS if args.sweeps]
+    rows = simulated + [journal_row(path) for path in args.journal]
     print(f"{machine.header(command_line('benchmarks/rung_model.py', argv))}\n\n{HEADER}\n" + "\n".join(rows))
     return 0
 
