@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 #: the commands, in the order a user meets them
-COMMANDS = ("train", "sweep", "export", "report", "promote", "prepare", "bench")
+COMMANDS = ("train", "sweep", "status", "export", "report", "promote", "prepare", "bench")
 USAGE = "usage: python -m ast_tune COMMAND [ARGS ...]   (the same as python -m ast_tune.COMMAND [ARGS ...])"
 
 

@@ -3,12 +3,12 @@
 ``python benchmarks/estimate_accuracy.py [--runs 3] [--spec search_spaces/quickstart.yaml] [--steps 200]
 [--root /tmp/estimate_accuracy] [--set KEY=VALUE ...]`` runs the sweep ``--runs`` times, each as
 ``python -m ast_tune.sweep SPEC --probe STEPS --no-report`` under its own name, and reads each
-``run.json``: the ``estimate`` written before the trials and the ``actual`` written at the end.
+``run.json``: the ``estimate`` written before the trials and the ``actual`` written at the end;
+``--results RESULTS_DIR ...`` reads finished sweeps' ``run.json`` instead of running any.
 Prints a Markdown table under its command, date and machine (:mod:`machine`), one row per run and
 the mean: estimated and measured trial-epochs and wall time, and the error of each (estimate /
-actual − 1). The measured wall time runs from the
-sweep's start (after the probe) to its end, so it holds Ray's start and every trial's start-up,
-which the estimate leaves out.
+actual − 1). The measured wall time runs from the sweep's start (after the probe) to its end: Ray's
+start, the baseline, every trial's start-up, epochs and checkpoints, as the estimate prices them.
 """
 
 from __future__ import annotations
@@ -63,9 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=200, help="--probe steps")
     parser.add_argument("--root", type=Path, default=Path("/tmp/estimate_accuracy"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--results", type=Path, nargs="+", help="finished sweeps' results directories: run none")
     args = parser.parse_args(argv)
     machine = Snapshot.take()
-    runs = [run_once(args.spec, args.root, f"estimate_{i}", args.steps, args.set) for i in range(args.runs)]
+    if args.results:
+        runs = [json.loads((path / "run.json").read_text()) for path in args.results]
+    else:
+        runs = [run_once(args.spec, args.root, f"estimate_{i}", args.steps, args.set) for i in range(args.runs)]
     print(f"{machine.header(command_line('benchmarks/estimate_accuracy.py', argv))}\n\n{table(runs)}")
     return 0
 

@@ -10,11 +10,12 @@ so ``docs/benchmarks.md`` can take the table as printed, with its command, date 
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,3 +80,20 @@ class Snapshot:
         """The same for a JSON report."""
         return {"command": command, "date": f"{self.when:%Y-%m-%d %H:%M} UTC", "cores": self.cores,
                 "cpu": self.cpu, "load_average": self.load, "idle": self.idle}
+
+
+def sweeps_table(script: str, argv: Sequence[str] | None, *, description: str, header: str,
+                 row: Callable[[Path], str]) -> int:
+    """The main of a script that tabulates finished sweeps: ``python <script> RESULTS_DIR [RESULTS_DIR ...]``
+    prints this machine's header line, ``header`` and one ``row`` per sweep; a directory without ``run.json``
+    is refused (argparse's exit 2)."""
+    parser = argparse.ArgumentParser(prog=f"python {script}", description=description)
+    parser.add_argument("results", type=Path, nargs="+", help="a sweep's results directory, e.g. results/quickstart")
+    args = parser.parse_args(argv)
+    missing = [str(path) for path in args.results if not (path / "run.json").is_file()]
+    if missing:
+        parser.error(f"results: not a sweep's results directory (no run.json): {', '.join(missing)}")
+    print(f"{Snapshot.take().header(command_line(script, argv))}\n\n{header}")
+    for path in args.results:
+        print(row(path))
+    return 0

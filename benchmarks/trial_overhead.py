@@ -23,7 +23,6 @@ or pass any sweep's results directory.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -31,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from machine import Snapshot, command_line
+from machine import sweeps_table
 
 
 @dataclass(frozen=True)
@@ -121,17 +120,8 @@ HEADER = ("| sweep | started (UTC) | device | trials | startup s | handover s | 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python benchmarks/trial_overhead.py", description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path, nargs="+", help="a sweep's results directory, e.g. results/quickstart")
-    args = parser.parse_args(argv)
-    missing = [str(path) for path in args.results if not (path / "run.json").is_file()]
-    if missing:
-        parser.error(f"results: not a sweep's results directory (no run.json): {', '.join(missing)}")
-    print(f"{Snapshot.take().header(command_line('benchmarks/trial_overhead.py', argv))}\n")
-    print(HEADER)
-    for path in args.results:
-        print(summary(path))
-    return 0
+    return sweeps_table("benchmarks/trial_overhead.py", argv, description=__doc__.splitlines()[0], header=HEADER,
+                        row=summary)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from ast_tune.config.sweep_spec import load_sweep
+from ast_tune.config.sweep_spec import load_sweep, to_document
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 QUICKSTART = BENCHMARKS.parent / "search_spaces" / "quickstart.yaml"
@@ -41,6 +41,8 @@ estimate_accuracy = _load("estimate_accuracy")
 photos = _load("photos")
 loader_tables = _load("loader_tables")
 loader_bench = _load("loader_bench")
+rung_model = _load("rung_model")
+fixed_costs = _load("fixed_costs")
 
 #: a header line: `command` · YYYY-MM-DD HH:MM UTC · N cores, CPU, idle|loaded (load average X)
 HEADER = re.compile(r"^`(?P<command>[^`]+)` · \d{4}-\d\d-\d\d \d\d:\d\d UTC · (?P<cores>\d+) cores, "
@@ -343,3 +345,46 @@ def test_draft_crop_decodes_no_smaller_than_its_output_and_matches_the_full_deco
         assert factor in (1, 2, 4, 8) and min(height, width) / factor >= size
         factors.add(factor)
     assert {1, 2} <= factors  # crops too small to draft, and drafted ones
+
+
+def test_rung_model_compares_the_model_with_the_uniform_rank_arithmetic_by_hand() -> None:
+    """4 trials, rungs 1 and 2 of max_t 4 (η 2). ASHA, uniform rank: 4 reach rung 1, 1 + 1/2 + 1/2 + 1/2 = 5/2
+    pass; at rung 2 1 + 1/2 + (1/2)(1/2) = 7/4 pass: 1.5·1 + 0.75·2 + 1.75·4 = 10. MOASHA keeping ceil(m/2)
+    of m: 8/3 pass rung 1, 35/18 rung 2."""
+    asha = rung_model.Config("t", "asha", 4, 1, 1, 2, 4, 1)
+    assert rung_model.uniform_rank(asha) == pytest.approx(10)
+    moasha = rung_model.Config("t", "moasha", 4, 1, 1, 2, 4, 2)
+    assert rung_model.uniform_rank(moasha) == pytest.approx((4 - 8 / 3) + (8 / 3 - 35 / 18) * 2 + 35 / 18 * 4)
+    one = rung_model.Config("t", "moasha", 1, 1, 1, 3, 9, 3)
+    assert rung_model.simulate(one, noise=0.3, seed=0) == 9 == rung_model.model(one)  # one trial passes every rung
+    runs = [rung_model.simulate(asha, noise=0.3, seed=seed) for seed in range(20)]
+    assert all(4 + 3 * 1 <= run <= 16 for run in runs) and len(set(runs)) > 1  # the first runs to 4, the rest ≥ 1
+
+
+def test_fixed_costs_by_hand(tmp_path: Path) -> None:
+    """Start 0 s; the baseline written at 50 s after 3 epochs of 2 + 1 s: 41 s start-up. Trial 1 (the later one,
+    one at a time) starts at 80 s, 1 s after trial 0 ended, and its first epoch ends at 84.5: a trial's start-up
+    is 84.5 - 80 - 3 + 1 = 2.5 s. The first trial's first epoch (3 s) ends at 65 s: the start is 65 - 3 - 50 less
+    that start-up, 9.5 s."""
+    results = tmp_path / "fc"
+    results.mkdir()
+    spec = load_sweep(QUICKSTART, ["workload.epochs=3", "workload.checkpoint_every=2", "search.max_concurrent=1"])
+    (results / "spec.yaml").write_text(yaml.safe_dump(to_document(spec), sort_keys=False))
+    (results / "run.json").write_text(json.dumps({"start": "2026-01-01T00:00:00+00:00", "trials_at_once": 1}))
+    start = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    (results / "baseline.json").write_text(json.dumps({"created": "2026-01-01T00:00:50+00:00", "epochs": [
+        {"train_seconds": 2.0, "val_seconds": 1.0}] * 3}))
+
+    def epoch(trial: str, number: int, at: float) -> dict:
+        return {"event": "epoch", "trial_id": trial, "epoch": number, "time": start + at, "train_seconds": 2.0,
+                "val_seconds": 1.0}
+
+    entries = [{"event": "start", "trial_id": "0", "time": start + 51}, epoch("0", 1, 65), epoch("0", 2, 68.5),
+               epoch("0", 3, 72), {"event": "end", "trial_id": "0", "time": start + 79},
+               {"event": "start", "trial_id": "1", "time": start + 80}, epoch("1", 1, 84.5)]
+    (results / "journal.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    found = fixed_costs.measure(results)
+    assert found["baseline start-up"] == [41] and found["start"] == [9.5]
+    assert found["trial start-up"] == [2.5]
+    assert found["between epochs"] == []  # epochs 2 and 3 both write a checkpoint (every 2, and the last)
+    assert found["checkpoint"] == pytest.approx([0.5, 0.5])  # 3.5 s apart, 3 s of epoch, no overhead measured

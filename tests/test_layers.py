@@ -5,9 +5,10 @@
 - ``results`` imports only ``config``, and neither torch nor Ray;
 - ``cost`` (what a sweep costs) and ``promotion`` (which trial is promoted, on what) import those
   below them, and not Ray; ``promotion`` imports no torch either;
+- ``tracking`` (MLflow, W&B) imports only ``config``, and neither torch nor Ray;
 - ``tuning`` (Ray and Optuna) sits above them all;
-- nothing under ``config``, ``core``, ``data``, ``results``, ``cost`` or ``promotion`` imports Ray (the
-  engine runs without it);
+- nothing under ``config``, ``core``, ``data``, ``results``, ``cost``, ``promotion`` or ``tracking`` imports
+  Ray (the engine runs without it);
 - the CLIs (``ast_tune/*.py`` but ``atomic``) sit on top; no subpackage imports a CLI;
 - private names of Ray and Optuna appear only in ``tuning/private_api.py`` (and the node provider), and
   nothing unpickles or restores Tune's state.
@@ -32,12 +33,13 @@ ALLOWED = {
     "results": {"atomic", "config"},
     "cost": {"atomic", "config", "data", "core", "results"},
     "promotion": {"atomic", "config", "data", "core", "results"},
-    "tuning": {"atomic", "config", "data", "core", "results", "cost", "promotion"},
+    "tracking": {"atomic", "config"},
+    "tuning": {"atomic", "config", "data", "core", "results", "cost", "promotion", "tracking"},
     "cluster": set(),
-    "cli": {"atomic", "config", "data", "core", "results", "cost", "promotion", "tuning", *CLIS},
+    "cli": {"atomic", "config", "data", "core", "results", "cost", "promotion", "tracking", "tuning", *CLIS},
 }
-RAY_FREE = ("atomic", "config", "data", "core", "results", "cost", "promotion")
-TORCH_FREE = ("atomic", "config", "results", "promotion")
+RAY_FREE = ("atomic", "config", "data", "core", "results", "cost", "promotion", "tracking")
+TORCH_FREE = ("atomic", "config", "results", "promotion", "tracking")
 
 
 def imports_of(path: Path) -> set[str]:

@@ -43,7 +43,7 @@ def test_unknown_command_prints_the_list_and_one_error_line_exit_2(capsys: pytes
     assert captured.out == ""
     assert captured.err.startswith(entry.listing())
     assert captured.err.splitlines()[-1] == ("error: command: unknown 'trian'; allowed: "
-                                             "train, sweep, export, report, promote, prepare, bench")
+                                             "train, sweep, status, export, report, promote, prepare, bench")
 
 
 def test_a_known_command_runs_with_the_rest_of_the_arguments(tmp_path: Path,

@@ -20,12 +20,14 @@ from sklearn.datasets import load_sample_images
 
 from ast_tune import prepare as command
 from ast_tune.config.run_spec import DataSpec, OptimSpec, RunSpec, SparsitySpec, SubsetSpec
+from ast_tune.config.spec import SpecError
 from ast_tune.core import engine
 from ast_tune.data import prepare as prepare_module
 from ast_tune.data import sources
 from ast_tune.data.inventory import image_counts, subset_classes
 from ast_tune.data.loaders import make_loader
 from ast_tune.data.prepare import MANIFEST
+from ast_tune.data.prepared import copy_record, size_warning
 from ast_tune.data.sources import load_datasets, val_short_side
 from tests.conftest import write_kaggle_tree
 
@@ -311,3 +313,24 @@ def test_the_copy_is_the_same_with_one_worker_or_several(folder_tree: Path, tmp_
     assert _prepare(folder_tree, tmp_path / "one") == 0
     assert command.main([str(folder_tree), str(tmp_path / "two"), "--short-side", str(PX), "--workers", "2"]) == 0
     assert _files(tmp_path / "one") == _files(tmp_path / "two")
+
+
+def test_run_json_records_the_copys_manifest_and_a_larger_image_size_is_warned_about(tmp_path: Path) -> None:
+    manifest = {"version": 1, "source": "/data/src", "kind": "imagefolder", "short_side": 183, "quality": 90,
+                "max_image_size": 160, "splits": {"train": {"images": 3}},
+                "unreadable": [{"path": "train/a/1.jpg", "reason": "truncated"}]}
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    data = DataSpec(kind="imagefolder", root=str(tmp_path), image_size=160)
+    record = copy_record(data)
+    assert record == {"root": str(tmp_path), **{k: v for k, v in manifest.items() if k != "unreadable"},
+                      "unreadable_files": 1}
+    assert size_warning(data, record) is None
+    larger = DataSpec(kind="imagefolder", root=str(tmp_path), image_size=224)
+    assert size_warning(larger, record) == (
+        f"warning: data.image_size 224 px exceeds the 160 px the copy at {tmp_path} serves (prepared at short "
+        "side 183 px): validation upsamples its images; prepare a copy with python -m ast_tune.prepare SRC DST "
+        "--image-size 224")
+    assert copy_record(DataSpec(kind="imagefolder", root=str(tmp_path / "original"))) is None
+    (tmp_path / MANIFEST).write_text("[1, 2]")
+    with pytest.raises(SpecError, match=r"^data.root: .*manifest.json: the prepared copy's manifest must be a JSON"):
+        copy_record(data)

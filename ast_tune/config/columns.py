@@ -23,6 +23,7 @@ EPOCH_METRICS = (
     "energy_savings",  # counted
     "train_seconds",  # wall clock of the training phase only
     "data_seconds",  # of train_seconds, the time the loop waited on the loader (measured)
+    "val_seconds",  # wall clock of the epoch's validation pass (measured)
     "samples_per_second",  # samples seen (loaded) per train second
     "speedup",  # measured; NaN when no baseline was timed
     "energy_j",  # NVML energy of the epoch, GPU only

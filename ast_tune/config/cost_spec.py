@@ -33,9 +33,20 @@ class WorkloadCost:
 
 @dataclasses.dataclass(frozen=True)
 class CostSpec(WorkloadCost):
-    """The sweep workload's cost (the inherited fields), the promoted run's, and the price of a GPU-hour."""
+    """The sweep workload's cost (the inherited fields), the promoted run's, the price of a GPU-hour and the
+    fixed costs beside the epochs (:mod:`ast_tune.cost.overheads`)."""
 
     promote: WorkloadCost = key(WorkloadCost(), "the promoted run's figures; a missing one is the sweep's, "
                                 "scaled by pixels and images")
     usd_per_gpu_hour: float | None = key(None, "price of one GPU-hour; null: the estimate gives no price",
                                          unit="USD", low=0)
+    ray_start_seconds: float | None = key(None, "once per driver run, its start to its first trial less the "
+                                          "baseline (Ray, Tune); null: the measured default", unit="s", low=0)
+    baseline_startup_seconds: float | None = key(None, "the dense baseline's Ray Train run less its epochs; null: "
+                                                 "the measured default", unit="s", low=0)
+    trial_startup_seconds: float | None = key(None, "a trial's start until its first epoch, with the hand-over of "
+                                              "its slot; null: the measured default for its workers", unit="s", low=0)
+    epoch_overhead_seconds: float | None = key(None, "per trial-epoch, beside training and validation: reporting, "
+                                               "the loader's start; null: the measured default", unit="s", low=0)
+    checkpoint_seconds: float | None = key(None, "one checkpoint write; null: --probe's timing, else the measured "
+                                           "default", unit="s", low=0)

@@ -112,6 +112,9 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
         options = typing.get_args(hint)
         if value is None and type(None) in options:
             return None
+        given = [o for o in options if o is not type(None)]
+        if len(given) == 1:  # X | None: X's own error, with its key path
+            return coerce(value, given[0], key)
         errors = []
         for option in (o for o in options if o is not type(None)):
             try:

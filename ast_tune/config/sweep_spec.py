@@ -3,9 +3,10 @@
 Sections: ``name``, ``workload`` (what every trial trains, and on what), ``base`` (a preset),
 ``space`` (what the search varies; parsed by :mod:`ast_tune.config.sweep_space`), ``search``,
 ``scheduler``, ``objectives``, ``promote`` (with ``promote.workload``: the promoted run's own
-workload), ``storage``, ``cost`` (figures for ``--dry-run``'s estimate). Unknown keys, wrong types, empty or
-inverted ranges, an unknown preset or metric raise :class:`~ast_tune.config.spec.SpecError` naming the
-key path, e.g. ``space.kp.loguniform: low must be > 0, got -1``.
+workload), ``storage``, ``cost`` (figures for ``--dry-run``'s estimate), ``tracking`` (MLflow, W&B).
+Unknown keys, wrong types, empty or inverted ranges, an unknown preset or metric raise
+:class:`~ast_tune.config.spec.SpecError` naming the key path, e.g. ``space.kp.loguniform: low must be > 0,
+got -1``.
 
 The fields the workload sets (data, model, batch size, epochs, precision, checkpoint interval) are
 not searchable: they define what the baseline and every trial share. Every bound and choice of
@@ -37,6 +38,7 @@ from ast_tune.config.spec import (
     to_dict,
 )
 from ast_tune.config.sweep_space import WORKLOAD_OWNED, Param, parse_space
+from ast_tune.config.tracking_spec import TrackingSpec
 
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
 SCHEDULER_KINDS = ("fifo", "asha", "moasha")
@@ -177,6 +179,7 @@ class SweepSpec:
     success: SuccessSpec = key(SuccessSpec(), "the plan's success levels each trial is judged by")
     constraints: tuple[Constraint, ...] = key((), "hard limits on trial metrics; a trial breaking one stays in "
                                               "the tables, off the front")
+    tracking: TrackingSpec = key(TrackingSpec(), "the experiment trackers each trial is logged to; none by default")
 
     def __post_init__(self) -> None:
         check_keys(self)

@@ -262,9 +262,12 @@ def fit(spec: RunSpec, *, report: Reporter | None = None, resume_from: str | Pat
     record = {}
     # a run resumed after its last epoch still evaluates its final model, for the summary
     evaluation = evaluate(run, val_loader) if start >= spec.epochs else {"per_class_top1": []}
+    clock = Stopwatch(device)
     for epoch in range(start, spec.epochs):
         stats = train_one_epoch(run, epoch)
+        clock.start()
         evaluation = evaluate(run, val_loader)
+        stats["val_seconds"] = clock.stop()
         speedup = baseline_epoch_seconds / stats["train_seconds"] if baseline_epoch_seconds else math.nan
         record = epoch_record(epoch=epoch + 1, **stats, val_top1=evaluation["val_top1"],
                               val_top5=evaluation["val_top5"], lr=run.lr, speedup=speedup,

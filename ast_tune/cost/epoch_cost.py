@@ -1,9 +1,12 @@
-"""Seconds per epoch for the cost estimate: timed by :func:`probe` here, or from the spec's ``cost`` figures.
+"""Seconds per epoch for the cost estimate: timed by :func:`probe` here, from the spec's ``cost`` figures, or
+from the dense baseline a sweep times anyway (:func:`from_baseline`).
 
 A cost is kept per image: training seconds per training image and validation seconds per
 validation image, on one worker. An epoch of a run on ``workers`` workers is then
 ``(train_images · train_s + val_images · val_s) / workers``. :func:`probe` times a few hundred
-training steps of the dense baseline and a validation pass on one worker of this machine; from
+training steps of the dense baseline and a validation pass on one worker of this machine, and the
+training loader alone with the workload's ``num_workers``: a training image costs the slower of the
+two (the probe says which binds). It also times the checkpoint write of its last epoch. From
 ``cost.images_per_second`` (training images/s per GPU) validation is taken at three times that
 rate (a forward pass without the backward). The other workload's cost (the promoted run's, or the
 sweep's when only ``cost.promote`` is given) is scaled by its pixels, ``(image_size / image_size')²``.
@@ -12,8 +15,11 @@ sweep's when only ``cost.promote`` is given) is scaled by its pixels, ``(image_s
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -23,6 +29,7 @@ from ast_tune.config.sweep_spec import SweepSpec, Workload
 from ast_tune.core.engine import default_device, fit
 from ast_tune.cost.estimate import EpochCosts, promoted_epochs
 from ast_tune.data.inventory import image_counts
+from ast_tune.data.loaders import make_loader
 from ast_tune.data.sources import Datasets, ImageList, TensorImageDataset, load_datasets
 
 PROBE_STEPS = 200  # training steps --probe times by default (two epochs of half that, the second timed)
@@ -51,14 +58,33 @@ def _repeated(dataset, count: int):
     if isinstance(dataset, TensorImageDataset):
         index = torch.as_tensor(order)
         return TensorImageDataset(dataset.images[index], dataset.labels[index])
-    return ImageList([dataset.samples[i] for i in order], dataset.transform)
+    return ImageList([dataset.samples[i] for i in order], dataset.transform, dataset.loader)
 
 
-def probe(spec: SweepSpec, *, steps: int = PROBE_STEPS) -> PerImage:
-    """Time ``steps`` training steps of the dense baseline and a validation pass on one worker here.
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    """What :func:`probe` measured: seconds per image, which of the step and the loader binds, a checkpoint."""
+
+    per_image: PerImage
+    binds: str  # "loader" or "compute": the slower of the training loader alone and the step
+    checkpoint: float  # s: one checkpoint write, with the report of its epoch
+
+
+def _loader_seconds(dataset, run, device) -> float:
+    """Seconds the training loader alone takes to deliver ``dataset`` with the run's ``num_workers``."""
+    start = time.perf_counter()
+    for _ in make_loader(dataset, batch_size=run.batch_size, train=True, seed=run.seed,
+                         num_workers=run.data.num_workers, pin_memory=device.type == "cuda", device=device):
+        pass
+    return time.perf_counter() - start
+
+
+def probe(spec: SweepSpec, *, steps: int = PROBE_STEPS) -> Probe:
+    """Time ``steps`` training steps of the dense baseline, a validation pass and the loader alone, on one worker here.
 
     Two epochs of ``steps / 2`` steps each, the second one timed (the first warms up allocators
-    and kernels), with the workload's torch threads. Nothing is written.
+    and kernels), with the workload's torch threads; then the training loader alone over the same
+    images. The second epoch's checkpoint goes to a temporary directory; nothing else is written.
     """
     run = dataclasses.replace(spec.baseline_spec(), epochs=2, warmup_epochs=0, checkpoint_every=2)
     data = load_datasets(run.data)
@@ -67,17 +93,37 @@ def probe(spec: SweepSpec, *, steps: int = PROBE_STEPS) -> PerImage:
     probe_data = Datasets(train=_repeated(data.train, half), val=_repeated(data.val, val),
                           num_classes=data.num_classes, in_channels=data.in_channels, class_names=data.class_names)
     stamps: list[tuple[float, dict]] = []
+    device = default_device()
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, round(spec.workload.cpus_per_worker)))
     try:
-        fit(run, datasets=probe_data, device=default_device(),
+        fit(run, datasets=probe_data, device=device,
             report=lambda record, _dir: stamps.append((time.perf_counter(), record)))
+        loader = _loader_seconds(probe_data.train, run, device)
     finally:
         torch.set_num_threads(threads)
     (first, _), (second, record) = stamps
-    train = record["train_seconds"] / half
-    return PerImage(train, max(second - first - record["train_seconds"], 0.0) / val, run.data.image_size,
-                    f"--probe: {steps} steps on {default_device().type}")
+    step = record["train_seconds"] - record["data_seconds"]
+    binds = "loader" if loader > step else "compute"
+    per_image = PerImage(max(record["train_seconds"], loader) / half, record["val_seconds"] / val,
+                         run.data.image_size, f"--probe: {steps} steps on {device.type}, the {binds} binds "
+                         f"(step {half / step:.0f} images/s, loader alone {half / loader:.0f} images/s)")
+    checkpoint = max(second - first - record["train_seconds"] - record["val_seconds"], 0.0)
+    return Probe(per_image, binds, checkpoint)
+
+
+def from_baseline(spec: SweepSpec, baseline: Mapping[str, Any]) -> PerImage:
+    """Seconds per image from the dense baseline the sweep timed (``baseline.json``): its median training
+    seconds per epoch and its median validation seconds (validation at three times the training rate in a
+    ``baseline.json`` whose records lack them), per image of the sweep's workload."""
+    train_images, val_images = image_counts(spec.workload.data)
+    workers = spec.workload.workers
+    train = float(baseline["epoch_seconds"]) * workers / train_images
+    timed = [r["val_seconds"] for r in baseline.get("epochs") or [] if isinstance(r.get("val_seconds"), int | float)]
+    val = statistics.median(timed) * workers / val_images if timed else train / VALIDATION_SPEED
+    return PerImage(train, val, spec.workload.data.image_size,
+                    f"the dense baseline this sweep timed ({baseline.get('epochs_timed', '?')} epochs"
+                    f"{'' if timed else '; validation at 3x its training rate'})")
 
 
 def _counts(cost: WorkloadCost, workload: Workload, key: str) -> tuple[int, int]:

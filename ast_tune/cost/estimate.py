@@ -1,25 +1,17 @@
-"""What a sweep will cost before it runs: expected trial-epochs, GPU-hours, wall time and USD.
+"""What a sweep will cost before it runs: expected trial-epochs, wall time, device-hours and USD.
 
-**Trial-epochs.** :func:`rung_table` mirrors the scheduler's rungs (:mod:`ast_tune.tuning.search.schedulers`
-builds them with :func:`milestones`): ASHA's as Ray's ``AsyncHyperBandScheduler`` lays out one bracket
-(milestones ``grace_period · η^k`` for ``k < int(ln(max_t / grace_period) / ln η + 1)``), or MOASHA's;
-a rung at or past ``max_t`` stops no one,
-since a trial ends there anyway. Each trial that reaches a rung is judged against the records
-already there, its rank among them uniformly random (the expectation over the search):
+**Trial-epochs** come from :func:`ast_tune.cost.rungs.expected_schedule`: what the spec's scheduler is
+expected to let through (a model checked against the scheduler classes; docs/benchmarks.md, "Rung model").
 
-- ASHA continues a trial whose metric is at least the ``(1 − 1/η)`` percentile (linear
-  interpolation) of the ``n`` earlier records: with probability 1 for ``n = 0`` and
-  ``(n − (1 − 1/η)(n − 1)) / (n + 1)`` otherwise;
-- MOASHA keeps the newcomer if fewer than ``ceil(m / η)`` of the ``m = n + 1`` records beat it
-  (always while ``m < η``): probability ``ceil(m / η) / m``.
+**Seconds** come from :class:`EpochCosts` (one epoch's training and validation: ``--probe``'s timing, the
+spec's ``cost:`` figures, or the dense baseline the sweep times; :mod:`ast_tune.cost.epoch_cost`) and
+:class:`~ast_tune.cost.overheads.Overheads` (Ray's start, each trial's start-up, the time between epochs,
+checkpoint writes). :func:`estimate` adds the dense baseline(s) and the promotion to the trials: the trials
+run ``min(search.max_concurrent, search.num_trials)`` at once, the rest one after another.
 
-The expected number reaching the next rung is the sum of those probabilities over the arrivals
-(a fractional last arrival counts in proportion). A trial stopped at a rung ran ``ceil(milestone)``
-epochs; one that passes every rung runs ``max_t``. ``fifo`` runs every trial to ``max_t``.
-
-**Seconds per epoch** come from :class:`EpochCosts` (:func:`ast_tune.cost.epoch_cost.epoch_costs`:
-timed by ``--probe`` or from the spec's ``cost`` section). :func:`estimate` adds the dense baseline(s)
-and the promotion to the trials and prices them; :func:`estimate_lines` prints it as Markdown.
+**Device-hours** are *held*: the GPUs (on a CPU sweep, the CPUs) the running trials reserve, over the wall
+time, as the actuals count them (:func:`held_hours`). USD is GPU-hours at ``cost.usd_per_gpu_hour``.
+:func:`estimate_lines` prints an estimate as Markdown.
 """
 
 from __future__ import annotations
@@ -29,60 +21,11 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from ast_tune.config.presets import get_preset
 from ast_tune.config.sweep_spec import SweepSpec, Workload
-
-
-@dataclasses.dataclass(frozen=True)
-class Rung:
-    """One rung of the expected schedule; counts are expectations (fractional)."""
-
-    milestone: float  # epochs
-    reached: float  # trials that reach it
-    stopped: float  # of those, trials stopped there
-
-
-def milestones(kind: str, *, grace_period: float, reduction_factor: float, max_t: float) -> list[float]:
-    """The rungs below ``max_t`` of scheduler ``kind``: the schedulers build theirs here (``asha``'s laid out as
-    Ray's ``AsyncHyperBandScheduler`` lays out one bracket)."""
-    if kind == "fifo":
-        return []
-    if kind == "asha":
-        count = int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)
-    else:
-        count = int(math.log(max_t / grace_period, reduction_factor) + 1e-9) + 1
-    return [grace_period * reduction_factor**k for k in range(count) if grace_period * reduction_factor**k < max_t]
-
-
-def pass_probability(kind: str, earlier: int, reduction_factor: float) -> float:
-    """The chance that a trial continues at a rung holding ``earlier`` records (see the module docstring)."""
-    if kind == "asha":
-        if earlier == 0:
-            return 1.0
-        quantile = 1 - 1 / reduction_factor
-        return (earlier - quantile * (earlier - 1)) / (earlier + 1)
-    records = earlier + 1
-    return 1.0 if records < reduction_factor else math.ceil(records / reduction_factor) / records
-
-
-def _passing(kind: str, arrivals: float, reduction_factor: float) -> float:
-    whole = math.floor(arrivals)
-    passed = sum(pass_probability(kind, n, reduction_factor) for n in range(whole))
-    return passed + (arrivals - whole) * pass_probability(kind, whole, reduction_factor)
-
-
-def rung_table(kind: str, *, trials: int, grace_period: float, reduction_factor: float,
-               max_t: int) -> tuple[list[Rung], float]:
-    """The expected rungs and the expected trial-epochs of ``trials`` trials under scheduler ``kind``."""
-    reached, rungs = float(trials), []
-    for milestone in milestones(kind, grace_period=grace_period, reduction_factor=reduction_factor, max_t=max_t):
-        passed = _passing(kind, reached, reduction_factor)
-        rungs.append(Rung(milestone, reached, reached - passed))
-        reached = passed
-    epochs = sum(r.stopped * math.ceil(r.milestone) for r in rungs) + reached * max_t
-    return rungs, epochs
+from ast_tune.cost.overheads import Overheads
+from ast_tune.cost.rungs import Schedule, expected_schedule
+from ast_tune.cost.rungs import milestones as milestones  # the schedulers read the rungs here
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,22 +39,64 @@ class EpochCosts:
 
 @dataclasses.dataclass(frozen=True)
 class Part:
-    """One row of the estimate: ``runs`` runs of ``epochs`` epochs each (``epochs`` in all for the trials)."""
+    """One row of the estimate: ``runs`` runs of ``epochs`` epochs in all, and its wall time."""
 
     name: str
     runs: int
     epochs: float  # epochs in all, over the runs
-    seconds_per_epoch: float
-    gpus: float  # GPUs one run holds
-    wall_seconds: float
-
-    @property
-    def gpu_hours(self) -> float:
-        return self.epochs * self.seconds_per_epoch * self.gpus / 3600
+    seconds_per_epoch: float  # training + validation
+    wall_seconds: float  # with its fixed costs
+    devices: float  # what the sweep holds meanwhile (GPUs, or CPUs on a CPU sweep)
 
 
-def _gpus(workload: Workload) -> float:
-    return workload.workers * workload.gpus_per_worker
+def device_of(workload: Workload) -> str:
+    """``GPU`` when the trials train on GPUs, else ``CPU``: the unit of the held device-hours."""
+    return "GPU" if workload.gpus_per_worker else "CPU"
+
+
+def run_devices(workload: Workload) -> float:
+    """The GPUs (on a CPU workload, the CPUs) one run of ``workload`` reserves for its workers."""
+    return workload.workers * (workload.gpus_per_worker or workload.cpus_per_worker)
+
+
+def held_hours(workload: Workload, *, trials_at_once: int, wall_seconds: float) -> float:
+    """Device-hours held: ``trials_at_once`` trials' devices (:func:`run_devices`) over ``wall_seconds``."""
+    return wall_seconds * trials_at_once * run_devices(workload) / 3600
+
+
+def price(workload: Workload, usd_per_gpu_hour: float | None, device_hours: float) -> float | None:
+    """USD of ``device_hours`` GPU-hours of ``workload`` at ``usd_per_gpu_hour`` (``cost.usd_per_gpu_hour``);
+    None without a price or on a CPU workload."""
+    return None if usd_per_gpu_hour is None or device_of(workload) != "GPU" else device_hours * usd_per_gpu_hour
+
+
+def schedule(spec: SweepSpec) -> Schedule:
+    """The rungs and trial-epochs ``spec``'s scheduler is expected to let through."""
+    s = spec.scheduler
+    return expected_schedule(s.kind, trials=spec.search.num_trials, grace_period=s.grace_period,
+                             reduction_factor=s.reduction_factor, max_t=spec.workload.epochs,
+                             objectives=len(spec.rung_objectives) if s.kind == "moasha" else 1)
+
+
+def _writes(epochs: int, every: int) -> int:
+    """Checkpoint writes of a run that ends after ``epochs`` epochs: every ``every`` epochs, and at its end."""
+    return epochs // every + (epochs % every != 0)
+
+
+def checkpoint_writes(plan: Schedule, trials: int, every: int) -> float:
+    """Expected checkpoint writes of ``trials`` trials under ``plan``: a trial stopped at a rung writes every
+    ``every`` epochs until then; one that runs to ``max_t``, also at its end."""
+    stopped = sum(n * (math.ceil(m) // every) for m, n in zip(plan.milestones, plan.stopped, strict=True))
+    return stopped + (trials - sum(plan.stopped)) * _writes(plan.max_t, every)
+
+
+def _part(name: str, runs: int, epochs: float, writes: float, seconds: float, fixed: Overheads, *,
+          at_once: int, devices: float, startup: float | None = None) -> Part:
+    """``runs`` runs of ``epochs`` epochs and ``writes`` checkpoint writes in all, ``at_once`` at a time, each
+    started in ``startup`` seconds (default: a trial's)."""
+    started = runs * (fixed.trial_startup if startup is None else startup)
+    busy = epochs * (seconds + fixed.epoch_overhead) + writes * fixed.checkpoint + started
+    return Part(name, runs, epochs, seconds, busy / at_once, devices)
 
 
 def promoted_epochs(spec: SweepSpec) -> int:
@@ -119,48 +104,51 @@ def promoted_epochs(spec: SweepSpec) -> int:
     return spec.promote.epochs or get_preset(spec.base).epochs
 
 
-def estimate(spec: SweepSpec, costs: EpochCosts) -> dict[str, Any]:
-    """The expected cost of ``spec``: its parts, totals and the rung table, as a JSON-ready mapping.
-
-    Trials run ``min(search.max_concurrent, search.num_trials)`` at once; the baselines and the
-    promotion's seeds run one after another. USD is GPU-hours at ``cost.usd_per_gpu_hour`` (None without it).
-    """
-    w, s = spec.workload, spec.scheduler
-    rungs, trial_epochs = rung_table(s.kind, trials=spec.search.num_trials, grace_period=s.grace_period,
-                                     reduction_factor=s.reduction_factor, max_t=w.epochs)
-    at_once = min(spec.search.max_concurrent, spec.search.num_trials)
-    parts = [Part(f"trials ({s.kind})", spec.search.num_trials, trial_epochs, costs.sweep, _gpus(w),
-                  trial_epochs * costs.sweep / at_once)]
+def estimate(spec: SweepSpec, costs: EpochCosts, fixed: Overheads) -> dict[str, Any]:
+    """The expected cost of ``spec``: its parts, totals and the rung table, as a JSON-ready mapping."""
+    w, trials = spec.workload, spec.search.num_trials
+    plan = schedule(spec)
+    at_once = min(spec.search.max_concurrent, trials)
+    held = at_once * run_devices(w)
+    every = spec.baseline_spec().checkpoint_every
+    parts = [Part("Ray's start", 1, 0, 0, fixed.ray_start, held),
+             _part(f"trials ({spec.scheduler.kind})", trials, plan.trial_epochs,
+                   checkpoint_writes(plan, trials, every), costs.sweep, fixed, at_once=at_once, devices=held)]
     if spec.storage.baseline == "auto":
-        parts.append(Part("dense baseline", 1, w.epochs, costs.sweep, _gpus(w), w.epochs * costs.sweep))
+        parts.append(_part("dense baseline", 1, w.epochs, _writes(w.epochs, every), costs.sweep, fixed, at_once=1,
+                           devices=held, startup=fixed.baseline_startup))
     if spec.promote.enabled and costs.promoted is not None:
         epochs = promoted_epochs(spec)
-        full = spec.promoted_sweep(epochs).workload
+        devices = max(held, run_devices(spec.promoted_sweep(epochs).workload))
+        writes = _writes(epochs, spec.promote.checkpoint_every)
         if spec.promote.workload is not None and spec.promote.workload.baseline == "auto":
-            parts.append(Part("promoted-workload dense baseline", 1, epochs, costs.promoted, _gpus(full),
-                              epochs * costs.promoted))
+            parts.append(_part("promoted-workload dense baseline", 1, epochs, writes, costs.promoted, fixed,
+                               at_once=1, devices=devices, startup=fixed.baseline_startup))
         seeds = spec.promote.seeds  # side by side only where the cluster has room: counted one after another
-        parts.append(Part("promoted run", seeds, seeds * epochs, costs.promoted, _gpus(full),
-                          seeds * epochs * costs.promoted))
-    price = spec.cost.usd_per_gpu_hour
-    gpu_hours = sum(p.gpu_hours for p in parts)
+        parts.append(_part("promoted run", seeds, seeds * epochs, seeds * writes, costs.promoted, fixed, at_once=1,
+                           devices=devices))
+    device_hours = sum(p.wall_seconds * p.devices for p in parts) / 3600
     return {
         "source": costs.source, "seconds_per_epoch": {"sweep": costs.sweep, "promoted": costs.promoted},
-        "trials_at_once": at_once, "trial_epochs": trial_epochs,
-        "rungs": [dataclasses.asdict(r) for r in rungs],
-        "parts": [{**dataclasses.asdict(p), "gpu_hours": p.gpu_hours,
-                   "usd": None if price is None else p.gpu_hours * price} for p in parts],
-        "gpu_hours": gpu_hours, "wall_seconds": sum(p.wall_seconds for p in parts),
-        "usd": None if price is None else gpu_hours * price,
+        "overheads": dataclasses.asdict(fixed), "trials_at_once": at_once, "trial_epochs": plan.trial_epochs,
+        "rungs": [{"milestone": m, "reached": r, "stopped": s}
+                  for m, r, s in zip(plan.milestones, plan.reached, plan.stopped, strict=True)],
+        "parts": [dataclasses.asdict(p) for p in parts],
+        "wall_seconds": sum(p.wall_seconds for p in parts), "device": device_of(w), "device_hours": device_hours,
+        "usd": price(w, spec.cost.usd_per_gpu_hour, device_hours),
     }
 
 
-def _hours(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """``seconds`` for a reader: ``42 s``, ``3.5 min`` or ``2.25 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
-def _usd(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.0f}"
+def usd(value: float | None) -> str:
+    """A price in whole dollars, or ``n/a``."""
+    return "n/a" if value is None else f"${value:,.0f}"
 
 
 def estimate_lines(result: dict[str, Any]) -> list[str]:
@@ -170,25 +158,26 @@ def estimate_lines(result: dict[str, Any]) -> list[str]:
     if result["rungs"]:
         lines += ["| rung (epoch) | trials reaching it (expected) | stopped there |", "|---:|---:|---:|"]
         lines += [f"| {r['milestone']:g} | {r['reached']:.2f} | {r['stopped']:.2f} |" for r in result["rungs"]]
-    lines += ["| part | runs | epochs | s / epoch | GPUs per run | GPU-hours | wall | USD |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for p in result["parts"]:
-        lines.append(f"| {p['name']} | {p['runs']} | {p['epochs']:.1f} | {p['seconds_per_epoch']:.2f} | "
-                     f"{p['gpus']:g} | {p['gpu_hours']:.2f} | {_hours(p['wall_seconds'])} | {_usd(p['usd'])} |")
-    lines.append(f"| total | | | | | {result['gpu_hours']:.2f} | {_hours(result['wall_seconds'])} | "
-                 f"{_usd(result['usd'])} |")
-    lines.append(f"trials at once: {result['trials_at_once']}; wall time excludes Ray's start and per-trial "
-                 "start-up")
+    lines += ["| part | runs | epochs | s / epoch | wall |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {p['name']} | {p['runs']} | {p['epochs']:.1f} | {p['seconds_per_epoch']:.2f} | "
+              f"{duration(p['wall_seconds'])} |" for p in result["parts"]]
+    lines.append(f"| total | | {result['trial_epochs']:.1f} trial-epochs | | {duration(result['wall_seconds'])} |")
+    fixed, device = result["overheads"], result["device"]
+    lines.append(f"held: {result['device_hours']:.2f} {device}-hours, {usd(result['usd'])} (the {device}s of "
+                 f"{result['trials_at_once']} trials at once over the wall time: an upper bound where idle nodes "
+                 f"are freed); fixed costs ({fixed['source']}): start {fixed['ray_start']:.3g} s, baseline "
+                 f"start-up {fixed['baseline_startup']:.3g} s, {fixed['trial_startup']:.3g} s per trial, "
+                 f"{fixed['epoch_overhead']:.3g} s per epoch, {fixed['checkpoint']:.3g} s per checkpoint")
     return lines
 
 
-def actuals(*, trial_epochs: int, wall_seconds: float, workload: Workload, trials_at_once: int) -> dict[str, float]:
-    """What a finished sweep used, to set beside its estimate in ``run.json``.
-
-    ``gpu_hours`` is the GPUs the trials held at once over the wall time: an upper bound on use.
-    """
-    return {"trial_epochs": trial_epochs, "wall_seconds": wall_seconds,
-            "gpu_hours": wall_seconds * trials_at_once * _gpus(workload) / 3600}
+def actuals(workload: Workload, *, trial_epochs: int, wall_seconds: float, trials_at_once: int,
+            usd_per_gpu_hour: float | None = None) -> dict[str, Any]:
+    """What a finished sweep used, to set beside its estimate in ``run.json``: trial-epochs, wall time and
+    the device-hours held (the trials' devices over the wall time: an upper bound on use), with their price."""
+    hours = held_hours(workload, trials_at_once=trials_at_once, wall_seconds=wall_seconds)
+    return {"trial_epochs": trial_epochs, "wall_seconds": wall_seconds, "device": device_of(workload),
+            "device_hours": hours, "usd": price(workload, usd_per_gpu_hour, hours)}
 
 
 def count_trial_epochs(entries: Sequence[dict[str, Any]]) -> int:

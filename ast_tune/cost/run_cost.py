@@ -1,13 +1,16 @@
-"""A sweep's cost in ``run.json``: the estimate before launch (``estimate``) and the actuals after (``actual``).
+"""A sweep's cost in ``run.json``: three estimates (at the start, at half the expected trial-epochs) and the actual.
 
-:func:`sweep_estimate` prices the spec from ``--probe`` or the spec's ``cost:`` figures
-(:mod:`ast_tune.cost.estimate`, :mod:`ast_tune.cost.epoch_cost`); :func:`print_estimate` is
-``--dry-run``'s table; :func:`record_actuals` writes the measured trial-epochs, wall time and GPU-hours.
+:func:`sweep_estimate` prices the spec from ``--probe``'s timing, else the spec's ``cost:`` figures, else the
+dense baseline the sweep has timed (:mod:`ast_tune.cost.estimate`, :mod:`ast_tune.cost.epoch_cost`,
+:mod:`ast_tune.cost.overheads`); :func:`print_estimate` is ``--dry-run``'s table. :func:`run_estimates` says
+what ``run.json``'s ``estimate``, ``estimate_at_half`` and ``actual`` hold at a moment of the sweep, from
+its status (:mod:`ast_tune.cost.status`); :func:`record_actuals` writes the actual at the end.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,24 +18,47 @@ from typing import Any
 from ast_tune import atomic
 from ast_tune.config.spec import SpecError
 from ast_tune.config.sweep_spec import SweepSpec, Workload
-from ast_tune.cost.epoch_cost import epoch_costs, probe
+from ast_tune.cost.epoch_cost import Probe, epoch_costs, from_baseline, probe
 from ast_tune.cost.estimate import actuals, count_trial_epochs, estimate_lines, promoted_epochs
 from ast_tune.cost.estimate import estimate as estimate_cost
+from ast_tune.cost.overheads import overheads
+from ast_tune.cost.reestimate import Projection
 from ast_tune.data.sources import check_root
 from ast_tune.results.journal import Journal
 
+#: ``run.json``'s keys for the three estimates, in the order they are made
+START, HALF, ACTUAL = "estimate", "estimate_at_half", "actual"
 
-def sweep_estimate(spec: SweepSpec, probe_steps: int | None) -> dict[str, Any]:
-    """The cost estimate (:mod:`ast_tune.cost.estimate`), or ``{"unavailable": why}`` without figures."""
-    if probe_steps is not None:
-        check_root(spec.workload.data)
-        print(f"probe: timing {probe_steps} training steps of one worker here", flush=True)
+
+def measure(spec: SweepSpec, probe_steps: int) -> Probe:
+    """``--probe``: time ``probe_steps`` training steps (and the loader alone) of one worker here."""
+    check_root(spec.workload.data)
+    print(f"probe: timing {probe_steps} training steps and the loader of one worker here", flush=True)
+    return probe(spec, steps=probe_steps)
+
+
+def sweep_estimate(spec: SweepSpec, probe_steps: int | None = None, *, probed: Probe | None = None,
+                   baseline: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The cost estimate (:func:`ast_tune.cost.estimate.estimate`), or ``{"unavailable": why}``.
+
+    Args:
+        spec: the sweep.
+        probe_steps: ``--probe``'s steps, timed now; None: none (or ``probed`` already).
+        probed: a probe's measurements already made.
+        baseline: ``baseline.json``'s mapping, the dense baseline this sweep timed: the figures when
+            neither the probe nor ``cost:`` gives them.
+    """
+    if probe_steps is not None and probed is None:
+        probed = measure(spec, probe_steps)
+    fixed = overheads(spec.cost, spec.workload, checkpoint=probed.checkpoint if probed else None)
     try:
-        return estimate_cost(spec, epoch_costs(spec, probe(spec, steps=probe_steps) if probe_steps else None))
+        return estimate_cost(spec, epoch_costs(spec, probed.per_image if probed else None), fixed)
     except SpecError as err:
-        if probe_steps is not None:
-            raise
-        return {"unavailable": str(err)}
+        if probed is not None or baseline is None or err.key != "cost":
+            if probed is not None:
+                raise
+            return {"unavailable": str(err)}
+    return estimate_cost(spec, epoch_costs(spec, from_baseline(spec, baseline)), fixed)
 
 
 def print_estimate(spec: SweepSpec, probe_steps: int | None) -> None:
@@ -43,18 +69,40 @@ def print_estimate(spec: SweepSpec, probe_steps: int | None) -> None:
         print(f"promoted workload ({source}): {spec.promoted_sweep(promoted_epochs(spec)).workload.describe()}")
     result = sweep_estimate(spec, probe_steps)
     if "unavailable" in result:
-        print(f"cost estimate: unavailable: {result['unavailable']}")
+        print(f"cost estimate: unavailable before the sweep times its dense baseline: {result['unavailable']}")
         return
     print("\n".join(estimate_lines(result)))
 
 
+def run_estimates(run: Mapping[str, Any], projection: Projection, *, finished: bool) -> dict[str, Any]:
+    """``run.json``'s three estimates now: the one made at the start (as stored), the projection made once
+    half the trial-epochs the start expected are done (``projection``'s, the first time it is due; kept after),
+    and, once the sweep has ``finished``, the actual (``projection``'s totals, which then hold what was used).
+
+    Args:
+        run: ``run.json``'s mapping as stored.
+        projection: the sweep's projection now (:func:`ast_tune.cost.reestimate.reestimate`).
+        finished: every trial has ended (and the promotion, if any, has run).
+
+    Returns:
+        ``{START: ..., HALF: ..., ACTUAL: ...}``; a value is None where it is not known yet.
+    """
+    start = run.get(START)
+    half = run.get(HALF)
+    expected = start.get("trial_epochs") if isinstance(start, Mapping) else None
+    if half is None and expected is not None and projection.epochs_done >= expected / 2 and not finished:
+        half = projection.totals()
+    return {START: start, HALF: half, ACTUAL: projection.totals() if finished else run.get(ACTUAL)}
+
+
 def record_actuals(results: Path, attempt: dict[str, Any], journal: Journal, workload: Workload,
-                    trials_at_once: int) -> None:
+                   trials_at_once: int, *, usd_per_gpu_hour: float | None = None) -> None:
     """``run.json``'s ``actual`` beside its ``estimate``: trial-epochs (of every attempt, from the journal),
-    wall time since ``attempt`` started (promotion included) and GPU-hours over that time."""
+    wall time since ``attempt`` started (promotion included) and the device-hours ``workload``'s trials held,
+    priced at ``usd_per_gpu_hour``."""
     start = datetime.fromisoformat(attempt["start"])
     wall = (datetime.now(UTC) - start).total_seconds()
     stored = json.loads((results / "run.json").read_text())
-    stored["actual"] = actuals(trial_epochs=count_trial_epochs(journal.read()), wall_seconds=wall,
-                               workload=workload, trials_at_once=trials_at_once)
+    stored[ACTUAL] = actuals(workload, trial_epochs=count_trial_epochs(journal.read()), wall_seconds=wall,
+                             trials_at_once=trials_at_once, usd_per_gpu_hour=usd_per_gpu_hour)
     atomic.write_text(results / "run.json", json.dumps(stored, indent=2) + "\n")

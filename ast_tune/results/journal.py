@@ -2,8 +2,10 @@
 
 The journal is the history of record (``results/<name>/journal.jsonl``; a promotion's is
 ``promoted/journal.jsonl``): :func:`epochs_frame` turns it into the epochs table that
-:func:`ast_tune.results.tables.write_tables` reads. Appending starts every record on a line of its
-own, and reading skips a line torn by a kill or a full disk, so a journal survives both. The Tune
+:func:`ast_tune.results.tables.write_tables` reads. Every entry carries the time it was written
+(``time``), from which :mod:`ast_tune.cost.reestimate` measures a running sweep's pace. Appending starts
+every record on a line of its own, and reading skips a line torn by a kill or a full disk, so a journal
+survives both. The Tune
 callback that writes it lives in :mod:`ast_tune.tuning.search.callbacks`; this module reads and
 writes the file alone, without Ray.
 """
@@ -15,6 +17,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from ast_tune.config import columns
 log = logging.getLogger(__name__)
 
 JOURNAL = "journal.jsonl"
+TIME = "time"  # when an entry was written, Unix seconds: the status line's clock
 
 
 class Journal:
@@ -35,8 +39,10 @@ class Journal:
         self.path = Path(path)
 
     def append(self, entry: dict[str, Any]) -> None:
-        """One line; it starts on a line of its own even after a line torn by a kill or a full disk."""
+        """One line, stamped with the time it is written (``time``, Unix seconds) unless ``entry`` has one;
+        it starts on a line of its own even after a line torn by a kill or a full disk."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        entry = {**entry, TIME: entry.get(TIME, round(time.time(), 3))}
         with self.path.open("a+b") as handle:
             size = handle.seek(0, os.SEEK_END)
             torn = size > 0 and handle.seek(size - 1) >= 0 and handle.read(1) != b"\n"

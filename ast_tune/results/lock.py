@@ -45,6 +45,15 @@ def hold(directory: Path, *, say: Callable[[str], None]) -> Iterator[None]:
                     empty.rmdir()
 
 
+def holder(directory: Path) -> dict[str, Any] | None:
+    """The driver that runs the sweep in ``directory`` now (``driver.lock``'s pid, host, since, command), or
+    None: no lock, or one left by a process that is gone on this host. A lock of another host counts as held."""
+    found = _read(Path(directory) / LOCK_FILE)
+    if not found or (found.get("host") == platform.node() and not _alive(found.get("pid"))):
+        return None
+    return found
+
+
 def _acquire(path: Path, say: Callable[[str], None]) -> bool:
     """Take the lock at ``path``; False if this process holds it already."""
     while not _link(path, {**_me(), "since": datetime.now(UTC).isoformat(timespec="seconds"), "command": sys.argv}):

@@ -24,6 +24,7 @@ from ast_tune.results.baseline_file import BASELINE_FILE, load_json, read_baseli
 from ast_tune.results.tables import Objective, objectives_from, read_epochs, trials_table
 
 logger = logging.getLogger(__name__)
+_LATER_COLUMNS = ("phase", "val_seconds")  # epoch columns that results made by an older version lack
 
 @dataclasses.dataclass(frozen=True)
 class SweepResults:
@@ -64,7 +65,7 @@ def _read_promoted(path: Path) -> pd.DataFrame | None:
         frame = pd.read_parquet(path)
     except (OSError, ValueError) as err:
         raise SpecError(str(path), f"cannot read Parquet ({type(err).__name__})") from None
-    missing = [name for name in columns.EPOCH_METRICS if name not in frame.columns and name != "phase"]
+    missing = [name for name in columns.EPOCH_METRICS if name not in frame.columns and name not in _LATER_COLUMNS]
     if missing:
         raise SpecError(str(path), f"missing column(s) {', '.join(missing)}")
     if "seed" in frame and len(frame):

@@ -150,6 +150,12 @@ def trials_table(epochs: pd.DataFrame, objectives: Sequence[Objective], *, basel
     return trials[[*columns.TRIAL_COLUMNS, *extra]]
 
 
+def rebased(epochs: pd.DataFrame, baseline_seconds: float | None) -> pd.DataFrame:
+    """``epochs`` with every ``speedup`` the one baseline's train seconds per epoch over the epoch's own
+    (one table, one baseline); unchanged without a baseline."""
+    return epochs.assign(speedup=baseline_seconds / epochs["train_seconds"]) if baseline_seconds else epochs
+
+
 def eligible(trials: pd.DataFrame) -> pd.Series:
     """Which rows of ``trials`` (or of an epochs table) may enter the front: :func:`ast_tune.config.columns.may_rank`
     of their ``status``. The one filter: ranking, promotion, the report and the figures all use it."""

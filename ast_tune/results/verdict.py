@@ -174,6 +174,21 @@ def shortfall(level: Level, *, top1_drop: float, savings: float, speedup: float)
 
 
 
+def best(trials: pd.DataFrame) -> tuple[str, pd.Series, int] | None:
+    """The highest level any of ``trials`` reaches, its most accurate trial there (ties: the larger savings,
+    then the smaller id) and how many reach it; None when none reaches the lowest level.
+
+    Args:
+        trials: the trials to judge (finished and feasible), with ``verdict``, ``val_top1``, ``energy_savings``.
+    """
+    for name in LEVELS:
+        at = trials[trials["verdict"] == name]
+        if not at.empty:
+            order = at.sort_values(["val_top1", "energy_savings", "trial_id"], ascending=[False, False, True])
+            return name, order.iloc[0], len(at)
+    return None
+
+
 def conclusion(trials: pd.DataFrame, rows: pd.DataFrame, baseline: Mapping | None, criteria: Criteria) -> str:
     """One line: the most accurate trial at the highest level reached, or how closely Minimum was missed.
 
@@ -189,18 +204,16 @@ def conclusion(trials: pd.DataFrame, rows: pd.DataFrame, baseline: Mapping | Non
     if trials.empty:
         return "verdict: no finished, feasible trial to judge"
     base_top1 = float(baseline["val_top1"])
-    for name in LEVELS:
-        at = trials[trials["verdict"] == name]
-        if at.empty:
-            continue
-        best = at.sort_values(["val_top1", "energy_savings", "trial_id"], ascending=[False, False, True]).iloc[0]
-        speedup = level_speedups(rows[rows["trial_id"] == best["trial_id"]], baseline_epochs(baseline), base_top1,
+    found = best(trials)
+    if found is not None:
+        name, top, reaching = found
+        speedup = level_speedups(rows[rows["trial_id"] == top["trial_id"]], baseline_epochs(baseline), base_top1,
                                  criteria)[name]
         bar = base_top1 - getattr(criteria.success, name).max_accuracy_drop
-        return (f"verdict: {len(at)} trial(s) reach {name}{'' if name == LEVELS[0] else ' (none higher)'}; "
-                f"the most accurate, trial {best['trial_id']}: top-1 {best['val_top1']:.2f}% "
-                f"({best['top1_drop']:.2f} points below the baseline's {base_top1:.2f}%), savings "
-                f"{100 * best['energy_savings']:.1f}% (counted), {speedup:.2f}x sooner to {bar:.2f}% (measured)")
+        return (f"verdict: {reaching} trial(s) reach {name}{'' if name == LEVELS[0] else ' (none higher)'}; "
+                f"the most accurate, trial {top['trial_id']}: top-1 {top['val_top1']:.2f}% "
+                f"({top['top1_drop']:.2f} points below the baseline's {base_top1:.2f}%), savings "
+                f"{100 * top['energy_savings']:.1f}% (counted), {speedup:.2f}x sooner to {bar:.2f}% (measured)")
     level = criteria.success.minimum
     scored = []
     for row in trials.to_dict("records"):
