@@ -24,7 +24,6 @@ is stopped again, and one that passed is never stopped there later.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +32,8 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from ast_tune.config.sweep_spec import SCHEDULER_KINDS, SweepSpec
 from ast_tune.cost.estimate import milestones
-from ast_tune.results.pareto import crowding_distance, objective_signs, pareto_ranks
+from ast_tune.cost.rungs import moasha_passes
+from ast_tune.results.pareto import objective_signs
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
@@ -46,24 +46,6 @@ TIME_ATTR = "epoch"  # progress is counted in epochs: Tune's training_iteration 
 
 def _tune_trial_id(trial: Trial) -> str:
     return trial.trial_id
-
-
-def _survives(vectors: list[list[float]], modes: Sequence[str], reduction_factor: float) -> bool:
-    """Whether the last of a rung's objective vectors is within the rung's top ``ceil(n/η)``.
-
-    Vectors are ordered by Pareto rank, then by crowding distance within the rank (larger is
-    better); ties favour the newcomer. With fewer than η vectors there is nothing to cut yet.
-    """
-    n = len(vectors)
-    if n < reduction_factor:
-        return True
-    values = np.array(vectors, dtype=float)
-    ranks = pareto_ranks(values, modes)
-    same_front = ranks == ranks[-1]
-    crowding = np.zeros(n)
-    crowding[same_front] = crowding_distance(values[same_front])
-    better = (ranks < ranks[-1]) | (same_front & (crowding > crowding[-1]))
-    return int(better.sum()) < math.ceil(n / reduction_factor)
 
 
 class MultiObjectiveASHA(FIFOScheduler):
@@ -101,7 +83,7 @@ class MultiObjectiveASHA(FIFOScheduler):
 
     def passes(self, earlier: list[list[float]], vector: list[float]) -> bool:
         """Whether ``vector`` continues at a rung that holds the ``earlier`` records."""
-        return _survives([*earlier, vector], self.modes, self.reduction_factor)
+        return moasha_passes([*earlier, vector], self.modes, self.reduction_factor)
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         """Refuse a ``TuneConfig`` metric/mode: the objectives are set here."""
