@@ -16,7 +16,7 @@ import yaml
 
 from ast_tune.config.sweep_spec import load_sweep, to_document
 from ast_tune.cost.reestimate import Attempt, attempts_of, reestimate
-from ast_tune.cost.run_cost import ACTUAL, HALF, START, run_estimates
+from ast_tune.cost.run_cost import HALF, START, half_estimate
 from ast_tune.cost.status import read_status, status_line, status_lines, status_of
 from ast_tune.results.journal import JOURNAL, Journal
 
@@ -116,17 +116,15 @@ def test_attempts_of_a_resumed_run_json_oldest_first():
     assert attempts_of(run) == [Attempt(S, S + 600, 2), Attempt(S + 3600, None, 1)]
 
 
-def test_three_estimates_start_half_when_due_and_actual_when_finished():
+def test_the_half_estimate_is_made_once_half_the_expected_trial_epochs_are_done_and_then_kept():
     start = {"trial_epochs": 12.0, "wall_seconds": 40.0}
     status = status_of(_spec(), _journal(), attempts=[Attempt(S, None, 2)], now=S + 20, live=True)
-    due = run_estimates({START: start}, status.projection, finished=False)  # 6 of the 12 done
-    assert due[START] == start and due[ACTUAL] is None
-    assert due[HALF]["trial_epochs"] == 12 and due[HALF]["wall_seconds"] == pytest.approx(29)
-    assert due[HALF]["made_at"] == {"trial_epochs": 6, "elapsed_seconds": 20}
-    early = run_estimates({START: {"trial_epochs": 13.0}}, status.projection, finished=False)
-    assert early[HALF] is None  # 6 < 6.5
-    kept = run_estimates({START: start, HALF: {"trial_epochs": 1}}, status.projection, finished=True)
-    assert kept[HALF] == {"trial_epochs": 1} and kept[ACTUAL]["trial_epochs"] == 12
+    due = half_estimate({START: start}, status.projection)  # 6 of the 12 done
+    assert due["trial_epochs"] == 12 and due["wall_seconds"] == pytest.approx(29)
+    assert due["made_at"] == {"trial_epochs": 6, "elapsed_seconds": 20}
+    assert half_estimate({START: {"trial_epochs": 13.0}}, status.projection) is None  # 6 < 6.5
+    assert half_estimate({START: {"unavailable": "no figures"}}, status.projection) is None
+    assert half_estimate({START: start, HALF: {"trial_epochs": 1}}, status.projection) == {"trial_epochs": 1}
 
 
 def _write_results(tmp_path: Path, *, journal: list[dict], lock: bool) -> Path:

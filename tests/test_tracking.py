@@ -31,10 +31,7 @@ def _entries(trial: str, epochs: int, status: str = "STOPPED") -> list[dict]:
 
 def _log(trackers: Trackers, entries: list[dict]) -> None:
     for entry in entries:
-        if entry["event"] == "epoch":
-            trackers.epoch(entry["trial_id"], entry["params"], entry)
-        else:
-            trackers.end(entry["trial_id"], entry["params"], entry["status"], entry["reason"])
+        trackers.record(entry)
 
 
 TRIALS = pd.DataFrame({"trial_id": ["0", "1"], "on_front": [True, False], "verdict": ["minimum", "none"]})

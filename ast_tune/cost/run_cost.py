@@ -2,9 +2,9 @@
 
 :func:`sweep_estimate` prices the spec from ``--probe``'s timing, else the spec's ``cost:`` figures, else the
 dense baseline the sweep has timed (:mod:`ast_tune.cost.estimate`, :mod:`ast_tune.cost.epoch_cost`,
-:mod:`ast_tune.cost.overheads`); :func:`print_estimate` is ``--dry-run``'s table. :func:`run_estimates` says
-what ``run.json``'s ``estimate``, ``estimate_at_half`` and ``actual`` hold at a moment of the sweep, from
-its status (:mod:`ast_tune.cost.status`); :func:`record_actuals` writes the actual at the end.
+:mod:`ast_tune.cost.overheads`); :func:`print_estimate` is ``--dry-run``'s table. :func:`half_estimate` is
+the projection made once half the expected trial-epochs are done (:mod:`ast_tune.cost.reestimate`), and
+:func:`record_actuals` writes the actual, measured, at the end.
 """
 
 from __future__ import annotations
@@ -74,25 +74,21 @@ def print_estimate(spec: SweepSpec, probe_steps: int | None) -> None:
     print("\n".join(estimate_lines(result)))
 
 
-def run_estimates(run: Mapping[str, Any], projection: Projection, *, finished: bool) -> dict[str, Any]:
-    """``run.json``'s three estimates now: the one made at the start (as stored), the projection made once
-    half the trial-epochs the start expected are done (``projection``'s, the first time it is due; kept after),
-    and, once the sweep has ``finished``, the actual (``projection``'s totals, which then hold what was used).
+def half_estimate(run: Mapping[str, Any], projection: Projection) -> dict[str, Any] | None:
+    """``run.json``'s ``estimate_at_half``: the one stored, else ``projection``'s totals once half the
+    trial-epochs the start's estimate expected are done, else None (not due yet, or no start estimate).
 
     Args:
-        run: ``run.json``'s mapping as stored.
+        run: ``run.json``'s mapping as it is now (this attempt's).
         projection: the sweep's projection now (:func:`ast_tune.cost.reestimate.reestimate`).
-        finished: every trial has ended (and the promotion, if any, has run).
-
-    Returns:
-        ``{START: ..., HALF: ..., ACTUAL: ...}``; a value is None where it is not known yet.
     """
+    if run.get(HALF) is not None:
+        return dict(run[HALF])
     start = run.get(START)
-    half = run.get(HALF)
     expected = start.get("trial_epochs") if isinstance(start, Mapping) else None
-    if half is None and expected is not None and projection.epochs_done >= expected / 2 and not finished:
-        half = projection.totals()
-    return {START: start, HALF: half, ACTUAL: projection.totals() if finished else run.get(ACTUAL)}
+    if expected is None or projection.epochs_done < expected / 2:
+        return None
+    return projection.totals()
 
 
 def record_actuals(results: Path, attempt: dict[str, Any], journal: Journal, workload: Workload,

@@ -3,11 +3,11 @@
 One tracker run per study trial, keyed by the sweep's name and the trial's number, so a resumed sweep
 continues the same runs. What a sweep logs, through :class:`Trackers`:
 
-- :meth:`Trackers.epoch`: a trial's parameters (when its run is made) and one epoch record, stepped by its
-  epoch; an epoch the run holds already is not logged again (MLflow reads the run's metric history; W&B
-  steps only forward). The sweep logs each epoch its journal records afresh, so a resumed trial's replayed
-  epochs are not logged twice.
-- :meth:`Trackers.end`: the trial's end (``TERMINATED``, ``STOPPED`` or ``ERROR`` with its reason).
+- :meth:`Trackers.record`: each entry the sweep's journal gets. An epoch record is logged with the trial's
+  parameters (when its run is made), stepped by its epoch; an epoch the run holds already is not logged
+  again (MLflow reads the run's metric history; W&B steps only forward). The journal gets only the epochs
+  it lacks, so a resumed trial's replayed epochs are not logged twice. An end is the trial's
+  (``TERMINATED``, ``STOPPED`` or ``ERROR`` with its reason).
 - :meth:`Trackers.sync`: every trial of a journal, for a resumed sweep: what a kill kept from the tracker.
 - :meth:`Trackers.finish`: once the tables are written, each trial's ``on_front`` and ``verdict`` and the
   sweep's verdict line.
@@ -117,24 +117,18 @@ class Trackers:
                             name, what, type(err).__name__, err)
                 del self.trackers[name]
 
-    def epoch(self, trial: str, params: Mapping[str, Any], record: Mapping[str, Any]) -> None:
-        """Log epoch ``record`` (``columns.EPOCH_METRICS``) of study trial ``trial``, with its ``params``."""
-        self._each(lambda t: t.epoch(str(trial), params, record), f"trial {trial} epoch {record.get('epoch')}")
-
-    def end(self, trial: str, params: Mapping[str, Any], status: str, reason: str | None = None) -> None:
-        """Record the end of study trial ``trial`` (``params``: its parameters, for a run made now): ``status``
-        and, for an error, ``reason``."""
-        self._each(lambda t: t.end(str(trial), params, status, reason), f"the end of trial {trial}")
+    def record(self, entry: Mapping[str, Any]) -> None:
+        """Log one journal entry (:mod:`ast_tune.results.journal`) of a study trial: an epoch record (with the
+        trial's parameters) or its end (``TERMINATED``, ``STOPPED``, or ``ERROR`` with its reason); a start
+        is not logged."""
+        self._each(lambda t: _log(t, entry), _what(entry))
 
     def sync(self, entries: Sequence[Mapping[str, Any]]) -> None:
         """Log what a journal's ``entries`` hold that a tracker lacks (a resumed sweep's first call): only the
         trackers that can tell what their runs hold (MLflow; W&B online, from a run's last step)."""
         def replay(tracker: Tracker) -> None:
             for entry in entries:
-                if entry.get("event") == "epoch":
-                    tracker.epoch(str(entry["trial_id"]), entry.get("params", {}), entry)
-                elif entry.get("event") == "end":
-                    tracker.end(str(entry["trial_id"]), entry.get("params", {}), entry["status"], entry.get("reason"))
+                _log(tracker, entry)
 
         self._each(replay, "the journal", only=lambda tracker: tracker.knows_history)
 
@@ -147,3 +141,19 @@ class Trackers:
     def close(self) -> None:
         """End whatever run is still open (a sweep interrupted mid-trial leaves them to its resume)."""
         self._each(lambda t: t.close(), "its close")
+
+
+def _log(tracker: Tracker, entry: Mapping[str, Any]) -> None:
+    """Hand a journal ``entry`` to ``tracker``: an epoch record, or a trial's end; anything else is not logged."""
+    trial, params = str(entry["trial_id"]), entry.get("params", {})
+    if entry.get("event") == "epoch":
+        tracker.epoch(trial, params, entry)
+    elif entry.get("event") == "end":
+        tracker.end(trial, params, entry["status"], entry.get("reason"))
+
+
+def _what(entry: Mapping[str, Any]) -> str:
+    """An entry as a warning names it: ``trial 3 epoch 2``, ``the end of trial 3``."""
+    if entry.get("event") == "epoch":
+        return f"trial {entry['trial_id']} epoch {entry.get('epoch')}"
+    return f"the {entry.get('event')} of trial {entry['trial_id']}"
