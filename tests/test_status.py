@@ -16,7 +16,7 @@ import yaml
 
 from ast_tune.config.sweep_spec import load_sweep, to_document
 from ast_tune.cost.reestimate import Attempt, attempts_of, reestimate
-from ast_tune.cost.run_cost import HALF, START, half_estimate
+from ast_tune.cost.run_cost import ACTUAL, HALF, START, cost_line, half_estimate
 from ast_tune.cost.status import read_status, status_line, status_lines, status_of
 from ast_tune.results.journal import JOURNAL, Journal
 
@@ -175,3 +175,13 @@ def test_status_command_refuses_a_directory_that_is_no_sweep_in_one_line(tmp_pat
     assert main([str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: {tmp_path / 'nothing'}: not a sweep's results directory (no spec.yaml); give results/<name>"
+
+
+def test_the_cost_line_sets_the_three_estimates_side_by_side():
+    start = {"trial_epochs": 107.5, "wall_seconds": 216.0, "device": "CPU", "device_hours": 0.12, "usd": None,
+             "source": "the dense baseline"}
+    actual = {"trial_epochs": 108, "wall_seconds": 198.0, "device": "CPU", "device_hours": 0.11, "usd": 12.4}
+    assert cost_line({START: start, HALF: None, ACTUAL: actual}) == (
+        "cost: estimated 107.5 trial-epochs, 3.6 min, 0.12 CPU-h (the dense baseline) · "
+        "actual 108 trial-epochs, 3.3 min, 0.11 CPU-h ($12)")
+    assert cost_line({START: {"unavailable": "no cost: figures"}}) == "cost: no estimate at the start"
