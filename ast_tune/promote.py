@@ -30,7 +30,8 @@ speedups and verdict under ``seeds``, their ``mean`` and ``std``; ``verdict``: t
 meets; :mod:`ast_tune.results.promoted`), ``plots/`` (the first seed's), ``journal.jsonl``, ``runs/``
 (each seed's checkpoints and engine summary), ``train/`` (Ray Train's runs) and ``tune/`` (Tune's scratch).
 Exit codes: 0 done (or done before), 1 runtime failure or no trial qualifies, 2 bad input (one
-line naming the path or flag; nothing written), 130 interrupted (the same command continues).
+line naming the path or flag; nothing written), 130 interrupted by Ctrl-C and 143 stopped by SIGTERM
+(both print the command, the same one, that continues).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from ray import tune
 
 from ast_tune import atomic
 from ast_tune.config import columns
-from ast_tune.config.cli import CliParser, run_main
+from ast_tune.config.cli import CliParser, continue_command, run_main
 from ast_tune.config.run_spec import RunSpec
 from ast_tune.config.spec import SpecError
 from ast_tune.promotion.choice import PROMOTION_FILE, NoCandidateError, Promotion, decide_promotion
@@ -252,11 +253,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     logging.getLogger("ray").setLevel(logging.CRITICAL)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's legacy reporter: silent at verbose=0
+    again = continue_command("ast_tune.promote", argv, flag=None)
     return run_main(
         functools.partial(_main, argv),
-        interrupted="interrupted: the last checkpoint is kept; run the same command again to continue",
+        interrupted=f"interrupted: the last checkpoint is kept; continue with the same command: {again}",
         failures={NoCandidateError: lambda err: f"nothing promoted: {err}",
                   Exception: lambda err: f"promotion failed: {failure_reason(err)}"})
 

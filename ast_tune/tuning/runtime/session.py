@@ -72,7 +72,9 @@ def ray_session(*, verbose: bool, num_cpus: int | None = None) -> Iterator[dict[
     cleaner asks its state API whether a stopped trial's controller is gone, and frees the trial's
     workers only then. The temp dir is marked with this
     process (:mod:`ast_tune.tuning.runtime.cleanup`), and the leftovers of marked Rays whose driver was killed
-    are removed first. ``num_cpus``: the CPUs a local Ray offers (default: all).
+    are removed first. ``num_cpus``: the CPUs a local Ray offers (default: all). ``ray.init`` leaves
+    the SIGTERM handler alone, so a command stopped by SIGTERM while or after Ray starts stops as
+    on Ctrl-C (:func:`ast_tune.config.cli.terminate_as_interrupt`).
     """
     temp_dir, api_server = None, os.environ.get(API_SERVER_VARIABLE)
     options: dict[str, Any] = {"log_to_driver": verbose, "configure_logging": verbose}
@@ -87,7 +89,8 @@ def ray_session(*, verbose: bool, num_cpus: int | None = None) -> Iterator[dict[
     try:
         with local_ray() if temp_dir else contextlib.nullcontext():
             try:
-                ray.init(**options)
+                with private_api.sigterm_left_alone():  # SIGTERM stays Ctrl-C (config.cli)
+                    ray.init(**options)
                 yield {"CPU": 0.0, "GPU": 0.0, **ray.cluster_resources()}
             finally:
                 ray.shutdown()
