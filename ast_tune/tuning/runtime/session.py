@@ -20,6 +20,7 @@ from typing import Any
 
 import ray
 
+from ast_tune.config.cli import terminate_as_interrupt
 from ast_tune.tuning import private_api
 from ast_tune.tuning.runtime import cleanup
 
@@ -73,8 +74,9 @@ def ray_session(*, verbose: bool, num_cpus: int | None = None) -> Iterator[dict[
     workers only then. The temp dir is marked with this
     process (:mod:`ast_tune.tuning.runtime.cleanup`), and the leftovers of marked Rays whose driver was killed
     are removed first. ``num_cpus``: the CPUs a local Ray offers (default: all). ``ray.init`` leaves
-    the SIGTERM handler alone, so a command stopped by SIGTERM while or after Ray starts stops as
-    on Ctrl-C (:func:`ast_tune.config.cli.terminate_as_interrupt`).
+    the SIGTERM handler alone, and it is installed again over the one Ray's core worker adds, so a
+    command sent SIGTERM while or after Ray starts stops as on Ctrl-C
+    (:func:`ast_tune.config.cli.terminate_as_interrupt`).
     """
     temp_dir, api_server = None, os.environ.get(API_SERVER_VARIABLE)
     options: dict[str, Any] = {"log_to_driver": verbose, "configure_logging": verbose}
@@ -89,8 +91,9 @@ def ray_session(*, verbose: bool, num_cpus: int | None = None) -> Iterator[dict[
     try:
         with local_ray() if temp_dir else contextlib.nullcontext():
             try:
-                with private_api.sigterm_left_alone():  # SIGTERM stays Ctrl-C (config.cli)
+                with private_api.sigterm_left_alone():  # SIGTERM stays Ctrl-C (config.cli) while Ray starts
                     ray.init(**options)
+                terminate_as_interrupt()  # over the handler Ray's core worker installed (it logs, then calls ours)
                 yield {"CPU": 0.0, "GPU": 0.0, **ray.cluster_resources()}
             finally:
                 ray.shutdown()
