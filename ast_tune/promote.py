@@ -66,6 +66,7 @@ from ast_tune.results.sweep_dir import made_before
 from ast_tune.results.tables import write_epochs
 from ast_tune.tuning.runtime.baseline import probe_device, with_full_baseline
 from ast_tune.tuning.runtime.session import ray_session
+from ast_tune.tuning.runtime.storage import StorageMarker, write_marker
 from ast_tune.tuning.runtime.worker import SUMMARY, TrialFailedError, failure_reason
 from ast_tune.tuning.search.callbacks import JournalCallback
 from ast_tune.tuning.search.tuner import TrialContext, tune_run
@@ -128,7 +129,8 @@ def _train(promotion: Promotion, say: Callable[[str], None]) -> None:
     ended = {e["params"]["seed"] for e in journal.read() if e["event"] == "end"}
     seeds = [seed for seed in promotion.seeds if seed not in ended]
     if seeds:
-        _tuner(promotion, _EpochsJournal(promotion, journal), seeds).fit()
+        marker = write_marker(promotion.out.parent)  # read by every seed's run as it starts on its node
+        _tuner(promotion, _EpochsJournal(promotion, journal), seeds, marker).fit()
     entries = journal.read()
     ends = {e["params"]["seed"]: e for e in entries if e["event"] == "end"}
     if any(seed not in ends for seed in promotion.seeds):
@@ -216,12 +218,12 @@ def _seeded(spec: RunSpec, config: Mapping[str, Any]) -> RunSpec:
     return dataclasses.replace(spec, seed=config["seed"])
 
 
-def _tuner(promotion: Promotion, journal: JournalCallback, seeds: Sequence[int]) -> tune.Tuner:
+def _tuner(promotion: Promotion, journal: JournalCallback, seeds: Sequence[int], marker: StorageMarker) -> tune.Tuner:
     """A new Tune run of ``seeds`` under ``promoted/tune``; each seed's run continues after its newest checkpoint."""
     context = TrialContext(functools.partial(_seeded, promotion.run_spec), functools.partial(_name, promotion),
                            functools.partial(_run_dir, promotion), promotion.workload, str(promotion.out / "train"),
-                           promotion.baseline_seconds)
-    return tune_run(context.trainable(), promotion.out, callbacks=[journal],
+                           promotion.baseline_seconds, marker)
+    return tune_run(context.trainable(), promotion.out, journal=journal,
                     param_space={"seed": tune.grid_search(list(seeds))}, trial_dirname_creator=context.dirname)
 
 

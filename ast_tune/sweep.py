@@ -64,6 +64,7 @@ from ast_tune.results.sweep_dir import SPEC_FILE, check_results
 from ast_tune.tuning.runtime.baseline import ensure_baseline
 from ast_tune.tuning.runtime.resources import concurrency, resources_line
 from ast_tune.tuning.runtime.session import in_threads, ray_session
+from ast_tune.tuning.runtime.storage import not_shared_line, write_marker
 from ast_tune.tuning.runtime.worker import failure_reason
 from ast_tune.tuning.search.study import check_search, open_study, reconcile
 from ast_tune.tuning.search.tuner import make_tuner
@@ -219,7 +220,7 @@ def _search(spec: SweepSpec, results: Path, journal: Journal, baseline: dict[str
         print(f"resume: trial(s) {', '.join(str(t.number) for t in resume)} continue after their newest "
               "checkpoint", flush=True)
     make_tuner(spec, results, study=study, resume=resume, journal=journal, concurrency=trials_at_once,
-               baseline=baseline).fit()
+               baseline=baseline, marker=write_marker(results)).fit()
 
 
 def _baseline(spec: SweepSpec, results: Path, trials_at_once: int, attempt: dict[str, Any], *,
@@ -245,6 +246,9 @@ def _conclude(spec: SweepSpec, results: Path, journal: Journal, front: pd.DataFr
         print(export.front_markdown(front, [(o.metric, o.mode) for o in spec.objectives], target=target))
         print(_verdict_line(spec, results, journal), flush=True)
     print(f"results: {results}", flush=True)
+    ends = {e["trial_id"]: e.get("reason") for e in journal.read() if e["event"] == "end"}
+    if unshared := not_shared_line(ends, spec.storage.root):
+        print(unshared, file=sys.stderr, flush=True)
     if interrupted:
         print(_interrupted_line(argv, results), file=sys.stderr)
         return EXIT_INTERRUPTED
