@@ -149,12 +149,32 @@ def _show_finished(spec: SweepSpec, results: Path) -> int:
 
 def _absolute(spec: SweepSpec) -> SweepSpec:
     """Paths made absolute against the current directory: Ray workers run elsewhere."""
-    data = spec.workload.data
-    if data.root and not data.root.startswith(("/", "s3://", "gs://")):
-        data = dataclasses.replace(data, root=str(Path(data.root).resolve()))
+    data = dataclasses.replace(spec.workload.data, root=_resolved(spec.workload.data.root))
+    promote = spec.promote
+    if promote.workload is not None:
+        promote = dataclasses.replace(promote, workload=dataclasses.replace(
+            promote.workload, root=_resolved(promote.workload.root)))
     root = str(Path(spec.storage.root).resolve())  # a path: StorageSpec refuses URIs
-    return dataclasses.replace(spec, workload=dataclasses.replace(spec.workload, data=data),
+    return dataclasses.replace(spec, workload=dataclasses.replace(spec.workload, data=data), promote=promote,
                                storage=dataclasses.replace(spec.storage, root=root))
+
+
+def _resolved(root: str | None) -> str | None:
+    """A data root made absolute; None and URIs as they are."""
+    return root if not root or root.startswith(("/", "s3://", "gs://")) else str(Path(root).resolve())
+
+
+def _check_data(spec: SweepSpec) -> None:
+    """The sweep's data tree, and the promoted run's when it names its own root (SpecError naming the key)."""
+    try:
+        check_root(spec.workload.data)
+    except SpecError as err:
+        raise err.within("workload") from None
+    if spec.promote.enabled and spec.promote.workload is not None and spec.promote.workload.root:
+        try:
+            check_root(spec.workload.promoted(spec.promote.workload).data)
+        except SpecError as err:
+            raise SpecError("promote.workload.root", err.message) from None
 
 
 def sweep(spec: SweepSpec, results: Path, *, resume: bool, cluster: dict[str, float], argv: Sequence[str],
@@ -285,10 +305,7 @@ def _main(argv: list[str]) -> int:
         print(resources_line(spec))
         print_estimate(spec, args.probe)
         return 0
-    try:
-        check_root(spec.workload.data)
-    except SpecError as err:
-        raise err.within("workload") from None
+    _check_data(spec)
     estimate = sweep_estimate(spec, args.probe)
     try:
         with lock.hold(results, say=lambda line: print(line, flush=True)):  # one driver per sweep

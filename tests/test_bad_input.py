@@ -103,6 +103,27 @@ def test_empty_or_one_class_data_exits_2_before_results_exist(tmp_path, capsys, 
     assert not root.exists()
 
 
+def test_a_promoted_root_without_data_exits_2_naming_promote_workload_root(tmp_path, capsys):
+    root, tree, empty = tmp_path / "results", _tree(tmp_path / "data", ("a", "b")), tmp_path / "empty"
+    (empty / "train").mkdir(parents=True)
+    argv = [str(QUICKSTART), "--set", f"storage.root={root}", "--set", "workload.data.kind=imagefolder",
+            "--set", f"workload.data.root={tree}", "--set", f"promote={{enabled: true, workload: {{root: {empty}}}}}"]
+    assert sweep_cli.main(argv) == 2
+    err = _one_line(capsys)
+    assert err.startswith("error: promote.workload.root: ") and "two or more class folders" in err, err
+    assert not root.exists()
+
+
+def test_the_promoted_workload_reads_its_own_root_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = sweep_cli._absolute(load_sweep(QUICKSTART, ["workload.data.kind=imagefolder", "workload.data.root=proxy",
+                                                       "promote.workload={root: full, image_size: 24}"]))
+    assert spec.workload.data.root == str(tmp_path / "proxy")
+    promoted = spec.promoted_sweep(3).workload.data
+    assert (promoted.root, promoted.image_size) == (str(tmp_path / "full"), 24)
+    assert spec.promoted_sweep(3).baseline_spec().data.root == str(tmp_path / "full")
+
+
 # --- results from elsewhere --------------------------------------------------------------------------
 
 

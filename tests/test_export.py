@@ -164,6 +164,18 @@ def test_markdown_names_counted_and_measured_and_formats_rows(epochs):
     assert len(lines) == 7
 
 
+def test_a_trial_that_waited_on_its_loader_is_marked_beside_its_speedup(epochs):
+    waits = {"a": 6.0, "b": 1.0, "c": 0.0}  # seconds per epoch row: a waits 12 of its 15 s (80 %), b 1 of 8
+    epochs = epochs.assign(data_seconds=epochs["trial_id"].map(waits))
+    trials = trials_table(epochs, DEFAULT_OBJECTIVES).set_index("trial_id")
+    assert trials.loc["a", "data_wait"] == pytest.approx(12 / 15) and trials.loc["b", "data_wait"] == 1 / 8
+    assert np.isnan(trials.loc["e", "data_wait"])  # not measured
+    lines = front_markdown(front_table(trials.reset_index(), DEFAULT_OBJECTIVES), DEFAULT_OBJECTIVES).splitlines()
+    assert lines[2].startswith("(loader-bound): the trial waited more than 33% of its train time on its data loader")
+    assert lines[6] == "| b | 95.00 | 99.00 | 20.0 | 1.20 | 80.0 | 1 | — | — | — | — | none | 0.05 | step |"
+    assert lines[7].startswith("| a | 92.00 | 96.00 | 50.0 | 1.67 (loader-bound) | 50.0 | 2 |")
+
+
 def test_markdown_prints_missing_values_as_a_dash(epochs):
     row = trials_table(epochs, DEFAULT_OBJECTIVES).iloc[[5]]  # f: no epochs, NaN metrics
     assert front_markdown(row, DEFAULT_OBJECTIVES).splitlines()[-1] \

@@ -82,6 +82,13 @@ def test_ties_on_the_preferred_objective_go_to_higher_top1_then_smaller_trial_id
     assert _choose(_trials(thrifty={"energy_savings": 0.5, "val_top1": 98.2})) == "modest"
 
 
+def test_a_tie_between_study_numbers_goes_to_the_smaller_number_not_the_smaller_text():
+    trials = _trials()
+    trials["trial_id"] = trials["trial_id"].map({"thrifty": "10", "modest": "9"}).fillna(trials["trial_id"])
+    trials.loc[trials["trial_id"].isin(["9", "10"]), ["energy_savings", "val_top1"]] = [0.5, 98.2]
+    assert _choose(trials) == "9"
+
+
 def test_without_a_baseline_the_drop_is_measured_from_the_most_accurate_front_trial():
     assert _choose(_trials(), None, drop=0.5) == "modest"  # floor 97.7: thrifty (97.6) is out
     assert _choose(_trials(), None, drop=0.6) == "thrifty"

@@ -50,6 +50,22 @@ def test_sigterm_is_handled_as_ctrl_c_and_exits_143_with_the_continue_line(capsy
     assert run_main(lambda: 130, interrupted="stop") == 130  # a Ctrl-C is still 130
 
 
+def test_sigterm_stops_a_command_started_with_sigint_ignored(capsys):
+    # `cmd &` in a script (no job control) starts cmd with SIGINT ignored; SIGTERM must still stop it
+    def body() -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):
+            time.sleep(0.01)
+        return 0
+
+    sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert run_main(body, interrupted="stopped") == 143
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+    assert capsys.readouterr().err == "stopped\n"
+
+
 SLOW_CLEANUP = """
 import sys, time
 from pathlib import Path

@@ -38,11 +38,19 @@ class _Termination:
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
-    """SIGTERM: the first is turned into Ctrl-C (whoever handles SIGINT now stops the work); a second exits."""
+    """SIGTERM: the first is turned into Ctrl-C (whoever handles SIGINT now stops the work); a second exits.
+
+    A process started in the background by a shell without job control has SIGINT ignored, so the
+    SIGINT handler is called here rather than the signal raised; where none is installed, the
+    handler is Python's own (KeyboardInterrupt).
+    """
     if _Termination.received:
         os._exit(EXIT_TERMINATED)
     _Termination.received = True
-    signal.raise_signal(signal.SIGINT)
+    on_interrupt = signal.getsignal(signal.SIGINT)
+    if not callable(on_interrupt):
+        on_interrupt = signal.default_int_handler
+    on_interrupt(signal.SIGINT, frame)
 
 
 def terminate_as_interrupt() -> None:

@@ -32,10 +32,15 @@ EPOCH_METRICS = (
 #: ``epochs.parquet`` adds the trial's identity, final status and parameters (``param.<name>``).
 EPOCH_TABLE_KEYS = ("trial_id", "status")
 
-#: ``trials.parquet`` / ``trials.csv``: one row per trial, plus every ``param.<name>``.
+#: Share of an epoch's (or a trial's) train seconds spent waiting on the data loader above which the run
+#: is loader-bound: its measured speedup then measures the loader, not AST.
+DATA_BOUND = 1 / 3
+
+#: ``trials.parquet`` / ``trials.csv``: one row per trial, plus every ``param.<name>``; ``data_wait`` is
+#: ``data_seconds / train_seconds`` (a fraction).
 TRIAL_COLUMNS = (
     "trial_id", "status", "epochs_done", "val_top1", "val_top5", "energy_savings", "speedup",
-    "activation_rate", "train_seconds", "data_seconds", "energy_j", "pareto_rank", "on_front",
+    "activation_rate", "train_seconds", "data_seconds", "data_wait", "energy_j", "pareto_rank", "on_front",
     # the plan's question (ast_tune.results.verdict), known once a trial's epochs are in
     "top1_drop", "time_to_target_s", "speedup_to_target", "tracking_error_mean", "tracking_error_max",
     "feasible", "verdict",
@@ -65,6 +70,7 @@ SHOWN = {
     "activation_rate": ("activation (%)", ".1f", 100),
     "train_seconds": ("train time (s)", ".1f", 1),
     "data_seconds": ("of which waiting on data (s)", ".1f", 1),
+    "data_wait": ("waiting on data (%)", ".0f", 100),
     "energy_j": ("energy (J)", ".0f", 1),
     "speedup_to_target": ("speedup to target, measured (×)", ".2f", 1),
     "time_to_target_s": ("time to target (s)", ".1f", 1),

@@ -25,6 +25,8 @@ class PromoteWorkload:
     measured speedup and its accuracy drop.
     """
 
+    root: str | None = like(DataSpec, "root", default=None, meaning="data.root of the promoted run, e.g. a copy "
+                            "`python -m ast_tune.prepare` made for its image size; null: workload.data.root")
     subset: bool = key(False, "true: keep workload.data.subset; false: every class and image of the data set")
     image_size: int | None = like(DataSpec, "image_size", default=None,
                                   meaning="side of the square network input; null: workload.data.image_size")

@@ -70,7 +70,8 @@ class Workload:
     def promoted(self, overrides: PromoteWorkload) -> Workload:
         """This workload with a promotion's ``overrides`` (``promote.workload``)."""
         data = self.data
-        data = dataclasses.replace(data, subset=data.subset if overrides.subset else None,
+        data = dataclasses.replace(data, root=overrides.root or data.root,
+                                   subset=data.subset if overrides.subset else None,
                                    image_size=overrides.image_size or data.image_size,
                                    num_workers=data.num_workers if overrides.num_workers is None
                                    else overrides.num_workers)

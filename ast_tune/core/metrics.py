@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ast_tune.config.columns import EPOCH_METRICS
+from ast_tune.config.columns import DATA_BOUND, EPOCH_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,6 @@ class LoaderWait:
             yield batch
 
 
-DATA_BOUND = 1 / 3  # share of an epoch's train seconds spent waiting on data above which a run is loader-bound
 
 
 def data_bound_warning(record: Mapping[str, Any]) -> str | None:
@@ -159,7 +158,8 @@ def data_bound_warning(record: Mapping[str, Any]) -> str | None:
     if not (math.isfinite(waited) and math.isfinite(total) and total > 0 and waited > DATA_BOUND * total):
         return None
     return (f"warning: epoch {record.get('epoch')} waited {waited:.1f} of its {total:.1f} train seconds "
-            f"({100 * waited / total:.0f}%) on the data loader; raise data.num_workers (and the CPUs per worker)")
+            f"({100 * waited / total:.0f}%) on the data loader, so its speedup measures the loader: read a "
+            "resized copy (python -m ast_tune.prepare), or raise data.num_workers (and the CPUs per worker)")
 
 
 def epoch_record(**values: float | str) -> dict[str, float | str]:

@@ -35,6 +35,16 @@ class NoCandidateError(RuntimeError):
     """No front trial is close enough to the reference accuracy; ``str(err)`` is one line."""
 
 
+_ID = "_id_order"
+
+
+def _by_id(trials: pd.DataFrame) -> pd.DataFrame:
+    """``trials`` with a column that orders trial ids: study numbers as numbers ("9" before "10"), other ids
+    (results of older versions, keyed by Tune ids) after them, as text."""
+    order = [(0, int(i), "") if str(i).isdigit() else (1, 0, str(i)) for i in trials["trial_id"]]
+    return trials.assign(**{_ID: pd.Series(order, index=trials.index, dtype=object)})
+
+
 def choose_trial(trials: pd.DataFrame, *, baseline_top1: float | None, rule: PromoteRule,
                  prefer_mode: str = "max") -> str:
     """The id of the trial to promote (see the module docstring for the rule).
@@ -55,13 +65,13 @@ def choose_trial(trials: pd.DataFrame, *, baseline_top1: float | None, rule: Pro
     reference = front["val_top1"].max() if baseline_top1 is None else baseline_top1
     close = front[reference - front["val_top1"] <= rule.max_accuracy_drop + 1e-9]
     if close.empty:
-        best = front.sort_values(["val_top1", "trial_id"], ascending=[False, True]).iloc[0]
+        best = _by_id(front).sort_values(["val_top1", _ID], ascending=[False, True]).iloc[0]
         raise NoCandidateError(
             f"no front trial is within {rule.max_accuracy_drop:g} points of the "
             f"{'baseline' if baseline_top1 is not None else 'best trial'}'s top-1 "
             f"{reference:.2f}%; the most accurate, trial {best['trial_id']}, has {best['val_top1']:.2f}%; "
             "pass --trial ID to promote one anyway")
-    ranked = close.sort_values([rule.prefer, "val_top1", "trial_id"], ascending=[prefer_mode == "min", False, True],
+    ranked = _by_id(close).sort_values([rule.prefer, "val_top1", _ID], ascending=[prefer_mode == "min", False, True],
                                na_position="last", kind="stable")
     return str(ranked["trial_id"].iloc[0])
 

@@ -96,6 +96,7 @@ def _per_trial_metrics(rows: pd.DataFrame) -> pd.DataFrame:  # rows: verdict.epo
     by = rows.groupby("trial_id", sort=False)
     last = by.tail(1).set_index("trial_id")
     seconds = by["train_seconds"].sum(skipna=False)
+    data_seconds = by["data_seconds"].sum(min_count=1) if "data_seconds" in rows else np.nan
     baseline_seconds = (rows["speedup"] * rows["train_seconds"]).groupby(rows["trial_id"], sort=False)
     return pd.DataFrame({
         "epochs_done": last["epoch"],
@@ -105,7 +106,8 @@ def _per_trial_metrics(rows: pd.DataFrame) -> pd.DataFrame:  # rows: verdict.epo
         "speedup": baseline_seconds.sum(skipna=False) / seconds.where(seconds > 0),
         "activation_rate": by["activation_rate"].mean(),
         "train_seconds": by["train_seconds"].sum(min_count=1),
-        "data_seconds": by["data_seconds"].sum(min_count=1) if "data_seconds" in rows else np.nan,
+        "data_seconds": data_seconds,
+        "data_wait": data_seconds / seconds.where(seconds > 0),
         "energy_j": by["energy_j"].sum(skipna=False),
     })
 
@@ -120,7 +122,8 @@ def trials_table(epochs: pd.DataFrame, objectives: Sequence[Objective], *, basel
     - ``val_top1``, ``val_top5``: the LAST epoch's, i.e. final accuracy, not the best (%).
     - ``epochs_done``: the largest epoch.
     - ``energy_savings`` (counted) and ``activation_rate``: mean over epochs (fractions).
-    - ``train_seconds``: sum (s). ``energy_j``: sum (J), NaN if any epoch lacks it.
+    - ``train_seconds`` and ``data_seconds`` (of it, waiting on the loader): sums (s); ``data_wait``: their
+      ratio. ``energy_j``: sum (J), NaN if any epoch lacks it.
     - ``speedup`` (measured): Σ speedup_e·train_seconds_e / Σ train_seconds_e, i.e. the dense
       baseline's time for those epochs over the trial's time; NaN if any epoch lacks it.
     - ``status``, ``param.*`` and ``reason`` (if present): the trial's last non-null value.
@@ -192,6 +195,9 @@ _MD_COLUMNS = (*columns.shown("trial_id", "val_top1", "val_top5", "energy_saving
                               "epochs_done"), *verdict.MD_COLUMNS)
 
 
+LOADER_BOUND = "(loader-bound)"  # beside the speedup of a trial that waited on its data loader
+
+
 def front_markdown(front: pd.DataFrame, objectives: Sequence[Objective], *, target: float | None = None) -> str:
     """A GitHub Markdown table of ``front`` with a one-line caption, ready to paste.
 
@@ -199,7 +205,9 @@ def front_markdown(front: pd.DataFrame, objectives: Sequence[Objective], *, targ
     1 − (active + 0.01·skipped)/total, mean over epochs) in %; speedup is MEASURED (dense
     baseline train time / trial train time, same hardware) as ×; activation is the mean
     realised fraction trained on, in %. Floats in param columns get 4 significant digits;
-    missing values print as "—" (time to a ``target`` (%): "not reached"); the caption names it.
+    missing values print as "—" (time to a ``target`` (%): "not reached"); the caption names it. A
+    trial that waited more than ``columns.DATA_BOUND`` of its train time on its loader has
+    :data:`LOADER_BOUND` beside its speedup, and a caption line says what that means.
     """
     params = [name for name in front.columns if name.startswith(columns.PARAM_PREFIX)]
     names = ", ".join(f"{metric} ({mode})" for metric, mode in objectives)
@@ -213,8 +221,13 @@ def front_markdown(front: pd.DataFrame, objectives: Sequence[Objective], *, targ
         "| " + " | ".join(header) + " |",
         "|" + "|".join([":---", *["---:"] * (len(_MD_COLUMNS) - 1), *[":---"] * len(params)]) + "|",
     ]
-    for row in front.to_dict("records"):
+    bound = front["data_wait"] > columns.DATA_BOUND if "data_wait" in front else pd.Series(False, front.index)
+    if bound.any():
+        lines.insert(2, f"{LOADER_BOUND}: the trial waited more than {columns.DATA_BOUND:.0%} of its train time on "
+                        "its data loader, so its speedup measures the loader, not AST.")
+    for row, loader_bound in zip(front.to_dict("records"), bound, strict=True):
         cells = [format_cell(row[name], fmt, scale, missing=verdict.MISSING.get(name, "—") if target else "—")
+                 + (f" {LOADER_BOUND}" if loader_bound and name == "speedup" else "")
                  for name, _, fmt, scale in _MD_COLUMNS]
         cells += [format_cell(row[name], ".4g") for name in params]
         lines.append("| " + " | ".join(cells) + " |")
