@@ -1,10 +1,10 @@
 """Nodes that leave: which trial a lost node took with it, and a trial no node can take.
 
 Every run reports the Ray nodes its processes run on (:data:`NODES` in each epoch record: the trial's
-own process and every rank). :class:`NodeWatch`, a Tune callback, asks Ray which nodes are alive every
-few seconds and prints one line for each trial that ran on a node that has gone; Tune (a trial's
-process died with it) or Ray Train (a rank did) then starts the run again on another node, and it
-continues after its newest checkpoint (:mod:`ast_tune.tuning.runtime.worker`).
+own process and every rank). :class:`NodeWatch`, a Tune callback, looks at those nodes every few
+seconds and prints one line for each trial that ran on a node that has gone; Tune (a trial's process
+died with it) or Ray Train (a rank did) then starts the run again on another node, and it continues
+after its newest checkpoint (:mod:`ast_tune.tuning.runtime.worker`).
 
 When no node can take a trial (a trial waiting for its first node, or for one after its node was lost),
 it waits :func:`node_wait_s` for the autoscaler to add one, then ends ``ERROR`` with the reason and the
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ NODES = "nodes"  # in a run's reports: the ids of the Ray nodes its processes ru
 NODE_WAIT_VARIABLE = "AST_TUNE_NODE_WAIT_S"  # seconds a trial no node can take waits for one
 NODE_WAIT_S = 900.0  # the default: long enough for an autoscaler to start a cloud GPU node
 POLL_S = 2.0  # how often the cluster's nodes are asked for
+PROBE_S = 1.0  # how long a node's raylet has to take a connection
 
 
 def node_id() -> str:
@@ -68,11 +70,29 @@ def _alive_nodes() -> dict[str, dict[str, float]]:
     return {node["NodeID"]: node["Resources"] for node in ray.nodes() if node["Alive"]}
 
 
+def _lost(nodes: set[str]) -> set[str]:
+    """Of ``nodes``, those Ray holds dead or has forgotten, and those whose raylet takes no connection.
+
+    Ray holds a node dead only after it missed several health checks; its raylet's port answers at once.
+    """
+    table = {node["NodeID"]: node for node in ray.nodes()}
+    return {node for node in nodes if node not in table or not table[node]["Alive"] or not _answers(table[node])}
+
+
+def _answers(node: dict[str, Any]) -> bool:
+    try:
+        with socket.create_connection((node["NodeManagerAddress"], node["NodeManagerPort"]), timeout=PROBE_S):
+            return True
+    except OSError:
+        return False
+
+
 class NodeWatch(tune.Callback):
     """Prints one line for each unfinished trial that ran on a node that is lost: ``trial 3 lost node <id>: ...``.
 
-    Ray may take a while to hold a node dead, and by then the trial may run elsewhere: so every node a
-    trial reported while this Tune run ran it counts.
+    The nodes of the running trials are looked at every ``POLL_S``, and a trial's as Tune restarts it
+    (its process died) or as it ends (a Train run may have lost a rank's node and gone on), so the line
+    comes even when the run finishes on its new node before Ray holds the old one dead.
 
     Args:
         name: names a Tune trial in the line (as the progress lines do).
@@ -80,29 +100,34 @@ class NodeWatch(tune.Callback):
 
     def __init__(self, name: Callable[[Any], str]) -> None:
         self.name = name
-        self.where: dict[Any, set[str]] = {}  # an unfinished trial → the nodes its runs reported
-        self.alive: set[str] = set()
+        self.where: dict[Any, set[str]] = {}  # an unfinished trial → the nodes its runs reported, none known lost
         self.next_poll = 0.0
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         self.where.setdefault(trial, set()).update(result.get(NODES, ()))
 
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._look([trial])
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._look([trial])
         self.where.pop(trial, None)
 
     on_trial_error = on_trial_complete
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        if time.monotonic() < self.next_poll:
-            return
-        self.next_poll = time.monotonic() + POLL_S
-        alive = set(_alive_nodes())
-        for node in sorted(self.alive - alive):
-            for trial, nodes in self.where.items():
-                if node in nodes:
+        if time.monotonic() >= self.next_poll:
+            self.next_poll = time.monotonic() + POLL_S
+            self._look(list(self.where))
+
+    def _look(self, trials: list[Any]) -> None:
+        nodes = set().union(*(self.where.get(trial, set()) for trial in trials))
+        for node in sorted(_lost(nodes) if nodes else ()):
+            for trial in trials:
+                if node in self.where.get(trial, ()):
+                    self.where[trial].discard(node)
                     print(f"{self.name(trial)} lost node {node}: it continues from its newest checkpoint on a node "
                           "that can take it", file=sys.stderr, flush=True)
-        self.alive = alive
 
 
 class NodeWait(TrialScheduler):

@@ -48,7 +48,8 @@ def check_marker(marker: StorageMarker | None) -> str | None:
     try:
         token = json.loads(Path(marker.path).read_text())["token"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        return f"{NOT_SHARED}: node {node_id()} cannot read {marker.path} ({getattr(err, 'strerror', None) or err!r})"
+        why = getattr(err, "strerror", None) or repr(err)
+        return f"{NOT_SHARED}: node {node_id()} cannot read {marker.path} ({why})"
     if token != marker.token:
         return f"{NOT_SHARED}: node {node_id()} reads another driver's marker at {marker.path}"
     return None
