@@ -65,7 +65,7 @@ from ast_tune.results.promoted import over_seeds, seed_numbers, summary_line
 from ast_tune.results.sweep_dir import made_before
 from ast_tune.results.tables import write_epochs
 from ast_tune.tuning.runtime.baseline import probe_device, with_full_baseline
-from ast_tune.tuning.runtime.session import ray_session
+from ast_tune.tuning.runtime.session import fit, ray_session
 from ast_tune.tuning.runtime.storage import StorageMarker, write_marker
 from ast_tune.tuning.runtime.worker import SUMMARY, TrialFailedError, failure_reason
 from ast_tune.tuning.search.callbacks import JournalCallback
@@ -130,7 +130,7 @@ def _train(promotion: Promotion, say: Callable[[str], None]) -> None:
     seeds = [seed for seed in promotion.seeds if seed not in ended]
     if seeds:
         marker = write_marker(promotion.out.parent)  # read by every seed's run as it starts on its node
-        _tuner(promotion, _EpochsJournal(promotion, journal), seeds, marker).fit()
+        fit(_tuner(promotion, _EpochsJournal(promotion, journal), seeds, marker))
     entries = journal.read()
     ends = {e["params"]["seed"]: e for e in entries if e["event"] == "end"}
     if any(seed not in ends for seed in promotion.seeds):

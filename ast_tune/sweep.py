@@ -63,7 +63,7 @@ from ast_tune.results.page import write_report
 from ast_tune.results.sweep_dir import SPEC_FILE, check_results
 from ast_tune.tuning.runtime.baseline import ensure_baseline
 from ast_tune.tuning.runtime.resources import concurrency, resources_line
-from ast_tune.tuning.runtime.session import in_threads, ray_session
+from ast_tune.tuning.runtime.session import fit, in_threads, ray_session
 from ast_tune.tuning.runtime.storage import not_shared_line, write_marker
 from ast_tune.tuning.runtime.worker import failure_reason
 from ast_tune.tuning.search.study import check_search, open_study, reconcile
@@ -239,8 +239,8 @@ def _search(spec: SweepSpec, results: Path, journal: Journal, baseline: dict[str
     if resume:
         print(f"resume: trial(s) {', '.join(str(t.number) for t in resume)} continue after their newest "
               "checkpoint", flush=True)
-    make_tuner(spec, results, study=study, resume=resume, journal=journal, concurrency=trials_at_once,
-               baseline=baseline, marker=write_marker(results)).fit()
+    fit(make_tuner(spec, results, study=study, resume=resume, journal=journal, concurrency=trials_at_once,
+                   baseline=baseline, marker=write_marker(results)))
 
 
 def _baseline(spec: SweepSpec, results: Path, trials_at_once: int, attempt: dict[str, Any], *,

@@ -22,6 +22,7 @@ import pytest
 from ast_tune.config.cli import EXIT_TERMINATED, run_main
 from ast_tune.results.journal import JOURNAL, Journal
 from ast_tune.results.lock import LOCK_FILE
+from ast_tune.tuning.runtime.session import fit
 from tests.test_kills import _sweep_argv, frozen
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -220,3 +221,14 @@ def test_a_sweep_sent_sigterm_before_ray_starts_exits_143_and_its_printed_comman
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert pd.read_csv(sweep_dir / "trials.csv")["status"].tolist() == ["TERMINATED"]
+
+
+def test_the_sigint_handler_a_tune_run_leaves_behind_is_replaced_by_the_one_before_it():
+    class Tuner:  # as Tune's fit does: it installs its handler and leaves it there
+        def fit(self) -> str:
+            signal.signal(signal.SIGINT, lambda signum, frame: None)
+            return "grid"
+
+    before = signal.getsignal(signal.SIGINT)
+    assert fit(Tuner()) == "grid"
+    assert signal.getsignal(signal.SIGINT) is before

@@ -3,7 +3,8 @@
 :func:`ray_session` starts a local Ray with its own temp dir and always shuts it down
 (:func:`local_ray` makes every port of a local Ray listen on loopback only, behind a token);
 :func:`in_threads` runs blocking calls so that Ctrl-C still reaches the main thread. What a trial
-holds, and how many trials fit at once, is :mod:`ast_tune.tuning.runtime.resources`.
+holds, and how many trials fit at once, is :mod:`ast_tune.tuning.runtime.resources`;
+:func:`fit` runs a Tune run and gives Ctrl-C and SIGTERM back to the command when it ends.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -103,6 +105,20 @@ def ray_session(*, verbose: bool, num_cpus: int | None = None) -> Iterator[dict[
             os.environ.pop(API_SERVER_VARIABLE)
             if api_server is not None:
                 os.environ[API_SERVER_VARIABLE] = api_server
+
+
+def fit(tuner: Any) -> Any:
+    """``tuner.fit()``, with the SIGINT handler in place before it put back afterwards; Tune's result grid.
+
+    Tune installs a handler of its own for the run and leaves it there when the run ends: a Ctrl-C, or
+    a SIGTERM (handled as Ctrl-C), after the run would then only stop that finished run.
+    """
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        return tuner.fit()
+    finally:
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)
 
 
 def in_threads(calls: Sequence[Callable[[], Any]]) -> list[Any]:
