@@ -22,7 +22,7 @@ import pytest
 from ast_tune.config.cli import EXIT_TERMINATED, run_main
 from ast_tune.results.journal import JOURNAL, Journal
 from ast_tune.results.lock import LOCK_FILE
-from ast_tune.tuning.runtime.session import fit
+from ast_tune.tuning.runtime.session import _sigterm_held, fit
 from tests.test_kills import _sweep_argv, frozen
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,3 +232,20 @@ def test_the_sigint_handler_a_tune_run_leaves_behind_is_replaced_by_the_one_befo
     before = signal.getsignal(signal.SIGINT)
     assert fit(Tuner()) == "grid"
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_sigterm_while_ray_starts_waits_until_it_has_started_then_stops_the_command(capsys):
+    # an interrupt raised while ray.init forks could be lost in an at-fork hook: it waits for the end of the start
+    reached = []
+
+    def body() -> int:
+        with _sigterm_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(100):
+                time.sleep(0.001)
+            reached.append("started")
+        reached.append("after")
+        return 0
+
+    assert run_main(body, interrupted="stopped") == 143
+    assert reached == ["started"] and capsys.readouterr().err == "stopped\n"

@@ -22,7 +22,7 @@ from typing import Any
 
 import ray
 
-from ast_tune.config.cli import terminate_as_interrupt
+from ast_tune.config.cli import EXIT_TERMINATED, terminate_as_interrupt
 from ast_tune.tuning import private_api
 from ast_tune.tuning.runtime import cleanup
 
@@ -67,6 +67,34 @@ def free_loopback_port() -> int:
 
 
 @contextlib.contextmanager
+def _sigterm_held() -> Iterator[None]:
+    """While Ray starts, a SIGTERM waits; then SIGTERM is Ctrl-C again (config.cli), and one that came is delivered.
+
+    ``ray.init`` forks Ray's processes, and a KeyboardInterrupt raised in an at-fork hook is lost
+    (Python only prints "Exception ignored"): the command would go on. Held, the SIGTERM stops the
+    command as soon as Ray has started; a second one while Ray starts ends the process at once. Ray's
+    own SIGTERM handlers are not installed (:func:`ast_tune.tuning.private_api.sigterm_left_alone`),
+    and the handler is installed again over the one Ray's core worker adds (it logs, then calls ours).
+    """
+    held: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        if held:
+            os._exit(EXIT_TERMINATED)
+        held.append(signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, hold)
+    try:
+        with private_api.sigterm_left_alone():
+            yield
+    finally:
+        terminate_as_interrupt()
+        if held:
+            signal.raise_signal(signal.SIGTERM)
+
+
+@contextlib.contextmanager
 def ray_session(*, verbose: bool, num_cpus: int | None = None) -> Iterator[dict[str, float]]:
     """Start Ray (or join ``RAY_ADDRESS``) and always shut it down; yields the cluster's resources.
 
@@ -75,10 +103,8 @@ def ray_session(*, verbose: bool, num_cpus: int | None = None) -> Iterator[dict[
     cleaner asks its state API whether a stopped trial's controller is gone, and frees the trial's
     workers only then. The temp dir is marked with this
     process (:mod:`ast_tune.tuning.runtime.cleanup`), and the leftovers of marked Rays whose driver was killed
-    are removed first. ``num_cpus``: the CPUs a local Ray offers (default: all). ``ray.init`` leaves
-    the SIGTERM handler alone, and it is installed again over the one Ray's core worker adds, so a
-    command sent SIGTERM while or after Ray starts stops as on Ctrl-C
-    (:func:`ast_tune.config.cli.terminate_as_interrupt`).
+    are removed first. ``num_cpus``: the CPUs a local Ray offers (default: all). A command sent
+    SIGTERM while or after Ray starts stops as on Ctrl-C (:func:`_sigterm_held`).
     """
     temp_dir, api_server = None, os.environ.get(API_SERVER_VARIABLE)
     options: dict[str, Any] = {"log_to_driver": verbose, "configure_logging": verbose}
@@ -93,9 +119,8 @@ def ray_session(*, verbose: bool, num_cpus: int | None = None) -> Iterator[dict[
     try:
         with local_ray() if temp_dir else contextlib.nullcontext():
             try:
-                with private_api.sigterm_left_alone():  # SIGTERM stays Ctrl-C (config.cli) while Ray starts
+                with _sigterm_held():
                     ray.init(**options)
-                terminate_as_interrupt()  # over the handler Ray's core worker installed (it logs, then calls ours)
                 yield {"CPU": 0.0, "GPU": 0.0, **ray.cluster_resources()}
             finally:
                 ray.shutdown()
