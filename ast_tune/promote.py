@@ -30,7 +30,8 @@ speedups and verdict under ``seeds``, their ``mean`` and ``std``; ``verdict``: t
 meets; :mod:`ast_tune.results.promoted`), ``plots/`` (the first seed's), ``journal.jsonl``, ``runs/``
 (each seed's checkpoints and engine summary), ``train/`` (Ray Train's runs) and ``tune/`` (Tune's scratch).
 Exit codes: 0 done (or done before), 1 runtime failure or no trial qualifies, 2 bad input (one
-line naming the path or flag; nothing written), 130 interrupted (the same command continues).
+line naming the path or flag; nothing written), 130 interrupted by Ctrl-C and 143 stopped by SIGTERM
+(both print the command, the same one, that continues).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from ray import tune
 
 from ast_tune import atomic
 from ast_tune.config import columns
-from ast_tune.config.cli import CliParser, run_main
+from ast_tune.config.cli import CliParser, continue_command, run_main
 from ast_tune.config.run_spec import RunSpec
 from ast_tune.config.spec import SpecError
 from ast_tune.promotion.choice import PROMOTION_FILE, NoCandidateError, Promotion, decide_promotion
@@ -64,7 +65,8 @@ from ast_tune.results.promoted import over_seeds, seed_numbers, summary_line
 from ast_tune.results.sweep_dir import made_before
 from ast_tune.results.tables import write_epochs
 from ast_tune.tuning.runtime.baseline import probe_device, with_full_baseline
-from ast_tune.tuning.runtime.session import ray_session
+from ast_tune.tuning.runtime.session import fit, ray_session
+from ast_tune.tuning.runtime.storage import StorageMarker, write_marker
 from ast_tune.tuning.runtime.worker import SUMMARY, TrialFailedError, failure_reason
 from ast_tune.tuning.search.callbacks import JournalCallback
 from ast_tune.tuning.search.tuner import TrialContext, tune_run
@@ -127,7 +129,8 @@ def _train(promotion: Promotion, say: Callable[[str], None]) -> None:
     ended = {e["params"]["seed"] for e in journal.read() if e["event"] == "end"}
     seeds = [seed for seed in promotion.seeds if seed not in ended]
     if seeds:
-        _tuner(promotion, _EpochsJournal(promotion, journal), seeds).fit()
+        marker = write_marker(promotion.out.parent)  # read by every seed's run as it starts on its node
+        fit(_tuner(promotion, _EpochsJournal(promotion, journal), seeds, marker))
     entries = journal.read()
     ends = {e["params"]["seed"]: e for e in entries if e["event"] == "end"}
     if any(seed not in ends for seed in promotion.seeds):
@@ -215,12 +218,12 @@ def _seeded(spec: RunSpec, config: Mapping[str, Any]) -> RunSpec:
     return dataclasses.replace(spec, seed=config["seed"])
 
 
-def _tuner(promotion: Promotion, journal: JournalCallback, seeds: Sequence[int]) -> tune.Tuner:
+def _tuner(promotion: Promotion, journal: JournalCallback, seeds: Sequence[int], marker: StorageMarker) -> tune.Tuner:
     """A new Tune run of ``seeds`` under ``promoted/tune``; each seed's run continues after its newest checkpoint."""
     context = TrialContext(functools.partial(_seeded, promotion.run_spec), functools.partial(_name, promotion),
                            functools.partial(_run_dir, promotion), promotion.workload, str(promotion.out / "train"),
-                           promotion.baseline_seconds)
-    return tune_run(context.trainable(), promotion.out, callbacks=[journal],
+                           promotion.baseline_seconds, marker)
+    return tune_run(context.trainable(), promotion.out, journal=journal,
                     param_space={"seed": tune.grid_search(list(seeds))}, trial_dirname_creator=context.dirname)
 
 
@@ -252,11 +255,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     logging.getLogger("ray").setLevel(logging.CRITICAL)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's legacy reporter: silent at verbose=0
+    again = continue_command("ast_tune.promote", argv, flag=None)
     return run_main(
         functools.partial(_main, argv),
-        interrupted="interrupted: the last checkpoint is kept; run the same command again to continue",
+        interrupted=f"interrupted: the last checkpoint is kept; continue with the same command: {again}",
         failures={NoCandidateError: lambda err: f"nothing promoted: {err}",
                   Exception: lambda err: f"promotion failed: {failure_reason(err)}"})
 

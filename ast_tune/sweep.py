@@ -21,7 +21,8 @@ runs: the baseline's, with its checkpoints, and multi-worker trials'), and the t
 One driver runs a sweep at a time (``driver.lock``, :mod:`ast_tune.results.lock`). A resumed sweep keeps
 the baseline it started with (``--new-baseline`` times another, and every speedup in the tables then
 uses it). Exit codes: 0 done, 1 runtime failure, 2 bad input (one line naming the key path or file;
-nothing written) or another driver holds the sweep, 130 interrupted (``--resume`` continues).
+nothing written) or another driver holds the sweep, 130 interrupted by Ctrl-C and 143 stopped by SIGTERM
+(both print the ``--resume`` command that continues).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import json
 import logging
 import os
 import platform
-import shlex
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -46,7 +46,7 @@ import ray
 import yaml
 
 from ast_tune import atomic
-from ast_tune.config.cli import CliParser, run_main
+from ast_tune.config.cli import EXIT_INTERRUPTED, CliParser, continue_command, run_main
 from ast_tune.config.spec import SpecError
 from ast_tune.config.sweep_spec import SweepSpec, load_sweep, to_document
 from ast_tune.cost.epoch_cost import PROBE_STEPS
@@ -60,10 +60,11 @@ from ast_tune.results import tables as export
 from ast_tune.results.baseline_file import BASELINE_FILE, read_baseline
 from ast_tune.results.journal import JOURNAL, Journal, epochs_frame
 from ast_tune.results.page import write_report
-from ast_tune.results.sweep_dir import check_results
+from ast_tune.results.sweep_dir import SPEC_FILE, check_results
 from ast_tune.tuning.runtime.baseline import ensure_baseline
 from ast_tune.tuning.runtime.resources import concurrency, resources_line
-from ast_tune.tuning.runtime.session import in_threads, ray_session
+from ast_tune.tuning.runtime.session import fit, in_threads, ray_session
+from ast_tune.tuning.runtime.storage import not_shared_line, write_marker
 from ast_tune.tuning.runtime.worker import failure_reason
 from ast_tune.tuning.search.study import check_search, open_study, reconcile
 from ast_tune.tuning.search.tuner import make_tuner
@@ -183,7 +184,7 @@ def sweep(spec: SweepSpec, results: Path, *, resume: bool, cluster: dict[str, fl
     A resumed sweep keeps the baseline it started with unless ``new_baseline``.
 
     Returns:
-        The exit code: 0 done, 1 no trial finished, 130 interrupted.
+        The exit code: 0 done, 1 no trial finished, 130 interrupted (143 when by SIGTERM: :func:`run_main`).
     """
     trials_at_once = concurrency(spec, cluster, autoscaling=bool(os.environ.get("RAY_ADDRESS")))
     try:
@@ -191,7 +192,7 @@ def sweep(spec: SweepSpec, results: Path, *, resume: bool, cluster: dict[str, fl
     except SpecError as err:
         raise err.within("workload") from None
     results.mkdir(parents=True, exist_ok=True)  # only now: bad input has been ruled out
-    atomic.write_text(results / "spec.yaml", yaml.safe_dump(to_document(spec), sort_keys=False))
+    atomic.write_text(results / SPEC_FILE, yaml.safe_dump(to_document(spec), sort_keys=False))
     attempt = {"command": [sys.executable, "-m", "ast_tune.sweep", *argv], "cwd": os.getcwd(),
                "start": datetime.now(UTC).isoformat(timespec="seconds"), "end": None, "status": "running",
                "versions": _versions(), "hardware": {"host": platform.node(), "cpus": cluster["CPU"],
@@ -238,8 +239,8 @@ def _search(spec: SweepSpec, results: Path, journal: Journal, baseline: dict[str
     if resume:
         print(f"resume: trial(s) {', '.join(str(t.number) for t in resume)} continue after their newest "
               "checkpoint", flush=True)
-    make_tuner(spec, results, study=study, resume=resume, journal=journal, concurrency=trials_at_once,
-               baseline=baseline).fit()
+    fit(make_tuner(spec, results, study=study, resume=resume, journal=journal, concurrency=trials_at_once,
+                   baseline=baseline, marker=write_marker(results)))
 
 
 def _baseline(spec: SweepSpec, results: Path, trials_at_once: int, attempt: dict[str, Any], *,
@@ -265,19 +266,29 @@ def _conclude(spec: SweepSpec, results: Path, journal: Journal, front: pd.DataFr
         print(export.front_markdown(front, [(o.metric, o.mode) for o in spec.objectives], target=target))
         print(_verdict_line(spec, results, journal), flush=True)
     print(f"results: {results}", flush=True)
+    ends = {e["trial_id"]: e.get("reason") for e in journal.read() if e["event"] == "end"}
+    if unshared := not_shared_line(ends, spec.storage.root):
+        print(unshared, file=sys.stderr, flush=True)
     if interrupted:
-        again = shlex.join(["python", "-m", "ast_tune.sweep", *(a for a in argv if a != "--resume"), "--resume"])
-        print(f"interrupted; continue with: {again}", file=sys.stderr)
-        return 130
+        print(_interrupted_line(argv, results), file=sys.stderr)
+        return EXIT_INTERRUPTED
     if not export.eligible(epochs_frame(journal.read())).any():
         print("sweep failed: no trial finished; see the reason column of trials.csv", file=sys.stderr)
         return 1
     return 0
 
 
+def _interrupted_line(argv: Sequence[str], results: Path | None) -> str:
+    """What an interrupted sweep prints: the command that continues it, with ``--resume`` once the sweep exists
+    (its ``spec.yaml``; before, nothing was written and the same command starts it)."""
+    exists = results is not None and (results / SPEC_FILE).is_file()
+    again = continue_command("ast_tune.sweep", argv, flag="--resume" if exists else None)
+    return f"interrupted; continue with: {again}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    return run_main(functools.partial(_main, argv), interrupted="interrupted; continue with --resume",
+    return run_main(functools.partial(_main, argv), interrupted=_interrupted_line(argv, None),
                     failures={Exception: lambda err: f"sweep failed: {failure_reason(err)}"},
                     log_format="%(message)s", trace_level=logging.INFO)  # the traceback, with --verbose
 
@@ -296,16 +307,20 @@ def _main(argv: list[str]) -> int:
         return 0
     _check_data(spec)
     estimate = sweep_estimate(spec, args.probe)
-    with lock.hold(results, say=lambda line: print(line, flush=True)):  # one driver per sweep
-        if check_results(spec, results, resume=args.resume) and not args.resume:
-            return _show_finished(spec, results)
-        if not args.verbose:  # our progress lines only
-            logging.getLogger("ray").setLevel(logging.CRITICAL)
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-            os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's legacy reporter: silent at verbose=0
-        with ray_session(verbose=args.verbose) as cluster:
-            return sweep(spec, results, resume=args.resume, cluster=cluster, argv=argv, report=not args.no_report,
-                         new_baseline=args.new_baseline, estimate=estimate)
+    try:
+        with lock.hold(results, say=lambda line: print(line, flush=True)):  # one driver per sweep
+            if check_results(spec, results, resume=args.resume) and not args.resume:
+                return _show_finished(spec, results)
+            if not args.verbose:  # our progress lines only
+                logging.getLogger("ray").setLevel(logging.CRITICAL)
+                optuna.logging.set_verbosity(optuna.logging.WARNING)
+                os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's legacy reporter: silent at verbose=0
+            with ray_session(verbose=args.verbose) as cluster:
+                return sweep(spec, results, resume=args.resume, cluster=cluster, argv=argv,
+                             report=not args.no_report, new_baseline=args.new_baseline, estimate=estimate)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM outside the Tune run (which stops itself): what is written is whole
+        print(_interrupted_line(argv, results), file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -264,7 +264,8 @@ def test_a_full_disk_while_a_checkpoint_is_written_keeps_the_previous_one_and_fa
     session = worker.Session(lambda record: reports.append(record["epoch"]), lambda: torch.device("cpu"))
     spec = RunSpec(data=DataSpec(kind="digits", image_size=16), model="small_resnet", batch_size=256, epochs=3,
                    warmup_epochs=1, checkpoint_every=1)
-    config = {"run_spec": to_dict(spec), "threads": 1, "baseline_epoch_seconds": None, "run_dir": str(run_dir)}
+    config = {"run_spec": to_dict(spec), "threads": 1, "baseline_epoch_seconds": None, "run_dir": str(run_dir),
+              "marker": None, "nodes": []}
     real_save, saves = torch.save, []
 
     def save_until_the_disk_is_full(state, path, *args, **kwargs):

@@ -115,6 +115,8 @@ def os_error_line(err: OSError) -> str:
     return f"{err.filename}: {err.strerror or err}" if err.filename else str(err)
 
 
-def continue_command(module: str, argv: Sequence[str], *, flag: str = "--resume") -> str:
-    """The shell-quoted command that continues an interrupted ``python -m <module> argv``: ``argv`` with ``flag``."""
-    return shlex.join(["python", "-m", module, *(a for a in argv if a != flag), flag])
+def continue_command(module: str, argv: Sequence[str], *, flag: str | None = "--resume") -> str:
+    """The shell-quoted command that continues an interrupted ``python -m <module> argv``: ``argv`` with ``flag``
+    (once, last), or ``argv`` as it is when ``flag`` is None (the same command continues)."""
+    kept = [a for a in argv if a != flag]
+    return shlex.join(["python", "-m", module, *kept, *([flag] if flag else [])])

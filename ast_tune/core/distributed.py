@@ -1,4 +1,4 @@
-"""The DDP helpers of the engine, in one place: rank and world size, and all-reduces that are the
+"""The DDP helpers of the engine, in one place: rank and world size, all-reduces and an all-gather, each the
 identity when no ``torch.distributed`` group is initialised (a one-process run).
 
 Ray Train's TorchTrainer initialises the group on every rank; the engine never starts one itself.
@@ -35,3 +35,12 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     if not initialised():
         return values
     return all_reduce_(torch.tensor(values, dtype=torch.float64, device=device)).tolist()
+
+
+def all_gather_objects(value: object) -> list[object]:
+    """Every rank's ``value`` (picklable, small), in rank order; ``[value]`` without torch.distributed."""
+    if not initialised():
+        return [value]
+    gathered: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered

@@ -3,7 +3,8 @@
 :func:`ray_session` starts a local Ray with its own temp dir and always shuts it down
 (:func:`local_ray` makes every port of a local Ray listen on loopback only, behind a token);
 :func:`in_threads` runs blocking calls so that Ctrl-C still reaches the main thread. What a trial
-holds, and how many trials fit at once, is :mod:`ast_tune.tuning.runtime.resources`.
+holds, and how many trials fit at once, is :mod:`ast_tune.tuning.runtime.resources`;
+:func:`fit` runs a Tune run and gives Ctrl-C and SIGTERM back to the command when it ends.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -20,6 +22,7 @@ from typing import Any
 
 import ray
 
+from ast_tune.config.cli import EXIT_TERMINATED, terminate_as_interrupt
 from ast_tune.tuning import private_api
 from ast_tune.tuning.runtime import cleanup
 
@@ -64,6 +67,34 @@ def free_loopback_port() -> int:
 
 
 @contextlib.contextmanager
+def _sigterm_held() -> Iterator[None]:
+    """While Ray starts, a SIGTERM waits; then SIGTERM is Ctrl-C again (config.cli), and one that came is delivered.
+
+    ``ray.init`` forks Ray's processes, and a KeyboardInterrupt raised in an at-fork hook is lost
+    (Python only prints "Exception ignored"): the command would go on. Held, the SIGTERM stops the
+    command as soon as Ray has started; a second one while Ray starts ends the process at once. Ray's
+    own SIGTERM handlers are not installed (:func:`ast_tune.tuning.private_api.sigterm_left_alone`),
+    and the handler is installed again over the one Ray's core worker adds (it logs, then calls ours).
+    """
+    held: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        if held:
+            os._exit(EXIT_TERMINATED)
+        held.append(signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, hold)
+    try:
+        with private_api.sigterm_left_alone():
+            yield
+    finally:
+        terminate_as_interrupt()
+        if held:
+            signal.raise_signal(signal.SIGTERM)
+
+
+@contextlib.contextmanager
 def ray_session(*, verbose: bool, num_cpus: int | None = None) -> Iterator[dict[str, float]]:
     """Start Ray (or join ``RAY_ADDRESS``) and always shut it down; yields the cluster's resources.
 
@@ -72,7 +103,8 @@ def ray_session(*, verbose: bool, num_cpus: int | None = None) -> Iterator[dict[
     cleaner asks its state API whether a stopped trial's controller is gone, and frees the trial's
     workers only then. The temp dir is marked with this
     process (:mod:`ast_tune.tuning.runtime.cleanup`), and the leftovers of marked Rays whose driver was killed
-    are removed first. ``num_cpus``: the CPUs a local Ray offers (default: all).
+    are removed first. ``num_cpus``: the CPUs a local Ray offers (default: all). A command sent
+    SIGTERM while or after Ray starts stops as on Ctrl-C (:func:`_sigterm_held`).
     """
     temp_dir, api_server = None, os.environ.get(API_SERVER_VARIABLE)
     options: dict[str, Any] = {"log_to_driver": verbose, "configure_logging": verbose}
@@ -87,7 +119,8 @@ def ray_session(*, verbose: bool, num_cpus: int | None = None) -> Iterator[dict[
     try:
         with local_ray() if temp_dir else contextlib.nullcontext():
             try:
-                ray.init(**options)
+                with _sigterm_held():
+                    ray.init(**options)
                 yield {"CPU": 0.0, "GPU": 0.0, **ray.cluster_resources()}
             finally:
                 ray.shutdown()
@@ -97,6 +130,20 @@ def ray_session(*, verbose: bool, num_cpus: int | None = None) -> Iterator[dict[
             os.environ.pop(API_SERVER_VARIABLE)
             if api_server is not None:
                 os.environ[API_SERVER_VARIABLE] = api_server
+
+
+def fit(tuner: Any) -> Any:
+    """``tuner.fit()``, with the SIGINT handler in place before it put back afterwards; Tune's result grid.
+
+    Tune installs a handler of its own for the run and leaves it there when the run ends: a Ctrl-C, or
+    a SIGTERM (handled as Ctrl-C), after the run would then only stop that finished run.
+    """
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        return tuner.fit()
+    finally:
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)
 
 
 def in_threads(calls: Sequence[Callable[[], Any]]) -> list[Any]:

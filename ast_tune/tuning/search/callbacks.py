@@ -59,13 +59,14 @@ class JournalCallback(tune.Callback):
     def _entry(self, event: str, trial: Any, **fields: Any) -> dict[str, Any]:
         return {"event": event, "trial_id": self.key(trial.config), "params": trial_params(trial.config), **fields}
 
-    def _name(self, trial: Any) -> str:
+    def name(self, trial: Any) -> str:
+        """A trial as the progress lines name it, e.g. ``trial 3``."""
         return self.label(self.key(trial.config), trial.config)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.started.add(self.key(trial.config))
         self.journal.append(self._entry("start", trial))
-        print(f"{self._name(trial)} started", flush=True)
+        print(f"{self.name(trial)} started", flush=True)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "epoch" not in result:
@@ -78,10 +79,10 @@ class JournalCallback(tune.Callback):
         self.held.add(held)
         record = {key: result.get(key) for key in columns.EPOCH_METRICS}
         self.journal.append(self._entry("epoch", trial, **record))
-        print(epoch_line(record, self.epochs, who=f"{self._name(trial)} "), flush=True)
+        print(epoch_line(record, self.epochs, who=f"{self.name(trial)} "), flush=True)
         if not self.warned_data and (warning := data_bound_warning(record)):
             self.warned_data = True
-            print(f"{self._name(trial)} {warning}", file=sys.stderr, flush=True)
+            print(f"{self.name(trial)} {warning}", file=sys.stderr, flush=True)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if self.key(trial.config) not in self.started:  # a pending trial removed before it ran: no end
@@ -89,7 +90,7 @@ class JournalCallback(tune.Callback):
         last = trial.last_result or {}
         status = columns.TERMINATED if last.get("epoch", 0) >= self.epochs else columns.STOPPED
         self._end(trial, status, None)
-        print(f"{self._name(trial)} {status} after {last.get('epoch', 0)} epochs: top1 "
+        print(f"{self.name(trial)} {status} after {last.get('epoch', 0)} epochs: top1 "
               f"{number(last.get('val_top1'), '.2f', suffix='%')} savings "
               f"{number(last.get('energy_savings'), '.1f', scale=100, suffix='%')} (counted) speedup "
               f"{number(last.get('speedup'), '.2f', suffix='x')} (measured)", flush=True)
@@ -97,7 +98,7 @@ class JournalCallback(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         reason = _error_reason(self.run_dir(trial.config) / FAILED, trial.error_file)
         self._end(trial, columns.ERROR, reason)
-        print(f"{self._name(trial)} {columns.ERROR}: {reason}", flush=True)
+        print(f"{self.name(trial)} {columns.ERROR}: {reason}", flush=True)
 
     def _end(self, trial: Any, status: str, reason: str | None) -> None:
         self.journal.append(self._entry("end", trial, status=status, reason=reason))

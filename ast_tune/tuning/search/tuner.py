@@ -25,12 +25,15 @@ from typing import Any
 import optuna
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.schedulers import TrialScheduler
 
 from ast_tune import atomic
 from ast_tune.config.run_spec import RunSpec
 from ast_tune.config.sweep_spec import SweepSpec, Workload
 from ast_tune.results.journal import Journal
+from ast_tune.tuning.runtime.nodes import NodeWait, NodeWatch, node_wait_s
 from ast_tune.tuning.runtime.resources import trial_resources
+from ast_tune.tuning.runtime.storage import StorageMarker
 from ast_tune.tuning.runtime.worker import (
     FAILED,
     SUMMARY,
@@ -58,6 +61,7 @@ class TrialContext:
     workload: Workload
     train_storage: str  # absolute directory of the Train runs
     baseline_epoch_seconds: float | None
+    marker: StorageMarker | None = None  # read by every run as it starts (tuning/runtime/storage.py)
 
     def trainable(self) -> Any:
         """:func:`run_trial` bound to this context, with the workload's resources per trial."""
@@ -85,12 +89,12 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     try:
         if workload.workers == 1:
             result = run_in_trial(spec, workload=workload, run_dir=run_dir,
-                                  baseline_epoch_seconds=context.baseline_epoch_seconds)
+                                  baseline_epoch_seconds=context.baseline_epoch_seconds, marker=context.marker)
         else:
             result = run_training(spec, workload=workload, name=context.name_of(config),
                                   storage_path=context.train_storage, run_dir=run_dir,
                                   baseline_epoch_seconds=context.baseline_epoch_seconds,
-                                  callbacks=[TuneReportCallback()])
+                                  callbacks=[TuneReportCallback()], marker=context.marker)
     except TrialFailedError as err:
         with contextlib.suppress(OSError):  # a full disk must not hide the reason
             atomic.write_text(failed, str(err))
@@ -98,13 +102,16 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     atomic.write_text(run_dir / SUMMARY, json.dumps(result["summary"], default=float))
 
 
-def tune_run(trainable: Any, storage: Path, *, callbacks: Sequence[tune.Callback],
-             param_space: dict[str, Any] | None = None, **tune_config: Any) -> tune.Tuner:
+def tune_run(trainable: Any, storage: Path, *, journal: JournalCallback, param_space: dict[str, Any] | None = None,
+             scheduler: TrialScheduler | None = None, **tune_config: Any) -> tune.Tuner:
     """A new Tune run named ``tune`` under ``storage`` (Tune's scratch: TensorBoard files, its own state,
-    never read back), trials restarted ``WORKER_RETRIES`` times when their process dies."""
-    return tune.Tuner(trainable, param_space=param_space, tune_config=tune.TuneConfig(**tune_config),
+    never read back), recorded by ``journal``; trials restarted ``WORKER_RETRIES`` times when their process
+    dies (or its node: a line names it), and ended ``ERROR`` when no node can take one for
+    :func:`node_wait_s` (:mod:`ast_tune.tuning.runtime.nodes`)."""
+    return tune.Tuner(trainable, param_space=param_space,
+                      tune_config=tune.TuneConfig(scheduler=NodeWait(scheduler, wait_s=node_wait_s()), **tune_config),
                       run_config=tune.RunConfig(name="tune", storage_path=str(storage), verbose=0,
-                                                callbacks=[*callbacks, EpochTBXLogger()],
+                                                callbacks=[journal, EpochTBXLogger(), NodeWatch(journal.name)],
                                                 failure_config=tune.FailureConfig(max_failures=WORKER_RETRIES)))
 
 
@@ -122,7 +129,8 @@ def _study_number(trial: tune.experiment.Trial) -> str:
 
 
 def make_tuner(spec: SweepSpec, results: Path, *, study: optuna.Study, resume: Sequence[optuna.trial.FrozenTrial],
-               journal: Journal, concurrency: int, baseline: Mapping | None) -> tune.Tuner:
+               journal: Journal, concurrency: int, baseline: Mapping | None,
+               marker: StorageMarker | None = None) -> tune.Tuner:
     """A new Tune run of the sweep over ``results/<name>``: the trials to resume first, then new ones.
 
     Args:
@@ -132,9 +140,10 @@ def make_tuner(spec: SweepSpec, results: Path, *, study: optuna.Study, resume: S
         journal: the journal (``results/<name>/journal.jsonl``); the scheduler's rungs are rebuilt from it.
         concurrency: trials at once.
         baseline: ``baseline.json`` (its ``epoch_seconds`` gives every speedup), or None: speedup is NaN.
+        marker: the storage marker every trial's run reads as it starts, or None.
     """
     context = TrialContext(spec.trial_spec, _sweep_name, functools.partial(_sweep_run_dir, results), spec.workload,
-                           str(results / "train"), baseline["epoch_seconds"] if baseline else None)
+                           str(results / "train"), baseline["epoch_seconds"] if baseline else None, marker)
     searcher = StudySearcher(study, distributions(spec), num_trials=spec.search.num_trials, resume=resume)
 
     def told(number: str, entries: list[dict[str, Any]]) -> None:
@@ -144,6 +153,6 @@ def make_tuner(spec: SweepSpec, results: Path, *, study: optuna.Study, resume: S
                                on_end=told)
     history = [(e["trial_id"], e) for e in journal.read() if e["event"] == "epoch"]
     scheduler = make_scheduler(spec, key=_study_number, history=history)
-    return tune_run(context.trainable(), results, callbacks=[callback], search_alg=searcher, scheduler=scheduler,
+    return tune_run(context.trainable(), results, journal=callback, search_alg=searcher, scheduler=scheduler,
                     num_samples=-1, max_concurrent_trials=concurrency, trial_dirname_creator=context.dirname,
                     reuse_actors=spec.workload.workers == 1)  # a Train run's end outlasts reuse
