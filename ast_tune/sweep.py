@@ -35,6 +35,7 @@ import logging
 import os
 import platform
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,8 +51,11 @@ from ast_tune.config.cli import EXIT_INTERRUPTED, CliParser, continue_command, r
 from ast_tune.config.spec import SpecError
 from ast_tune.config.sweep_spec import SweepSpec, load_sweep, to_document
 from ast_tune.cost.epoch_cost import PROBE_STEPS
-from ast_tune.cost.run_cost import print_estimate, record_actuals, sweep_estimate
+from ast_tune.cost.reestimate import attempts_of
+from ast_tune.cost.run_cost import HALF, START, cost_line, half_estimate, print_estimate, record_actuals, sweep_estimate
+from ast_tune.cost.status import SweepStatus, status_of
 from ast_tune.data.inventory import subset_classes
+from ast_tune.data.prepared import copy_record, size_warning
 from ast_tune.data.sources import check_root
 from ast_tune.promote import promote
 from ast_tune.promotion.choice import NoCandidateError
@@ -61,6 +65,7 @@ from ast_tune.results.baseline_file import BASELINE_FILE, read_baseline
 from ast_tune.results.journal import JOURNAL, Journal, epochs_frame
 from ast_tune.results.page import write_report
 from ast_tune.results.sweep_dir import SPEC_FILE, check_results
+from ast_tune.tracking.trackers import Trackers, check_trackers
 from ast_tune.tuning.runtime.baseline import ensure_baseline
 from ast_tune.tuning.runtime.resources import concurrency, resources_line
 from ast_tune.tuning.runtime.session import fit, in_threads, ray_session
@@ -68,6 +73,7 @@ from ast_tune.tuning.runtime.storage import not_shared_line, write_marker
 from ast_tune.tuning.runtime.worker import failure_reason
 from ast_tune.tuning.search.study import check_search, open_study, reconcile
 from ast_tune.tuning.search.tuner import make_tuner
+from ast_tune.tuning.search.watch import StatusCallback
 
 # --- results ---------------------------------------------------------------------------------
 
@@ -133,8 +139,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"time STEPS (default {PROBE_STEPS}) training steps of one worker here for the "
                              "cost estimate, instead of the spec's cost figures")
     parser.add_argument("--no-report", action="store_true", help="skip the HTML report (report/index.html)")
+    parser.add_argument("--status-every", type=_seconds, default=60.0, metavar="SECONDS",
+                        help="print the status line at least this often while trials run, and at each trial's end "
+                             "(default 60; 0: only at trial ends)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print only the status lines and the end, not a line per trial epoch")
     parser.add_argument("--verbose", action="store_true", help="show Ray's own logs")
     return parser.parse_args(argv)
+
+
+def _seconds(text: str) -> float:
+    """``--status-every``'s value: seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more; got {text!r}")
+    return value
 
 
 def _show_finished(spec: SweepSpec, results: Path) -> int:
@@ -177,11 +199,13 @@ def _check_data(spec: SweepSpec) -> None:
             raise SpecError("promote.workload.root", err.message) from None
 
 
-def sweep(spec: SweepSpec, results: Path, *, resume: bool, cluster: dict[str, float], argv: Sequence[str],
-          report: bool = True, new_baseline: bool = False, estimate: dict[str, Any] | None = None) -> int:
-    """Baseline, Tune, tables, then (when every trial ended and one finished) promotion and report.
+def sweep(spec: SweepSpec, results: Path, args: argparse.Namespace, *, cluster: dict[str, float],
+          argv: Sequence[str], estimate: dict[str, Any]) -> int:
+    """Baseline, Tune, tables, then (when every trial ended and one finished) promotion and report; the
+    cost's three estimates and the trackers along the way.
 
-    A resumed sweep keeps the baseline it started with unless ``new_baseline``.
+    A resumed sweep keeps the baseline it started with unless ``args.new_baseline``. An estimate the spec
+    could not make (no ``cost:`` figures, no ``--probe``) is made from the dense baseline once it is timed.
 
     Returns:
         The exit code: 0 done, 1 no trial finished, 130 interrupted (143 when by SIGTERM: :func:`run_main`).
@@ -197,26 +221,67 @@ def sweep(spec: SweepSpec, results: Path, *, resume: bool, cluster: dict[str, fl
                "start": datetime.now(UTC).isoformat(timespec="seconds"), "end": None, "status": "running",
                "versions": _versions(), "hardware": {"host": platform.node(), "cpus": cluster["CPU"],
                                                        "gpus": cluster["GPU"]},
-               "trials_at_once": trials_at_once, "estimate": estimate,
-               "subset_classes": classes}
+               "trials_at_once": trials_at_once, START: estimate, "subset_classes": classes,
+               "data_copy": copy_record(spec.workload.data)}
     _write_run(results, attempt)
     journal = Journal(results / JOURNAL)
     status, baseline = "interrupted", None
-    stored = "retime" if new_baseline else "keep" if resume else "match"
+    stored = "retime" if args.new_baseline else "keep" if args.resume else "match"
+    trackers = Trackers.open(spec, results)
     try:
         if spec.storage.baseline == "auto":
             baseline = _baseline(spec, results, trials_at_once, attempt, stored=stored)
-        _search(spec, results, journal, baseline, trials_at_once)
+            if "unavailable" in attempt[START]:
+                attempt[START] = sweep_estimate(spec, baseline=baseline)
+                _write_run(results, attempt)
+        if args.resume:
+            trackers.sync(journal.read())
+        _search(spec, results, journal, baseline, trials_at_once,
+                watching=_Watching(results, attempt, baseline, trackers, args))
         ended = {e["trial_id"] for e in journal.read() if e["event"] == "end"}
         status = "done" if len(ended) >= spec.search.num_trials else "interrupted"
     finally:
         front = _write_tables(spec, results, journal, baseline and baseline["epoch_seconds"])
         _write_run(results, {**attempt, "end": datetime.now(UTC).isoformat(timespec="seconds"), "status": status})
+        trackers.close()
     code = _conclude(spec, results, journal, front, interrupted=status == "interrupted", argv=argv)
+    if front is not None:
+        trackers.finish(pd.read_parquet(results / "trials.parquet"), _verdict_line(spec, results, journal))
+        trackers.close()
     if code == 0:
-        _after_trials(spec, results, report=report)
-    record_actuals(results, attempt, journal, spec.workload, trials_at_once)
+        _after_trials(spec, results, report=not args.no_report)
+    record_actuals(results, attempt, journal, spec.workload, trials_at_once,
+                   usd_per_gpu_hour=spec.cost.usd_per_gpu_hour)
+    print(cost_line(json.loads((results / "run.json").read_text())), flush=True)
     return code
+
+
+@dataclasses.dataclass
+class _Watching:
+    """What follows a running sweep: the status line (and ``run.json``'s half-way estimate from it), the
+    trackers, and how much is printed."""
+
+    results: Path
+    attempt: dict[str, Any]  # run.json's top record, which the half-way estimate joins
+    baseline: dict[str, Any] | None
+    trackers: Trackers
+    args: argparse.Namespace
+
+    def status(self, spec: SweepSpec, journal: Journal) -> SweepStatus:
+        """The sweep's status now, from its journal and ``run.json``."""
+        run = json.loads((self.results / "run.json").read_text())
+        return status_of(spec, journal.read(), attempts=attempts_of(run), now=time.time(), live=True,
+                         baseline=self.baseline, estimate=self.attempt[START])
+
+    def noted(self, status: SweepStatus) -> None:
+        """Record ``run.json``'s half-way estimate the first time it is due."""
+        if self.attempt.get(HALF) is None and (half := half_estimate(self.attempt, status.projection)):
+            self.attempt[HALF] = half
+            _write_run(self.results, self.attempt)
+
+    def callbacks(self, spec: SweepSpec, journal: Journal) -> list[StatusCallback]:
+        return [StatusCallback(functools.partial(self.status, spec, journal), every=self.args.status_every,
+                               on_status=self.noted)]
 
 
 def _after_trials(spec: SweepSpec, results: Path, *, report: bool) -> None:
@@ -231,7 +296,7 @@ def _after_trials(spec: SweepSpec, results: Path, *, report: bool) -> None:
 
 
 def _search(spec: SweepSpec, results: Path, journal: Journal, baseline: dict[str, Any] | None,
-            trials_at_once: int) -> None:
+            trials_at_once: int, *, watching: _Watching) -> None:
     """A new Tune run of the sweep: what a killed driver left open in the study closed, its unfinished
     trials resumed, new ones asked until ``search.num_trials``."""
     study = open_study(spec, results)
@@ -240,7 +305,8 @@ def _search(spec: SweepSpec, results: Path, journal: Journal, baseline: dict[str
         print(f"resume: trial(s) {', '.join(str(t.number) for t in resume)} continue after their newest "
               "checkpoint", flush=True)
     fit(make_tuner(spec, results, study=study, resume=resume, journal=journal, concurrency=trials_at_once,
-                   baseline=baseline, marker=write_marker(results)))
+                   baseline=baseline, marker=write_marker(results), watch=watching.callbacks(spec, journal),
+                   on_entry=watching.trackers.record, quiet=watching.args.quiet))
 
 
 def _baseline(spec: SweepSpec, results: Path, trials_at_once: int, attempt: dict[str, Any], *,
@@ -306,6 +372,13 @@ def _main(argv: list[str]) -> int:
         print_estimate(spec, args.probe)
         return 0
     _check_data(spec)
+    check_trackers(spec.tracking)
+    try:
+        copy = copy_record(spec.workload.data)
+    except SpecError as err:
+        raise err.within("workload") from None
+    if warning := size_warning(spec.workload.data, copy):
+        print(warning, file=sys.stderr, flush=True)
     estimate = sweep_estimate(spec, args.probe)
     try:
         with lock.hold(results, say=lambda line: print(line, flush=True)):  # one driver per sweep
@@ -316,8 +389,7 @@ def _main(argv: list[str]) -> int:
                 optuna.logging.set_verbosity(optuna.logging.WARNING)
                 os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's legacy reporter: silent at verbose=0
             with ray_session(verbose=args.verbose) as cluster:
-                return sweep(spec, results, resume=args.resume, cluster=cluster, argv=argv,
-                             report=not args.no_report, new_baseline=args.new_baseline, estimate=estimate)
+                return sweep(spec, results, args, cluster=cluster, argv=argv, estimate=estimate)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM outside the Tune run (which stops itself): what is written is whole
         print(_interrupted_line(argv, results), file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -111,6 +112,24 @@ def test_a_promoted_root_without_data_exits_2_naming_promote_workload_root(tmp_p
     assert sweep_cli.main(argv) == 2
     err = _one_line(capsys)
     assert err.startswith("error: promote.workload.root: ") and "two or more class folders" in err, err
+    assert not root.exists()
+
+
+@pytest.mark.parametrize("every", ["-1", "soon", "inf"])
+def test_a_bad_status_every_exits_2_in_one_line_naming_the_flag(tmp_path, capsys, every):
+    root = tmp_path / "results"
+    assert sweep_cli.main([str(QUICKSTART), "--set", f"storage.root={root}", "--status-every", every]) == 2
+    err = _one_line(capsys)
+    assert err.startswith("error: argument --status-every: must be a number of seconds, 0 or more"), err
+    assert not root.exists()
+
+
+def test_a_tracker_that_is_not_installed_exits_2_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # its import fails
+    root = tmp_path / "results"
+    assert sweep_cli.main([str(QUICKSTART), "--set", f"storage.root={root}", "--set",
+                           "tracking.wandb.project=p"]) == 2
+    assert _one_line(capsys).startswith("error: tracking.wandb: wandb is not installed: pip install -e '.[wandb]'")
     assert not root.exists()
 
 

@@ -182,6 +182,6 @@ def test_the_cost_line_sets_the_three_estimates_side_by_side():
              "source": "the dense baseline"}
     actual = {"trial_epochs": 108, "wall_seconds": 198.0, "device": "CPU", "device_hours": 0.11, "usd": 12.4}
     assert cost_line({START: start, HALF: None, ACTUAL: actual}) == (
-        "cost: estimated 107.5 trial-epochs, 3.6 min, 0.12 CPU-h (the dense baseline) · "
+        "cost: estimated 107.5 trial-epochs, 3.6 min, 0.12 CPU-h, from the dense baseline · "
         "actual 108 trial-epochs, 3.3 min, 0.11 CPU-h ($12)")
     assert cost_line({START: {"unavailable": "no cost: figures"}}) == "cost: no estimate at the start"

@@ -90,12 +90,14 @@ def test_non_finite_loss_ends_the_trial_as_error_with_its_reason(tmp_path):
 
 
 def test_interrupted_sweep_resumes_without_rerunning_or_repeating_trials(tmp_path):
-    """FIFO, one trial at a time: an uninterrupted run finishes both trials; so must this one."""
+    """FIFO, one trial at a time: an uninterrupted run finishes both trials; so must this one. Its MLflow
+    runs (one per study trial) hold each epoch once; the resumed run, --quiet, prints status lines only."""
     results = tmp_path / "results"
+    mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     argv = _argv("quickstart.yaml", results, "workload.epochs=3", "workload.data.image_size=16",
                  "space.warmup_epochs.int=[0, 1]",
                  "search.num_trials=2", "search.max_concurrent=1", "scheduler.kind=fifo",
-                 "workload.checkpoint_every=1")
+                 "workload.checkpoint_every=1", f"tracking.mlflow.uri={mlflow_uri}")
     journal = results / "quickstart" / "journal.jsonl"
     process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -113,8 +115,11 @@ def test_interrupted_sweep_resumes_without_rerunning_or_repeating_trials(tmp_pat
     first = pd.read_parquet(results / "quickstart" / "epochs.parquet")
     assert list(first["status"].unique()) == ["INTERRUPTED"] and first["trial_id"].nunique() == 1
 
-    resumed = _run([*argv, "--resume"])
+    resumed = _run([*argv, "--resume", "--quiet"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "status: 2/2 trials done, 0 running, 0 pending" in resumed.stdout
+    assert " epoch 2/3" not in resumed.stdout and "trial 1 started" not in resumed.stdout  # --quiet
+    assert "cost: estimated" in resumed.stdout and " · actual " in resumed.stdout
     trials = pd.read_csv(results / "quickstart" / "trials.csv")
     assert len(trials) == 2 and trials["trial_id"].is_unique and set(trials["status"]) == {"TERMINATED"}
     epochs = pd.read_parquet(results / "quickstart" / "epochs.parquet")
@@ -130,6 +135,18 @@ def test_interrupted_sweep_resumes_without_rerunning_or_repeating_trials(tmp_pat
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2
     run = json.loads((results / "quickstart" / "run.json").read_text())
     assert run["status"] == "done" and [attempt["status"] for attempt in run["attempts"]] == ["interrupted"]
+    assert run["estimate"]["trial_epochs"] == 6 and run["actual"]["trial_epochs"] == 6  # FIFO: 2 trials × 3
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    experiment = client.get_experiment_by_name("quickstart")
+    runs = {r.data.tags["ast_tune.trial"]: r for r in client.search_runs([experiment.experiment_id])}
+    assert sorted(runs) == ["0", "1"]  # one run per study trial: the resumed one was continued, not duplicated
+    for number, tracked in runs.items():
+        steps = [m.step for m in client.get_metric_history(tracked.info.run_id, "val_top1")]
+        assert sorted(steps) == [1, 2, 3], number  # each epoch once
+        assert "kp" in tracked.data.params and tracked.data.tags["on_front"] in {"true", "false"}
 
 
 def test_run_json_keeps_the_earlier_attempts_of_a_resumed_sweep_oldest_first(tmp_path):

@@ -106,16 +106,18 @@ def record_actuals(results: Path, attempt: dict[str, Any], journal: Journal, wor
 
 def cost_line(run: Mapping[str, Any]) -> str:
     """``run.json``'s three estimates beside each other, as the sweep's last line prints them: ``cost:
-    estimated 107.5 trial-epochs, 3.6 min, 0.12 CPU-h (the dense baseline) · at half 110.2, 3.4 min, 0.11 ·
-    actual 108, 3.3 min, 0.11 CPU-h``."""
+    estimated 107.5 trial-epochs, 3.6 min, 0.12 CPU-h, from the dense baseline · at half 110.2 trial-epochs,
+    3.4 min, 0.11 CPU-h · actual 108 trial-epochs, 3.3 min, 0.11 CPU-h``."""
     def said(figures: Mapping[str, Any]) -> str:
         wall = figures.get("wall_seconds")
         price = f" ({usd(figures['usd'])})" if figures.get("usd") is not None else ""
-        return (f"{figures['trial_epochs']:g} trial-epochs, {'n/a' if wall is None else duration(wall)}, "
-                f"{figures.get('device_hours') or 0:.2f} {figures.get('device', 'GPU')}-h{price}")
+        epochs = figures["trial_epochs"]
+        return (f"{epochs:.0f}" if float(epochs).is_integer() else f"{epochs:.1f}") + (
+            f" trial-epochs, {'n/a' if wall is None else duration(wall)}, "
+            f"{figures.get('device_hours') or 0:.2f} {figures.get('device', 'GPU')}-h{price}")
 
     start, half, actual = run.get(START), run.get(HALF), run.get(ACTUAL)
-    parts = [f"estimated {said(start)} ({start.get('source', 'estimate')})" if isinstance(start, Mapping)
+    parts = [f"estimated {said(start)}, from {start.get('source', 'the spec')}" if isinstance(start, Mapping)
              and "trial_epochs" in start else "no estimate at the start"]
     if isinstance(half, Mapping):
         parts.append(f"at half {said(half)}")

@@ -45,19 +45,30 @@ class JournalCallback(tune.Callback):
         run_dir: a trial's run directory, from its config (where a failed run leaves ``FAILED``).
         label: names a trial in the progress lines, from its id and config; default ``trial <id>``.
         on_end: called with a trial's id and its journal entries once its end is recorded.
+        on_entry: called with each entry as it is appended (the sweep's trackers).
+        quiet: print no line per trial start, epoch and end (the sweep's ``--quiet``).
     """
 
     def __init__(self, journal: Journal, *, epochs: int, key: Callable[[Config], str],
                  run_dir: Callable[[Config], Path], label: Callable[[str, Config], str] | None = None,
-                 on_end: Callable[[str, list[dict[str, Any]]], None] | None = None) -> None:
+                 on_end: Callable[[str, list[dict[str, Any]]], None] | None = None,
+                 on_entry: Callable[[dict[str, Any]], None] | None = None, quiet: bool = False) -> None:
         self.journal, self.epochs, self.key, self.run_dir, self.on_end = journal, epochs, key, run_dir, on_end
+        self.on_entry, self.quiet = on_entry, quiet
         self.label = label or (lambda trial_id, config: f"trial {trial_id}")
         self.held: set[tuple[str, int]] | None = None  # (id, epoch) on file; read on the first report
         self.started: set[str] = set()  # the trials this Tune run started
         self.warned_data = False  # the data-bound warning is printed once per attempt (one driver's run)
 
-    def _entry(self, event: str, trial: Any, **fields: Any) -> dict[str, Any]:
-        return {"event": event, "trial_id": self.key(trial.config), "params": trial_params(trial.config), **fields}
+    def _append(self, event: str, trial: Any, **fields: Any) -> None:
+        entry = {"event": event, "trial_id": self.key(trial.config), "params": trial_params(trial.config), **fields}
+        self.journal.append(entry)
+        if self.on_entry is not None:
+            self.on_entry(entry)
+
+    def _say(self, line: str) -> None:
+        if not self.quiet:
+            print(line, flush=True)
 
     def name(self, trial: Any) -> str:
         """A trial as the progress lines name it, e.g. ``trial 3``."""
@@ -65,8 +76,8 @@ class JournalCallback(tune.Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.started.add(self.key(trial.config))
-        self.journal.append(self._entry("start", trial))
-        print(f"{self.name(trial)} started", flush=True)
+        self._append("start", trial)
+        self._say(f"{self.name(trial)} started")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "epoch" not in result:
@@ -78,8 +89,8 @@ class JournalCallback(tune.Callback):
             return
         self.held.add(held)
         record = {key: result.get(key) for key in columns.EPOCH_METRICS}
-        self.journal.append(self._entry("epoch", trial, **record))
-        print(epoch_line(record, self.epochs, who=f"{self.name(trial)} "), flush=True)
+        self._append("epoch", trial, **record)
+        self._say(epoch_line(record, self.epochs, who=f"{self.name(trial)} "))
         if not self.warned_data and (warning := data_bound_warning(record)):
             self.warned_data = True
             print(f"{self.name(trial)} {warning}", file=sys.stderr, flush=True)
@@ -90,18 +101,18 @@ class JournalCallback(tune.Callback):
         last = trial.last_result or {}
         status = columns.TERMINATED if last.get("epoch", 0) >= self.epochs else columns.STOPPED
         self._end(trial, status, None)
-        print(f"{self.name(trial)} {status} after {last.get('epoch', 0)} epochs: top1 "
-              f"{number(last.get('val_top1'), '.2f', suffix='%')} savings "
-              f"{number(last.get('energy_savings'), '.1f', scale=100, suffix='%')} (counted) speedup "
-              f"{number(last.get('speedup'), '.2f', suffix='x')} (measured)", flush=True)
+        self._say(f"{self.name(trial)} {status} after {last.get('epoch', 0)} epochs: top1 "
+                  f"{number(last.get('val_top1'), '.2f', suffix='%')} savings "
+                  f"{number(last.get('energy_savings'), '.1f', scale=100, suffix='%')} (counted) speedup "
+                  f"{number(last.get('speedup'), '.2f', suffix='x')} (measured)")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         reason = _error_reason(self.run_dir(trial.config) / FAILED, trial.error_file)
         self._end(trial, columns.ERROR, reason)
-        print(f"{self.name(trial)} {columns.ERROR}: {reason}", flush=True)
+        self._say(f"{self.name(trial)} {columns.ERROR}: {reason}")
 
     def _end(self, trial: Any, status: str, reason: str | None) -> None:
-        self.journal.append(self._entry("end", trial, status=status, reason=reason))
+        self._append("end", trial, status=status, reason=reason)
         if self.on_end is not None:
             trial_id = self.key(trial.config)
             self.on_end(trial_id, [e for e in self.journal.read() if e["trial_id"] == trial_id])

@@ -103,15 +103,17 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
 
 
 def tune_run(trainable: Any, storage: Path, *, journal: JournalCallback, param_space: dict[str, Any] | None = None,
-             scheduler: TrialScheduler | None = None, **tune_config: Any) -> tune.Tuner:
+             scheduler: TrialScheduler | None = None, watch: Sequence[tune.Callback] = (),
+             **tune_config: Any) -> tune.Tuner:
     """A new Tune run named ``tune`` under ``storage`` (Tune's scratch: TensorBoard files, its own state,
-    never read back), recorded by ``journal``; trials restarted ``WORKER_RETRIES`` times when their process
-    dies (or its node: a line names it), and ended ``ERROR`` when no node can take one for
-    :func:`node_wait_s` (:mod:`ast_tune.tuning.runtime.nodes`)."""
+    never read back), recorded by ``journal`` and then told to ``watch`` (which may read the journal); trials
+    restarted ``WORKER_RETRIES`` times when their process dies (or its node: a line names it), and ended
+    ``ERROR`` when no node can take one for :func:`node_wait_s` (:mod:`ast_tune.tuning.runtime.nodes`)."""
     return tune.Tuner(trainable, param_space=param_space,
                       tune_config=tune.TuneConfig(scheduler=NodeWait(scheduler, wait_s=node_wait_s()), **tune_config),
                       run_config=tune.RunConfig(name="tune", storage_path=str(storage), verbose=0,
-                                                callbacks=[journal, EpochTBXLogger(), NodeWatch(journal.name)],
+                                                callbacks=[journal, *watch, EpochTBXLogger(),
+                                                           NodeWatch(journal.name)],
                                                 failure_config=tune.FailureConfig(max_failures=WORKER_RETRIES)))
 
 
@@ -130,7 +132,8 @@ def _study_number(trial: tune.experiment.Trial) -> str:
 
 def make_tuner(spec: SweepSpec, results: Path, *, study: optuna.Study, resume: Sequence[optuna.trial.FrozenTrial],
                journal: Journal, concurrency: int, baseline: Mapping | None,
-               marker: StorageMarker | None = None) -> tune.Tuner:
+               marker: StorageMarker | None = None, watch: Sequence[tune.Callback] = (),
+               on_entry: Callable[[dict[str, Any]], None] | None = None, quiet: bool = False) -> tune.Tuner:
     """A new Tune run of the sweep over ``results/<name>``: the trials to resume first, then new ones.
 
     Args:
@@ -141,6 +144,8 @@ def make_tuner(spec: SweepSpec, results: Path, *, study: optuna.Study, resume: S
         concurrency: trials at once.
         baseline: ``baseline.json`` (its ``epoch_seconds`` gives every speedup), or None: speedup is NaN.
         marker: the storage marker every trial's run reads as it starts, or None.
+        watch: callbacks told after the journal (the status line: :mod:`ast_tune.tuning.search.watch`).
+        on_entry, quiet: :class:`JournalCallback`'s (the trackers; ``--quiet``).
     """
     context = TrialContext(spec.trial_spec, _sweep_name, functools.partial(_sweep_run_dir, results), spec.workload,
                            str(results / "train"), baseline["epoch_seconds"] if baseline else None, marker)
@@ -150,9 +155,10 @@ def make_tuner(spec: SweepSpec, results: Path, *, study: optuna.Study, resume: S
         tell(study, int(number), entries, spec=spec, baseline=baseline, trial=searcher.asked.get(int(number)))
 
     callback = JournalCallback(journal, epochs=spec.workload.epochs, key=trial_key, run_dir=context.run_dir_of,
-                               on_end=told)
+                               on_end=told, on_entry=on_entry, quiet=quiet)
     history = [(e["trial_id"], e) for e in journal.read() if e["event"] == "epoch"]
     scheduler = make_scheduler(spec, key=_study_number, history=history)
-    return tune_run(context.trainable(), results, journal=callback, search_alg=searcher, scheduler=scheduler,
-                    num_samples=-1, max_concurrent_trials=concurrency, trial_dirname_creator=context.dirname,
+    return tune_run(context.trainable(), results, journal=callback, watch=watch, search_alg=searcher,
+                    scheduler=scheduler, num_samples=-1, max_concurrent_trials=concurrency,
+                    trial_dirname_creator=context.dirname,
                     reuse_actors=spec.workload.workers == 1)  # a Train run's end outlasts reuse
