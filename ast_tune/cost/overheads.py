@@ -39,7 +39,7 @@ class Overheads:
 #: Measured defaults, by how a trial runs: ``process`` (one worker, in the Tune trial's process) or
 #: ``trainer`` (several workers, a TorchTrainer): docs/benchmarks.md, "Fixed costs".
 MEASURED = {
-    "process": Overheads(ray_start=29.0, baseline_startup=38.0, trial_startup=0.2, epoch_overhead=0.01,
+    "process": Overheads(ray_start=8.4, baseline_startup=33.7, trial_startup=0.2, epoch_overhead=0.01,
                          checkpoint=0.02, source="measured defaults (docs/benchmarks.md, Fixed costs)"),
     "trainer": Overheads(ray_start=0.0, baseline_startup=30.0, trial_startup=30.0, epoch_overhead=1.1,
                          checkpoint=0.02, source="measured defaults (docs/benchmarks.md, Fixed costs)"),
