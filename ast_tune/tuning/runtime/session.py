@@ -133,10 +133,12 @@ def ray_session(*, verbose: bool, num_cpus: int | None = None) -> Iterator[dict[
 
 
 def fit(tuner: Any) -> Any:
-    """``tuner.fit()``, with the SIGINT handler in place before it put back afterwards; Tune's result grid.
+    """``tuner.fit()`` of a Tune Tuner or a Ray Train trainer, with the SIGINT handler in place before it put
+    back afterwards; what ``fit`` returns.
 
-    Tune installs a handler of its own for the run and leaves it there when the run ends: a Ctrl-C, or
-    a SIGTERM (handled as Ctrl-C), after the run would then only stop that finished run.
+    Tune and Ray Train install a handler of their own for the run and leave it there when the run ends: a
+    Ctrl-C, or a SIGTERM (handled as Ctrl-C), after the run would then only stop (or, for Ray Train, call
+    the controller of) that finished run.
     """
     handler = signal.getsignal(signal.SIGINT)
     try:

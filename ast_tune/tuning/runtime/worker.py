@@ -42,6 +42,7 @@ from ast_tune.core.checkpoint import CheckpointError
 from ast_tune.core.distributed import all_gather_objects, rank_and_world
 from ast_tune.core.engine import NonFiniteLossError, default_device, fit
 from ast_tune.data.sources import Datasets, load_datasets
+from ast_tune.tuning.runtime import session
 from ast_tune.tuning.runtime.nodes import NODES, node_id, worker_group_attempts
 from ast_tune.tuning.runtime.rendezvous import BoundTorchConfig
 from ast_tune.tuning.runtime.resources import torch_threads, worker_resources
@@ -221,7 +222,7 @@ def run_training(spec: RunSpec, *, workload: Workload, name: str, storage_path: 
                                                           controller_failure_limit=worker_group_attempts() - 1)),
     )
     try:
-        result = trainer.fit().return_value
+        result = session.fit(trainer).return_value
     except ray.train.TrainingFailedError as err:
         raise TrialFailedError(failure_reason(err)) from None
     if "error" in result:
