@@ -223,7 +223,11 @@ def _shrink_all(paths: list[str], settings: Settings, dst: Path, *,
         yield from map(task, paths)
         return
     chunk = max(1, min(16, len(paths) // (workers * 8)))
-    with multiprocessing.Pool(workers, initializer=_ignore_interrupts) as pool:
+    # Workers come from a fork server, not a fork of this process: a fork of a process with threads
+    # (Ray's, torch's, tqdm's monitor) can copy a lock another thread holds, and that worker then hangs.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    with context.Pool(workers, initializer=_ignore_interrupts) as pool:
         yield from pool.imap_unordered(task, paths, chunksize=chunk)
 
 
