@@ -1,8 +1,9 @@
 """One training run without Ray Tune: ``python -m ast_tune.train --preset quickstart``.
 
 Writes ``epochs.parquet`` (rewritten after every epoch), ``summary.json``, checkpoints
-(``checkpoints/epoch_NNNN``) and the run's figures (``plots/*.png``) to ``--out``, and prints one
-progress line per epoch. ``--resume`` continues from the newest checkpoint that loads.
+(``checkpoints/epoch_NNNN``, the newest two) and the run's figures (``plots/*.png``) to ``--out``, and
+prints one progress line per epoch. ``--resume`` continues from the newest usable checkpoint, with the
+epoch records it holds (:func:`ast_tune.core.checkpoint.resume_point`).
 Exit codes: 0 done, 1 the run failed (e.g. the loss became NaN), 2 bad input (one line naming the
 key), 130 interrupted by Ctrl-C, 143 by SIGTERM (both print the command that continues the run).
 """
@@ -55,18 +56,19 @@ def run(args: argparse.Namespace) -> int:
     datasets = load_datasets(spec.data)  # bad roots fail here, before anything is written
     out = args.out or Path("runs") / args.preset
     ckpt_root = out / "checkpoints"
-    resume = checkpoint.latest_valid(ckpt_root) if args.resume else None
     if not args.resume and ckpt_root.exists():
         raise SpecError("--out", f"{out} already holds a run; pass --resume or another --out")
-    rows, warned = [], []
-    if resume is not None and (out / "epochs.parquet").exists():
-        done = resume[0]["epoch"]
-        rows = [r for r in pd.read_parquet(out / "epochs.parquet").to_dict("records") if r["epoch"] <= done]
+    resume_from, rows = checkpoint.resume_point(ckpt_root, remove_unusable=True) if args.resume else (None, [])
+    warned: list[str] = []
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "spec.json", json.dumps(to_dict(spec), indent=2))
+    if rows:  # the epochs the checkpoint holds; later ones are trained again
+        write_epochs(out / "epochs.parquet", rows)
 
-    def report(record: dict, _checkpoint_dir: Path | None) -> None:
+    def report(record: dict, checkpoint_dir: Path | None) -> None:
         rows.append(record)
+        if checkpoint_dir is not None:
+            checkpoint.save_history(checkpoint_dir, rows)
         write_epochs(out / "epochs.parquet", rows)
         print(epoch_line(record, spec.epochs), flush=True)
         if not warned and (warning := data_bound_warning(record)):
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
     summary = {"status": "finished"}
     try:
-        summary.update(fit(spec, report=report, resume_from=resume[1] if resume else None,
+        summary.update(fit(spec, report=report, resume_from=resume_from,
                            checkpoint_root=ckpt_root, datasets=datasets))
     except NonFiniteLossError as err:
         summary.update(status="failed", reason=str(err))
@@ -91,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     again = continue_command("ast_tune.train", argv)
     return run_main(lambda: run(parse_args(argv)),
                     interrupted=f"interrupted: the checkpoints so far are kept; continue with: {again}",
+                    failures={checkpoint.CheckpointError: str},
                     log_format="%(levelname)s %(name)s: %(message)s")
 
 

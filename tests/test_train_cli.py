@@ -43,3 +43,15 @@ def test_run_writes_epochs_summary_checkpoints_and_resumes(tmp_path, capsys):
     assert main([*TINY, "--out", str(out)]) == 2  # refuses to overwrite a run without --resume
     assert main([*TINY, "--set", "epochs=3", "--resume", "--out", str(out)]) == 0
     assert pd.read_parquet(out / "epochs.parquet")["epoch"].tolist() == [1, 2, 3]
+
+
+def test_a_kill_between_the_checkpoint_and_the_epochs_file_loses_no_epoch_row(tmp_path):
+    """The state a kill leaves after epoch 2's checkpoint and history were written, before epochs.parquet was."""
+    out = tmp_path / "run"
+    assert main([*TINY, "--set", "checkpoint_every=1", "--out", str(out)]) == 0
+    epochs = pd.read_parquet(out / "epochs.parquet")
+    epochs[epochs["epoch"] == 1].to_parquet(out / "epochs.parquet")
+    assert main([*TINY, "--set", "checkpoint_every=1", "--set", "epochs=3", "--resume", "--out", str(out)]) == 0
+    resumed = pd.read_parquet(out / "epochs.parquet")
+    assert resumed["epoch"].tolist() == [1, 2, 3]
+    assert resumed["train_seconds"].iloc[1] == epochs["train_seconds"].iloc[1]  # epoch 2 kept, not retrained

@@ -1,26 +1,33 @@
-"""Checkpoints: one ``state.pt`` per directory, written atomically, loaded weights-only.
+"""Checkpoints: one ``state.pt`` per directory, written atomically, loaded weights-only, with the run's history.
 
-A run's checkpoints live in ``<root>/epoch_0010/state.pt`` and so on. :func:`latest_valid` returns
-the newest that loads, falling back past corrupt ones with a warning, so a kill mid-save or a
-damaged file costs at most the epochs since the previous checkpoint. Loading uses
-``torch.load(weights_only=True)``: a checkpoint carrying pickled code is refused, not executed.
+A run's checkpoints live in ``<root>/epoch_0010/`` and so on: the engine's ``state.pt`` and
+``history.json``, the run's epoch records up to that epoch (:func:`save_history`, written after the
+state, so a directory whose history reads was saved whole). :func:`resume_point` returns the newest
+usable one with its history, falling back past damaged ones with a warning, so a kill at any moment
+costs at most the epochs since the previous checkpoint, and a run continued from it holds each epoch
+record once. Loading uses ``torch.load(weights_only=True)``: a checkpoint carrying pickled code is
+refused, not executed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ast_tune.atomic import atomic_path
+from ast_tune.atomic import atomic_path, write_text
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
+HISTORY_FILE = "history.json"  # the run's epoch records up to the checkpoint beside it
+KEEP = 2  # checkpoints per run: the newest, and the one before in case it is damaged
 
 
 class CheckpointError(RuntimeError):
@@ -65,15 +72,43 @@ def load(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: {first_line}") from None
 
 
-def latest_valid(root: str | Path) -> tuple[dict[str, Any], Path] | None:
-    """The newest checkpoint under ``root`` that loads, with its directory; None if there is none."""
+def save_history(directory: str | Path, records: list[dict[str, Any]]) -> None:
+    """Write the run's epoch ``records`` so far beside the checkpoint in ``directory``, which makes it usable,
+    then remove all but the newest :data:`KEEP` checkpoints under its parent.
+
+    Raises:
+        CheckpointError: it could not be written (e.g. the disk is full); the previous checkpoint is kept.
+    """
+    try:
+        write_text(Path(directory) / HISTORY_FILE, json.dumps(records))
+    except OSError as err:
+        raise CheckpointError(f"{directory}: not written ({err.strerror or err}); the previous checkpoint is kept") \
+            from None
+    for older in sorted(Path(directory).parent.glob("epoch_*"))[:-KEEP]:
+        shutil.rmtree(older, ignore_errors=True)
+
+
+def resume_point(root: str | Path, *, remove_unusable: bool) -> tuple[Path | None, list[dict[str, Any]]]:
+    """The newest usable checkpoint directory under ``root`` (most epochs first) and its history;
+    ``(None, [])`` if there is none.
+
+    A directory is usable iff its ``state.pt`` loads weights-only and its history reads. Each unusable
+    directory newer than the one returned is named in a warning and, with ``remove_unusable`` (the
+    process that writes the checkpoints), removed: the run writes its epochs again from there.
+    """
     candidates = sorted(Path(root).glob("epoch_*"), reverse=True) if Path(root).is_dir() else []
     for directory in candidates:
         try:
-            state = load(directory)
-        except CheckpointError as err:
-            log.warning("skipping unreadable checkpoint %s", err)
+            load(directory)
+            history = json.loads((directory / HISTORY_FILE).read_text())
+        except (CheckpointError, OSError, ValueError) as err:
+            log.warning("checkpoint %s does not load (%s); trying the one with the next most epochs", directory, err)
+            if remove_unusable:
+                shutil.rmtree(directory, ignore_errors=True)
             continue
-        log.info("resuming from %s", directory)
-        return state, directory
-    return None
+        (log.warning if directory != candidates[0] else log.info)(
+            "resuming from checkpoint %s (%d epochs)", directory, len(history))
+        return directory, history
+    if candidates:
+        log.warning("no checkpoint of this run loads; training from epoch 0")
+    return None, []

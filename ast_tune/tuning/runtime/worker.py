@@ -8,19 +8,16 @@ promotion run it on every rank of a ``TorchTrainer`` (:func:`run_training`, Trai
 
 The checkpoints belong to the run, not to Tune or Train: ``<run dir>/checkpoints/epoch_NNNN/``
 holds the engine's ``state.pt`` and ``history.json`` (the run's epoch records so far), written by
-rank 0 and pruned to the newest ``KEEP_CHECKPOINTS``. Every rank reads them when the run starts, so
-a run started again (a new Tune run, Tune's retry of a trial whose process died, Train's restart of
-a dead worker, up to ``WORKER_RETRIES`` times) continues after its newest one, or the one before if
-the newest is damaged; a directory is usable iff ``state.pt`` loads weights-only and its history reads.
+rank 0, the newest two kept (:mod:`ast_tune.core.checkpoint`). Every rank reads them when the run
+starts, so a run started again (a new Tune run, Tune's retry of a trial whose process died, Train's
+restart of a dead worker, up to ``WORKER_RETRIES`` times) continues after its newest usable one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +30,6 @@ from ray import tune
 from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from ast_tune import atomic
 from ast_tune.config.run_spec import DataSpec, RunSpec
 from ast_tune.config.spec import build, to_dict
 from ast_tune.config.sweep_spec import Workload
@@ -53,8 +49,6 @@ log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"  # in a run's directory: its epoch_NNNN checkpoints
 FAILED = "FAILED"  # in a run's directory: the reason the run failed, which a retry cannot fix
 SUMMARY = "summary.json"  # in a run's directory: the engine's summary of a run trained to its end
-HISTORY_FILE = "history.json"  # the run's epoch records so far, saved beside the engine's checkpoint
-KEEP_CHECKPOINTS = 2  # per run: the newest, and the one before in case it is damaged
 WORKER_RETRIES = 2  # restarts of a run whose worker (or trial process) died, from its newest checkpoint
 REPLAYED = "replayed"  # True in a report that repeats an epoch record of the checkpoint a run resumed from
 
@@ -113,43 +107,13 @@ def train_loop(config: dict[str, Any], session: Session) -> dict[str, Any]:
         session.report({**record, NODES: nodes})
 
     try:
-        resume_from, history = _resume_point(checkpoints, remove_unusable=rank_and_world()[0] == 0)
+        resume_from, history = checkpoint.resume_point(checkpoints, remove_unusable=rank_and_world()[0] == 0)
         for record in history:
             report({**record, REPLAYED: True})
         return _fit_and_report(spec, config, report, session.device(), checkpoints, resume_from=resume_from,
                                history=history)
     except (NonFiniteLossError, CheckpointError) as err:
         return {"error": f"{type(err).__name__}: {err}"}
-
-
-def _resume_point(checkpoints: Path, *, remove_unusable: bool) -> tuple[Path | None, list[dict[str, Any]]]:
-    """The run's newest usable checkpoint directory (most epochs first) and its history; ``(None, [])`` if none.
-
-    Each unusable directory newer than it is named in a warning and, with ``remove_unusable``,
-    removed: the run writes its epochs again from there.
-    """
-    candidates = sorted(checkpoints.glob("epoch_*"), reverse=True) if checkpoints.is_dir() else []
-    for directory in candidates:
-        try:
-            checkpoint.load(directory)
-            history = json.loads((directory / HISTORY_FILE).read_text())
-        except (CheckpointError, OSError, ValueError) as err:
-            log.warning("checkpoint %s does not load (%s); trying the one with the next most epochs", directory, err)
-            if remove_unusable:
-                shutil.rmtree(directory, ignore_errors=True)
-            continue
-        (log.warning if directory != candidates[0] else log.info)(
-            "resuming from checkpoint %s (%d epochs)", directory, len(history))
-        return directory, history
-    if candidates:
-        log.warning("no checkpoint of this run loads; training from epoch 0")
-    return None, []
-
-
-def _prune(checkpoints: Path) -> None:
-    """Remove all but the newest ``KEEP_CHECKPOINTS`` epoch directories."""
-    for directory in sorted(checkpoints.glob("epoch_*"))[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @functools.lru_cache(maxsize=1)
@@ -166,12 +130,7 @@ def _fit_and_report(spec: RunSpec, config: dict[str, Any], send: Callable[[dict[
     def report(record: dict, checkpoint_dir: Path | None) -> None:
         records.append(record)
         if checkpoint_dir is not None:  # rank 0 at a checkpoint epoch: the records so far go beside it
-            try:
-                atomic.write_text(Path(checkpoint_dir) / HISTORY_FILE, json.dumps(records))
-            except OSError as err:
-                raise CheckpointError(f"epoch {record['epoch']}: checkpoint not written ({err.strerror or err}); "
-                                      "the previous checkpoint is kept") from None
-            _prune(checkpoints)
+            checkpoint.save_history(checkpoint_dir, records)
         send(dict(record))
 
     summary = fit(spec, report=report, resume_from=resume_from, checkpoint_root=checkpoints, device=device,
