@@ -200,12 +200,13 @@ def _check_data(spec: SweepSpec) -> None:
 
 
 def sweep(spec: SweepSpec, results: Path, args: argparse.Namespace, *, cluster: dict[str, float],
-          argv: Sequence[str], estimate: dict[str, Any]) -> int:
+          argv: Sequence[str], estimate: dict[str, Any], data_copy: dict[str, Any] | None) -> int:
     """Baseline, Tune, tables, then (when every trial ended and one finished) promotion and report; the
     cost's three estimates and the trackers along the way.
 
     A resumed sweep keeps the baseline it started with unless ``args.new_baseline``. An estimate the spec
     could not make (no ``cost:`` figures, no ``--probe``) is made from the dense baseline once it is timed.
+    ``data_copy`` is ``run.json``'s record of the prepared copy the workload reads (None: not a copy).
 
     Returns:
         The exit code: 0 done, 1 no trial finished, 130 interrupted (143 when by SIGTERM: :func:`run_main`).
@@ -222,7 +223,7 @@ def sweep(spec: SweepSpec, results: Path, args: argparse.Namespace, *, cluster: 
                "versions": _versions(), "hardware": {"host": platform.node(), "cpus": cluster["CPU"],
                                                        "gpus": cluster["GPU"]},
                "trials_at_once": trials_at_once, START: estimate, "subset_classes": classes,
-               "data_copy": copy_record(spec.workload.data)}
+               "data_copy": data_copy}
     _write_run(results, attempt)
     journal = Journal(results / JOURNAL)
     status, baseline = "interrupted", None
@@ -389,7 +390,7 @@ def _main(argv: list[str]) -> int:
                 optuna.logging.set_verbosity(optuna.logging.WARNING)
                 os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's legacy reporter: silent at verbose=0
             with ray_session(verbose=args.verbose) as cluster:
-                return sweep(spec, results, args, cluster=cluster, argv=argv, estimate=estimate)
+                return sweep(spec, results, args, cluster=cluster, argv=argv, estimate=estimate, data_copy=copy)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM outside the Tune run (which stops itself): what is written is whole
         print(_interrupted_line(argv, results), file=sys.stderr)
         return EXIT_INTERRUPTED
